@@ -1,0 +1,64 @@
+"""Tortoise models: fields, relations, constraints; nothing else.
+
+Everything here imports only tortoise and the standard library.
+"""
+
+from models.accounts import Account, ApiKey, FinanceSettings, Session, User
+from models.catalogue import Product
+from models.enums import (
+    ApiKeyChannel,
+    CertificateRequestStatus,
+    IdempotencyStatus,
+    LedgerEntryKind,
+    OrderEventKind,
+    OutboxStatus,
+    PaymentMethod,
+    PdfStatus,
+    Role,
+    VoucherOrderStatus,
+    VoucherStatus,
+)
+from models.ledger import LedgerEntry
+from models.orders import OrderEvent, Voucher, VoucherOrder, VoucherOrderLine
+from models.outbox import IdempotencyRecord, OutboxMessage
+from models.redemption import CertificateRequest
+
+APP_LABEL = "vouchsafe"
+MODEL_MODULES = [
+    "models.accounts",
+    "models.catalogue",
+    "models.ledger",
+    "models.orders",
+    "models.outbox",
+    "models.redemption",
+]
+
+__all__ = [
+    "APP_LABEL",
+    "MODEL_MODULES",
+    "Account",
+    "ApiKey",
+    "ApiKeyChannel",
+    "CertificateRequest",
+    "CertificateRequestStatus",
+    "FinanceSettings",
+    "IdempotencyRecord",
+    "IdempotencyStatus",
+    "LedgerEntry",
+    "LedgerEntryKind",
+    "OrderEvent",
+    "OrderEventKind",
+    "OutboxMessage",
+    "OutboxStatus",
+    "PaymentMethod",
+    "PdfStatus",
+    "Product",
+    "Role",
+    "Session",
+    "User",
+    "Voucher",
+    "VoucherOrder",
+    "VoucherOrderLine",
+    "VoucherOrderStatus",
+    "VoucherStatus",
+]

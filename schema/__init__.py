@@ -1,0 +1,76 @@
+"""The GraphQL schema, assembled from per-domain modules."""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
+from strawberry import relay
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from schema.accounts import AccountMutation, AccountQuery
+from schema.errors import MaskInternalErrors
+from schema.pagination import MAX_PAGE_SIZE
+from schema.staff import StaffMutation
+
+log = logging.getLogger("vouchsafe.graphql")
+
+MAX_DEPTH = 12
+MAX_ALIASES = 30
+MAX_TOKENS = 2_000
+
+
+def _node_query() -> type:
+    # relay.node() fields are bound to one schema when it is built: a new class per schema.
+    @strawberry.type
+    class NodeQuery:
+        node: relay.Node | None = relay.node(description="Any object by its global id; another tenant's reads as null.")
+        nodes: list[relay.Node | None] = relay.node(
+            description="Objects by global ids, in order; null where not found."
+        )
+
+    return NodeQuery
+
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        # Unexpected errors are logged with their trace by MaskInternalErrors; the rest
+        # (validation, authentication, page sizes) are the client's, not ours.
+        for error in errors:
+            log.debug("graphql error: %s", error.message)
+
+
+def build_schema(*, production: bool = False) -> Schema:
+    """The schema; production also refuses introspection and hides field suggestions."""
+    extensions: list[type[SchemaExtension] | object] = [
+        # Limits are checked on the parsed document before any resolver runs.
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        ParserCache,
+        ValidationCache,
+        MaskInternalErrors,
+    ]
+    if production:
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    return Schema(
+        query=merge_types("Query", (_node_query(), AccountQuery)),
+        mutation=merge_types("Mutation", (AccountMutation, StaffMutation)),
+        extensions=extensions,  # type: ignore[arg-type]
+        config=StrawberryConfig(relay_max_results=MAX_PAGE_SIZE, disable_field_suggestions=production),
+    )
+
+
+schema = build_schema()

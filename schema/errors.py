@@ -1,0 +1,75 @@
+"""The one place where domain errors become `UserError`s, and internal errors are masked."""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+from strawberry.relay.types import GlobalIDValueError
+
+from services.errors import DomainError
+from services.errors import ErrorCode as DomainErrorCode
+
+log = logging.getLogger("vouchsafe.graphql")
+
+strawberry.enum(DomainErrorCode, name="ErrorCode", description="Why a mutation did not do what was asked.")
+
+
+@strawberry.type(description="An expected failure: bad input, a refused rule. Nothing was changed.")
+class UserError:
+    code: DomainErrorCode
+    field: list[str] | None
+    message: str
+
+
+def _camel(name: str) -> str:
+    head, *tail = name.split("_")
+    return head + "".join(part.title() for part in tail)
+
+
+def user_errors(error: DomainError) -> list[UserError]:
+    """A domain error as the payload's errors; field paths start at the mutation's `input`."""
+    field = ["input", *(_camel(part) for part in error.field)] if error.field else None
+    return [UserError(code=error.code, field=field, message=error.message)]
+
+
+class ClientError(Exception):
+    """A request the API refuses as a whole (bad page size, not signed in); shown to the client."""
+
+    def __init__(self, message: str, code: str = "BAD_REQUEST") -> None:
+        super().__init__(message)
+        self.extensions = {"code": code}
+
+
+def _exposed(error: GraphQLError) -> bool:
+    original = error.original_error
+    # Parse and validation errors have no original error: they describe the document.
+    return original is None or isinstance(original, ClientError | GlobalIDValueError)
+
+
+class MaskInternalErrors(MaskErrors):
+    """Unexpected errors reach the client as a generic message with a request id; the log has it all."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda error: not _exposed(error))
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        context = self.execution_context.context
+        request_id = getattr(context, "request_id", "-")
+        original = error.original_error
+        log.error(
+            "unexpected error in %s (request %s)",
+            ".".join(str(p) for p in error.path or []),
+            request_id,
+            exc_info=(type(original), original, original.__traceback__) if original else None,
+        )
+        return GraphQLError(
+            message=f"Unexpected error. Request id: {request_id}",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+        )

@@ -1,0 +1,30 @@
+"""Coarse permissions. Ownership is not checked here: queries are scoped to the tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.permission import BasePermission
+
+from schema.context import Info
+from schema.errors import ClientError
+from services.actors import Actor
+
+
+class IsAuthenticated(BasePermission):
+    message = "Sign in first: send Authorization: Bearer <token>."
+    error_extensions = {"code": "UNAUTHENTICATED"}
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        return info.context.actor is not None
+
+    def on_unauthorized(self) -> None:
+        raise ClientError(self.message, code="UNAUTHENTICATED")
+
+
+def actor_of(info: Info) -> Actor:
+    """The signed-in actor of a field guarded by IsAuthenticated."""
+    actor = info.context.actor
+    if actor is None:
+        raise ClientError(IsAuthenticated.message, code="UNAUTHENTICATED")
+    return actor

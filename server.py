@@ -1,0 +1,151 @@
+"""The Starlette application: /graphql (HTTP + graphql-transport-ws), health, metrics.
+
+The composition root: it builds the process's resources in the lifespan and
+hands them to the GraphQL context; nothing below it reads the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from tortoise import connections
+
+from schema import build_schema
+from schema.context import AppResources, Context
+from services import database, metrics
+from services.actors import authenticate
+from services.ratelimit import RateLimiter
+from settings import Settings, load_settings
+from workers.connections import ArqQueue, open_redis
+from workers.embedded import embedded_worker
+from workers.relay import relay_forever
+
+log = logging.getLogger("vouchsafe.server")
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+class VouchsafeGraphQL(GraphQL[Context, None]):
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        resources: AppResources = request.app.state.resources
+        token = bearer_token(request.headers.get("authorization"))
+        actor = await authenticate(token) if token else None
+        request_id = uuid.uuid4().hex[:16]
+        if isinstance(response, Response):
+            response.headers["X-Request-Id"] = request_id
+        return Context(
+            resources=resources,
+            actor=actor,
+            client=request.client.host if request.client else "unknown",
+            request_id=request_id,
+            request=request,
+        )
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    """Ready when the database and Redis answer."""
+    checks: dict[str, str] = {}
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        await request.app.state.resources.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return PlainTextResponse(await metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.uses_sqlite:
+            await database.migrate(settings.database_url)
+        await database.open_db(settings.database_url, pool_size=settings.db_pool_size)
+        redis = await open_redis(settings.redis_url)
+        app.state.resources = AppResources(settings=settings, redis=redis, limiter=RateLimiter(redis))
+        background: list[asyncio.Task[Any]] = [
+            asyncio.create_task(relay_forever(ArqQueue(redis), interval=settings.outbox_sweep_seconds))
+        ]
+        worker = embedded_worker(settings, redis) if settings.embedded_redis else None
+        if worker is not None:
+            background.append(asyncio.create_task(worker.main()))
+        log.info(
+            "vouchsafe ready: database=%s redis=%s worker=%s",
+            "sqlite" if settings.uses_sqlite else "postgres",
+            "in-process" if settings.embedded_redis else "redis",
+            "in-process" if worker else "separate",
+        )
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await redis.aclose()
+            await database.close_db()
+
+    graphql = VouchsafeGraphQL(
+        build_schema(production=settings.production),
+        graphql_ide=None if settings.production else "graphiql",
+        allow_queries_via_get=False,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        allowed_origins=settings.allowed_origins,
+        keep_alive=True,
+        keep_alive_interval=15,
+    )
+    middleware = []
+    if settings.allowed_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.allowed_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )

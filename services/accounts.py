@@ -1,0 +1,138 @@
+"""Accounts, users, sign-in sessions and API keys."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from models import Account, ApiKey, ApiKeyChannel, FinanceSettings, Role, Session, User
+from services import clock, outbox
+from services.actors import Actor
+from services.errors import DomainError, ErrorCode, not_found
+from services.mail import SEND_EMAIL, email_payload
+from services.ratelimit import SIGN_IN_PER_CLIENT, SIGN_IN_PER_EMAIL, RateLimiter
+from services.security import (
+    API_KEY_PREFIX,
+    SESSION_PREFIX,
+    hash_password,
+    new_token,
+    token_digest,
+    verify_password,
+)
+from services.validation import check_password, clean_email, clean_locale, clean_text
+
+SESSION_LIFETIME = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    token: str
+    user: User
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    api_key: ApiKey
+    secret: str
+
+
+async def sign_up(*, email: str, password: str, account_name: str, locale: str | None, public_url: str) -> User:
+    """Create an account and its first ADMIN user; a welcome e-mail goes out after commit."""
+    email = clean_email(email)
+    check_password(password)
+    name = clean_text(account_name, field="account_name", max_length=200)
+    locale = clean_locale(locale)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    try:
+        async with in_transaction() as conn:
+            account = await Account.create(name=name, locale=locale, using_db=conn)
+            await FinanceSettings.create(account=account, using_db=conn)
+            user = await User.create(
+                account=account, email=email, password_hash=password_hash, role=Role.ADMIN, using_db=conn
+            )
+            await outbox.add(
+                SEND_EMAIL,
+                email_payload(
+                    "welcome",
+                    to=[email],
+                    locale=locale,
+                    context={"account_name": name, "email": email, "public_url": public_url},
+                ),
+                using_db=conn,
+            )
+    except IntegrityError as exc:
+        if await User.filter(email=email).exists():
+            raise DomainError(ErrorCode.EMAIL_TAKEN, "An account with this e-mail already exists.", "email") from exc
+        raise
+    outbox.notify()
+    return user
+
+
+async def sign_in(*, email: str, password: str, client: str, limiter: RateLimiter) -> SignedIn:
+    """A new session for valid credentials; failures are rate-limited per e-mail and per client."""
+    email = email.strip().lower()
+    await limiter.attempt(SIGN_IN_PER_CLIENT, client)
+    await limiter.attempt(SIGN_IN_PER_EMAIL, email)
+    user = await User.filter(email=email, is_active=True).first()
+    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
+    if user is None or not ok:
+        raise DomainError(ErrorCode.INVALID_CREDENTIALS, "E-mail or password is wrong.")
+    await limiter.forgive(SIGN_IN_PER_CLIENT, client)
+    await limiter.forgive(SIGN_IN_PER_EMAIL, email)
+    token = new_token(SESSION_PREFIX)
+    expires_at = clock.now() + SESSION_LIFETIME
+    await Session.create(user=user, token_hash=token_digest(token), expires_at=expires_at)
+    return SignedIn(token=token, user=user, expires_at=expires_at)
+
+
+async def sign_out(*, actor: Actor) -> None:
+    """Revoke the session the request came with."""
+    if actor.session_id is None:
+        raise DomainError(ErrorCode.INVALID, "Only a sign-in session can be signed out; revoke API keys instead.")
+    await Session.filter(id=actor.session_id, revoked_at=None).update(revoked_at=clock.now())
+
+
+async def user_create(*, actor: Actor, email: str, password: str, role: Role) -> User:
+    """An ADMIN adds a user of any role to its own account."""
+    actor.require_role(Role.ADMIN)
+    account_id = actor.require_account()
+    email = clean_email(email)
+    check_password(password)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    try:
+        return await User.create(account_id=account_id, email=email, password_hash=password_hash, role=role)
+    except IntegrityError as exc:
+        raise DomainError(ErrorCode.EMAIL_TAKEN, "A user with this e-mail already exists.", "email") from exc
+
+
+async def api_key_create(*, actor: Actor, name: str, channel: ApiKeyChannel) -> CreatedApiKey:
+    """An ADMIN creates an API key; its secret is returned this once and stored only hashed."""
+    actor.require_role(Role.ADMIN)
+    account_id = actor.require_account()
+    name = clean_text(name, field="name", max_length=100)
+    secret = new_token(API_KEY_PREFIX)
+    key = await ApiKey.create(
+        account_id=account_id,
+        name=name,
+        channel=channel,
+        prefix=secret[: len(API_KEY_PREFIX) + 6],
+        key_hash=token_digest(secret),
+        created_by_id=actor.user_id,
+    )
+    return CreatedApiKey(api_key=key, secret=secret)
+
+
+async def api_key_revoke(*, actor: Actor, api_key_id: int) -> ApiKey:
+    """An ADMIN revokes one of its account's keys; another tenant's key is NOT_FOUND."""
+    actor.require_role(Role.ADMIN)
+    account_id = actor.require_account()
+    await ApiKey.filter(account_id=account_id, id=api_key_id, revoked_at=None).update(revoked_at=clock.now())
+    key = await ApiKey.filter(account_id=account_id, id=api_key_id).first()
+    if key is None:
+        raise not_found("id", "No such API key.")
+    return key

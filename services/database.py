@@ -1,0 +1,59 @@
+"""Opening, migrating and closing the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate as tortoise_migrate
+
+from models import APP_LABEL, MODEL_MODULES
+
+
+def tortoise_config(database_url: str, *, pool_size: int = 20) -> dict[str, Any]:
+    """The Tortoise configuration for one database URL (sqlite:// or postgres://)."""
+    if database_url.startswith("sqlite"):
+        path = database_url.split("://", 1)[1]
+        connection: dict[str, Any] = {
+            "engine": "tortoise.backends.sqlite",
+            "credentials": {
+                "file_path": path,
+                # WAL lets the API read while a worker process writes; busy_timeout
+                # makes a second process wait for the write lock instead of failing.
+                "journal_mode": "WAL",
+                "busy_timeout": 10_000,
+                "foreign_keys": "ON",
+            },
+        }
+    else:
+        url = database_url.replace("postgresql://", "postgres://", 1)
+        sep = "&" if "?" in url else "?"
+        connection = f"{url}{sep}minsize=1&maxsize={pool_size}"  # type: ignore[assignment]
+    return {
+        "connections": {"default": connection},
+        "apps": {
+            APP_LABEL: {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def migrate(database_url: str) -> None:
+    """Apply every migration not yet applied."""
+    await tortoise_migrate(config=tortoise_config(database_url, pool_size=2))
+    await Tortoise.close_connections()
+
+
+async def open_db(database_url: str, *, pool_size: int = 20) -> None:
+    # The global fallback makes the ORM visible to every task of the process
+    # (uvicorn serves requests in tasks that do not inherit the lifespan's context).
+    await Tortoise.init(config=tortoise_config(database_url, pool_size=pool_size), _enable_global_fallback=True)
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()

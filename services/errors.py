@@ -1,0 +1,48 @@
+"""Typed domain errors with a stable code. No HTTP status, no GraphQL."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    INVALID = "INVALID"
+    NOT_FOUND = "NOT_FOUND"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    NOT_A_PARTNER = "NOT_A_PARTNER"
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    PAYMENT_DECLINED = "PAYMENT_DECLINED"
+    PAYMENT_GATEWAY_ERROR = "PAYMENT_GATEWAY_ERROR"
+    PAYMENT_METHOD_DISABLED = "PAYMENT_METHOD_DISABLED"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    IDEMPOTENCY_KEY_IN_PROGRESS = "IDEMPOTENCY_KEY_IN_PROGRESS"
+    EMAIL_TAKEN = "EMAIL_TAKEN"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    CANCEL_WINDOW_CLOSED = "CANCEL_WINDOW_CLOSED"
+    ORDER_HAS_REDEEMED_VOUCHERS = "ORDER_HAS_REDEEMED_VOUCHERS"
+    ORDER_HAS_EXPIRED_VOUCHERS = "ORDER_HAS_EXPIRED_VOUCHERS"
+    ORDER_ALREADY_CANCELLED = "ORDER_ALREADY_CANCELLED"
+    VOUCHER_NOT_REDEEMABLE = "VOUCHER_NOT_REDEEMABLE"
+    ALLOWANCE_EXCEEDED = "ALLOWANCE_EXCEEDED"
+    CSR_INVALID = "CSR_INVALID"
+    CSR_MISMATCH = "CSR_MISMATCH"
+    REUSE_WINDOW_CLOSED = "REUSE_WINDOW_CLOSED"
+    RATE_LIMITED = "RATE_LIMITED"
+
+
+class DomainError(Exception):
+    """An expected failure of a use case; nothing was changed."""
+
+    def __init__(self, code: ErrorCode, message: str, field: str | tuple[str, ...] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field: tuple[str, ...] | None = (field,) if isinstance(field, str) else field
+
+
+def invalid(field: str, message: str) -> DomainError:
+    return DomainError(ErrorCode.INVALID, message, field)
+
+
+def not_found(field: str | None = None, message: str = "Not found.") -> DomainError:
+    return DomainError(ErrorCode.NOT_FOUND, message, field)

@@ -1,0 +1,147 @@
+"""The transactional outbox: nothing is lost between the database and the queue.
+
+Rows are written on the caller's connection, inside the transaction of the change
+that needs the work. After commit, `notify()` wakes the relay, which hands each
+row to the job queue under the job id `outbox-<id>`; a periodic sweep relays what
+a broker outage left behind. Deliveries are at least once, so `run` claims a row
+with a lease (compare-and-set) and a finished row is never run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import F, Q
+
+from models import OutboxMessage, OutboxStatus
+from services import clock
+from services.errors import DomainError, ErrorCode
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+LEASE = timedelta(minutes=10)
+# An ENQUEUED row this old is offered again: the broker may have lost it
+# (Redis keeps nothing on disk here). The job id keeps it from running twice.
+STALE_AFTER = timedelta(minutes=15)
+RUN_OUTBOX = "run_outbox"
+
+Handler = Callable[[dict[str, Any], int], Awaitable[None]]
+
+
+class JobQueue(Protocol):
+    async def enqueue(self, function: str, *args: Any, job_id: str) -> None: ...
+
+
+class Outcome(StrEnum):
+    DONE = "DONE"
+    SKIPPED = "SKIPPED"  # gone, or already done
+    BUSY = "BUSY"  # another delivery holds the lease
+    RETRY = "RETRY"
+    FAILED = "FAILED"
+
+
+def job_id(message_id: int) -> str:
+    return f"outbox-{message_id}"
+
+
+async def add(task: str, payload: dict[str, Any], *, using_db: BaseDBAsyncClient) -> OutboxMessage:
+    """Record work to do once the caller's transaction commits."""
+    return await OutboxMessage.create(task=task, payload=payload, using_db=using_db)
+
+
+_listeners: set[asyncio.Event] = set()
+
+
+def notify() -> None:
+    """Wake this process's relay: a transaction with outbox rows has committed."""
+    for event in _listeners:
+        event.set()
+
+
+def listen() -> asyncio.Event:
+    event = asyncio.Event()
+    _listeners.add(event)
+    return event
+
+
+def unlisten(event: asyncio.Event) -> None:
+    _listeners.discard(event)
+
+
+async def relay_pending(queue: JobQueue, *, limit: int = 500) -> int:
+    """Hand pending rows to the queue; a queue error propagates and the rows stay pending."""
+    now = clock.now()
+    ids: list[int] = await (
+        OutboxMessage.filter(
+            Q(status=OutboxStatus.PENDING) | Q(status=OutboxStatus.ENQUEUED, enqueued_at__lt=now - STALE_AFTER)
+        )
+        .order_by("id")
+        .limit(limit)
+        .values_list("id", flat=True)  # type: ignore[assignment]
+    )
+    for message_id in ids:
+        await queue.enqueue(RUN_OUTBOX, message_id, job_id=job_id(message_id))
+        await OutboxMessage.filter(id=message_id, status__in=[OutboxStatus.PENDING, OutboxStatus.ENQUEUED]).update(
+            status=OutboxStatus.ENQUEUED, enqueued_at=now
+        )
+    return len(ids)
+
+
+async def run(message_id: int, handlers: Mapping[str, Handler]) -> Outcome:
+    """Run one outbox row at most once to completion; failures retry, then stay FAILED and visible."""
+    now = clock.now()
+    claimed = await OutboxMessage.filter(
+        Q(locked_until=None) | Q(locked_until__lt=now),
+        id=message_id,
+        status__in=[OutboxStatus.PENDING, OutboxStatus.ENQUEUED],
+    ).update(locked_until=now + LEASE, attempts=F("attempts") + 1)
+    if not claimed:
+        message = await OutboxMessage.filter(id=message_id).first()
+        if message is None or message.status in (OutboxStatus.DONE, OutboxStatus.FAILED):
+            return Outcome.SKIPPED
+        return Outcome.BUSY
+    message = await OutboxMessage.get(id=message_id)
+    handler = handlers.get(message.task)
+    try:
+        if handler is None:
+            raise LookupError(f"no handler for outbox task {message.task!r}")
+        await handler(message.payload, message.id)
+    except Exception as exc:  # any failure is recorded on the row, never lost
+        log.exception("outbox message %s (%s) failed, attempt %s", message.id, message.task, message.attempts)
+        final = message.attempts >= MAX_ATTEMPTS or handler is None
+        await OutboxMessage.filter(id=message.id).update(
+            status=OutboxStatus.FAILED if final else message.status,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            locked_until=None,
+        )
+        return Outcome.FAILED if final else Outcome.RETRY
+    await OutboxMessage.filter(id=message.id).update(
+        status=OutboxStatus.DONE, done_at=clock.now(), locked_until=None, last_error=None
+    )
+    return Outcome.DONE
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=min(300, 2**attempts))
+
+
+async def failed_messages(limit: int = 100) -> list[OutboxMessage]:
+    return await OutboxMessage.filter(status=OutboxStatus.FAILED).order_by("-id").limit(limit)
+
+
+async def retry_failed(message_id: int) -> OutboxMessage:
+    """Put a failed row back in line (staff)."""
+    changed = await OutboxMessage.filter(id=message_id, status=OutboxStatus.FAILED).update(
+        status=OutboxStatus.PENDING, attempts=0, locked_until=None, enqueued_at=None
+    )
+    if not changed:
+        raise DomainError(ErrorCode.NOT_FOUND, "No failed outbox message with that id.", "id")
+    notify()
+    return await OutboxMessage.get(id=message_id)

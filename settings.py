@@ -1,0 +1,112 @@
+"""One settings object, read from the environment once.
+
+Embedded defaults are ordinary default values: with no environment at all the
+server runs on a SQLite file, an in-process Redis stand-in and an in-process
+worker, with keys generated into the data directory on first run.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a runnable configuration."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    public_url: str
+    env: str
+    smtp_url: str | None
+    mail_from: str
+    secret_key: bytes
+    code_key: bytes
+    allowed_origins: tuple[str, ...]
+    payment_gateway: str
+    db_pool_size: int
+    outbox_sweep_seconds: float
+    log_level: str
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def embedded_redis(self) -> bool:
+        """No REDIS_URL: the in-process stand-in and an in-process worker."""
+        return self.redis_url is None
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+
+def _key(env: Mapping[str, str], name: str, data_dir: Path, production: bool) -> bytes:
+    """A 32-byte key from the environment, or generated once into the data dir."""
+    raw = env.get(name)
+    if raw:
+        try:
+            key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        except ValueError as exc:
+            raise SettingsError(f"{name} must be url-safe base64") from exc
+        if len(key) < 32:
+            raise SettingsError(f"{name} must decode to at least 32 bytes")
+        return key
+    if production:
+        raise SettingsError(f"{name} is required when VOUCHSAFE_ENV=production")
+    path = data_dir / "keys" / name.lower()
+    if path.exists():
+        return base64.urlsafe_b64decode(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    # Written once with owner-only rights: losing the code key makes every stored
+    # voucher code unreadable, so it is never regenerated over an existing file.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(base64.urlsafe_b64encode(key).decode())
+    return key
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings; raise SettingsError when they cannot run."""
+    env = os.environ if env is None else env
+    app_env = env.get("VOUCHSAFE_ENV", "development")
+    if app_env not in ("development", "production"):
+        raise SettingsError("VOUCHSAFE_ENV must be development or production")
+    production = app_env == "production"
+    data_dir = Path(env.get("VOUCHSAFE_DATA_DIR", "./var")).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = env.get("DATABASE_URL") or f"sqlite://{data_dir / 'vouchsafe.sqlite3'}"
+    origins = tuple(o.strip() for o in env.get("VOUCHSAFE_ALLOWED_ORIGINS", "").split(",") if o.strip())
+    gateway = env.get("VOUCHSAFE_PAYMENT_GATEWAY", "sandbox")
+    if gateway not in ("sandbox",):
+        raise SettingsError(f"unknown VOUCHSAFE_PAYMENT_GATEWAY {gateway!r}")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=env.get("REDIS_URL") or None,
+        public_url=env.get("VOUCHSAFE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+        env=app_env,
+        smtp_url=env.get("VOUCHSAFE_SMTP_URL") or None,
+        mail_from=env.get("VOUCHSAFE_MAIL_FROM", "vouchsafe <no-reply@vouchsafe.invalid>"),
+        secret_key=_key(env, "VOUCHSAFE_SECRET_KEY", data_dir, production),
+        code_key=_key(env, "VOUCHSAFE_CODE_KEY", data_dir, production),
+        allowed_origins=origins,
+        payment_gateway=gateway,
+        db_pool_size=int(env.get("VOUCHSAFE_DB_POOL_SIZE", "20")),
+        outbox_sweep_seconds=float(env.get("VOUCHSAFE_OUTBOX_SWEEP_SECONDS", "5")),
+        log_level=env.get("VOUCHSAFE_LOG_LEVEL", "INFO"),
+    )

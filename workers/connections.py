@@ -1,0 +1,36 @@
+"""Redis for the queue, rate limits and events: real Redis, or the in-process stand-in."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import fakeredis
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from fakeredis.aioredis import FakeConnection
+from redis.asyncio import ConnectionPool
+from redis.asyncio.connection import AbstractConnection
+
+# One stand-in per process: the API, its in-process worker and its relay share it.
+_FAKE_SERVER = fakeredis.FakeServer()
+
+
+def fake_server() -> fakeredis.FakeServer:
+    return _FAKE_SERVER
+
+
+async def open_redis(redis_url: str | None) -> ArqRedis:
+    if redis_url is None:
+        pool = ConnectionPool(connection_class=cast(type[AbstractConnection], FakeConnection), server=_FAKE_SERVER)
+        return ArqRedis(connection_pool=pool)
+    return await create_pool(RedisSettings.from_dsn(redis_url))
+
+
+class ArqQueue:
+    """The outbox's JobQueue port on arq."""
+
+    def __init__(self, redis: ArqRedis) -> None:
+        self.redis = redis
+
+    async def enqueue(self, function: str, *args: Any, job_id: str) -> None:
+        # None means a job with this id is already queued or running: that is the dedupe.
+        await self.redis.enqueue_job(function, *args, _job_id=job_id)

@@ -1,0 +1,35 @@
+"""How a worker is set up, for `vouchsafe worker` and for the in-process embedded worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.worker import Function, func
+
+from settings import Settings
+from workers.tasks import run_outbox, shutdown, startup
+
+# Retries are ours (outbox attempts, lease waits); arq's count only needs to stay out of the way.
+MAX_TRIES = 50
+JOB_TIMEOUT_SECONDS = 15 * 60
+
+
+def functions() -> list[Function]:
+    return [func(run_outbox, name="run_outbox", max_tries=MAX_TRIES, timeout=JOB_TIMEOUT_SECONDS)]
+
+
+def worker_options(settings: Settings, *, embedded: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "functions": functions(),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "ctx": {"settings": settings, "embedded": embedded},
+        # Results live in the outbox table; keeping none in Redis lets a retried
+        # row be enqueued again under its job id.
+        "keep_result": 0,
+        "max_jobs": 10,
+    }
+    if settings.redis_url:
+        options["redis_settings"] = RedisSettings.from_dsn(settings.redis_url)
+    return options

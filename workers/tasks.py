@@ -1,0 +1,56 @@
+"""arq tasks. Each loads its state again by id and is harmless when delivered twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from arq import Retry
+
+from services import outbox
+from services.database import close_db, open_db
+from services.mail import SEND_EMAIL, mailer_for, send_email_handler
+from settings import Settings
+from workers.connections import ArqQueue
+from workers.relay import relay_forever
+
+log = logging.getLogger(__name__)
+
+BUSY_RETRY_SECONDS = 30
+
+
+async def run_outbox(ctx: dict[str, Any], message_id: int) -> str:
+    outcome = await outbox.run(message_id, ctx["handlers"])
+    if outcome is outbox.Outcome.RETRY:
+        raise Retry(defer=outbox.retry_delay(ctx["job_try"]))
+    if outcome is outbox.Outcome.BUSY:
+        # Another delivery holds the lease; come back in case it died holding it.
+        raise Retry(defer=BUSY_RETRY_SECONDS)
+    return outcome.value
+
+
+def handlers(settings: Settings) -> dict[str, outbox.Handler]:
+    """Outbox task name -> the service that does the work."""
+    return {SEND_EMAIL: send_email_handler(mailer_for(settings.smtp_url, settings.mail_dir), settings.mail_from)}
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    if not ctx.get("embedded"):
+        await open_db(settings.database_url, pool_size=settings.db_pool_size)
+        ctx["relay"] = asyncio.create_task(
+            relay_forever(ArqQueue(ctx["redis"]), interval=settings.outbox_sweep_seconds)
+        )
+    ctx["handlers"] = handlers(settings)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    relay = ctx.pop("relay", None)
+    if relay is not None:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+    if not ctx.get("embedded"):
+        await close_db()
