@@ -48,14 +48,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from arq.worker import Worker
-
-    from workers.options import worker_options
+    from workers.worker import standalone_worker
 
     if settings.redis_url is None:
         print("vouchsafe worker needs REDIS_URL (the embedded default runs its worker inside `serve`).")
         return 2
-    Worker(**worker_options(settings, embedded=False)).run()
+    standalone_worker(settings).run()
     return 0
 
 

@@ -31,8 +31,8 @@ from services.actors import authenticate
 from services.ratelimit import RateLimiter
 from settings import Settings, load_settings
 from workers.connections import ArqQueue, open_redis
-from workers.embedded import embedded_worker
 from workers.relay import relay_forever
+from workers.worker import embedded_worker
 
 log = logging.getLogger("vouchsafe.server")
 
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.uses_sqlite:
             await database.migrate(settings.database_url)
         await database.open_db(settings.database_url, pool_size=settings.db_pool_size)
-        redis = await open_redis(settings.redis_url)
+        redis = await open_redis(settings.redis_url, queue_name=settings.queue_name)
         app.state.resources = AppResources(settings=settings, redis=redis, limiter=RateLimiter(redis))
         background: list[asyncio.Task[Any]] = [
             asyncio.create_task(relay_forever(ArqQueue(redis), interval=settings.outbox_sweep_seconds))

@@ -35,6 +35,7 @@ class Settings:
     db_pool_size: int
     outbox_sweep_seconds: float
     log_level: str
+    queue_name: str
 
     @property
     def production(self) -> bool:
@@ -109,4 +110,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_size=int(env.get("VOUCHSAFE_DB_POOL_SIZE", "20")),
         outbox_sweep_seconds=float(env.get("VOUCHSAFE_OUTBOX_SWEEP_SECONDS", "5")),
         log_level=env.get("VOUCHSAFE_LOG_LEVEL", "INFO"),
+        queue_name=env.get("VOUCHSAFE_QUEUE_NAME", "arq:queue"),
     )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import fakeredis
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from fakeredis.aioredis import FakeConnection
+from fakeredis.aioredis import FakeAsyncRedisConnection
 from redis.asyncio import ConnectionPool
-from redis.asyncio.connection import AbstractConnection
 
 # One stand-in per process: the API, its in-process worker and its relay share it.
 _FAKE_SERVER = fakeredis.FakeServer()
@@ -18,11 +17,11 @@ def fake_server() -> fakeredis.FakeServer:
     return _FAKE_SERVER
 
 
-async def open_redis(redis_url: str | None) -> ArqRedis:
+async def open_redis(redis_url: str | None, *, queue_name: str = "arq:queue") -> ArqRedis:
     if redis_url is None:
-        pool = ConnectionPool(connection_class=cast(type[AbstractConnection], FakeConnection), server=_FAKE_SERVER)
-        return ArqRedis(connection_pool=pool)
-    return await create_pool(RedisSettings.from_dsn(redis_url))
+        pool = ConnectionPool(connection_class=FakeAsyncRedisConnection, server=_FAKE_SERVER)
+        return ArqRedis(connection_pool=pool, default_queue_name=queue_name)
+    return await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue_name)
 
 
 class ArqQueue:

@@ -29,6 +29,7 @@ def worker_options(settings: Settings, *, embedded: bool) -> dict[str, Any]:
         # row be enqueued again under its job id.
         "keep_result": 0,
         "max_jobs": 10,
+        "queue_name": settings.queue_name,
     }
     if settings.redis_url:
         options["redis_settings"] = RedisSettings.from_dsn(settings.redis_url)

@@ -1,0 +1,181 @@
+"""Test fixtures: one database per run (SQLite file, or a fresh PostgreSQL database).
+
+With DATABASE_URL and REDIS_URL set the suite runs on PostgreSQL + Redis, in a
+database it creates and drops, on a queue name of its own; without them it runs
+on SQLite and the in-process Redis stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services import database
+from settings import Settings, load_settings
+
+BASE_DATABASE_URL = os.environ.get("DATABASE_URL")
+REDIS_URL = os.environ.get("REDIS_URL")
+ON_POSTGRES = bool(BASE_DATABASE_URL)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if ON_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="race and fault tests run on PostgreSQL + Redis (set DATABASE_URL, REDIS_URL)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+async def _admin_execute(sql: str) -> None:
+    import asyncpg
+
+    assert BASE_DATABASE_URL
+    conn = await asyncpg.connect(BASE_DATABASE_URL.replace("postgres://", "postgresql://", 1))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of this run's own, migrated; dropped at the end."""
+    if not ON_POSTGRES:
+        url = f"sqlite://{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        asyncio.run(database.migrate(url))
+        yield url
+        return
+    assert BASE_DATABASE_URL
+    name = f"vouchsafe_test_{secrets.token_hex(4)}"
+    asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
+    url = _with_database(BASE_DATABASE_URL, name)
+    try:
+        asyncio.run(database.migrate(url))
+        yield url
+    finally:
+        asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def queue_name() -> str:
+    return f"vouchsafe-test:{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, queue_name: str) -> Settings:
+    env = {
+        "VOUCHSAFE_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": database_url,
+        "VOUCHSAFE_QUEUE_NAME": queue_name,
+        "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "0.5",
+        "VOUCHSAFE_DB_POOL_SIZE": "30",
+    }
+    if REDIS_URL:
+        env["REDIS_URL"] = REDIS_URL
+    return load_settings(env)
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[None]:
+    """The ORM open on the run's database, for tests that call services directly."""
+    await database.open_db(settings.database_url, pool_size=settings.db_pool_size)
+    try:
+        yield
+    finally:
+        await database.close_db()
+
+
+def loopback_client() -> tuple[str, int]:
+    """A distinct loopback address per client, so per-client rate limits never leak between tests."""
+    return (f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}", 50000)
+
+
+class Api:
+    """A GraphQL client over the ASGI app, as a SPA would talk to it."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def __call__(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def client(self) -> Api:
+        """Another client (another address) on the same app."""
+        transport = httpx.ASGITransport(app=self.http._transport.app, client=loopback_client())  # type: ignore[attr-defined]
+        return Api(httpx.AsyncClient(transport=transport, base_url="http://testserver"))
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    from server import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def api(app: Any) -> AsyncIterator[Api]:
+    transport = httpx.ASGITransport(app=app, client=loopback_client())
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield Api(http)
+
+
+@pytest.fixture
+def production_settings(settings: Settings) -> Settings:
+    return replace(settings, env="production")
+
+
+async def wait_for(predicate: Any, *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll an async predicate until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[None]:
+    """A worker for the test's duration: the app has one in-process when embedded, otherwise start one."""
+    if settings.embedded_redis:
+        yield
+        return
+    from workers.connections import open_redis
+    from workers.worker import embedded_worker
+
+    redis = await open_redis(settings.redis_url, queue_name=settings.queue_name)
+    # The embedded worker class only skips a log call; on real Redis it is arq's worker.
+    worker = embedded_worker(settings, redis)
+    task = asyncio.create_task(worker.main())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await redis.aclose()

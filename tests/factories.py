@@ -1,0 +1,45 @@
+"""Test data through the public API or the services, with keyword overrides."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tests.conftest import Api
+
+PASSWORD = "correct horse battery"
+
+SIGN_UP = """
+mutation SignUp($input: SignUpInput!) {
+  signUp(input: $input) { user { id email role } errors { code field message } }
+}"""
+
+SIGN_IN = """
+mutation SignIn($input: SignInInput!) {
+  signIn(input: $input) { token expiresAt user { id email } errors { code field message } }
+}"""
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def sign_up(api: Api, **overrides: Any) -> dict[str, Any]:
+    data = {"email": unique_email(), "password": PASSWORD, "accountName": "Acme GmbH", "locale": "en", **overrides}
+    result = await api(SIGN_UP, {"input": data})
+    payload = result["data"]["signUp"]
+    assert payload["errors"] == [], payload
+    return {**data, "user": payload["user"]}
+
+
+async def sign_in(api: Api, email: str, password: str = PASSWORD) -> str:
+    result = await api(SIGN_IN, {"input": {"email": email, "password": password}})
+    payload = result["data"]["signIn"]
+    assert payload["errors"] == [], payload
+    return str(payload["token"])
+
+
+async def tenant(api: Api, **overrides: Any) -> dict[str, Any]:
+    """A signed-up account and its ADMIN's token."""
+    signed_up = await sign_up(api, **overrides)
+    return {**signed_up, "token": await sign_in(api, signed_up["email"])}

@@ -1,0 +1,88 @@
+"""Another tenant's object reads exactly like one that does not exist."""
+
+from __future__ import annotations
+
+import base64
+
+from services import staff
+from tests.conftest import Api
+from tests.factories import PASSWORD, sign_in, tenant, unique_email
+from tests.schema.test_accounts import API_KEY_CREATE, API_KEY_REVOKE
+
+NODE = "query Node($id: ID!) { node(id: $id) { id ... on User { email } ... on Account { name } } }"
+NODES = "query Nodes($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+IDS = "{ viewer { user { id } account { id } } }"
+PARTNER_ENABLE = """
+mutation PartnerEnable($input: PartnerEnableInput!) {
+  partnerEnable(input: $input) { account { id isPartner } errors { code field message } }
+}"""
+
+
+def global_id(type_name: str, pk: int) -> str:
+    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
+
+
+async def ids_of(api: Api, token: str) -> dict[str, str]:
+    viewer = (await api(IDS, token=token))["data"]["viewer"]
+    return {"user": viewer["user"]["id"], "account": viewer["account"]["id"]}
+
+
+class TestNodes:
+    async def test_own_objects_resolve(self, api: Api) -> None:
+        a = await tenant(api)
+        ids = await ids_of(api, a["token"])
+        assert (await api(NODE, {"id": ids["user"]}, token=a["token"]))["data"]["node"]["email"] == a["email"]
+        assert (await api(NODE, {"id": ids["account"]}, token=a["token"]))["data"]["node"]["name"] == "Acme GmbH"
+
+    async def test_another_tenants_objects_read_as_missing(self, api: Api) -> None:
+        a, b = await tenant(api), await tenant(api)
+        a_ids = await ids_of(api, a["token"])
+        missing = global_id("User", 10**12)
+        for node_id in (a_ids["user"], a_ids["account"]):
+            theirs = await api(NODE, {"id": node_id}, token=b["token"])
+            nothing = await api(NODE, {"id": missing}, token=b["token"])
+            assert theirs == nothing == {"data": {"node": None}}
+        listed = await api(NODES, {"ids": [a_ids["user"], missing]}, token=b["token"])
+        assert listed == {"data": {"nodes": [None, None]}}
+
+    async def test_anonymous_reads_nothing(self, api: Api) -> None:
+        a = await tenant(api)
+        a_ids = await ids_of(api, a["token"])
+        assert (await api(NODE, {"id": a_ids["user"]}))["data"]["node"] is None
+
+
+class TestMutationsAcrossTenants:
+    async def test_revoking_another_tenants_key_is_not_found(self, api: Api) -> None:
+        a, b = await tenant(api), await tenant(api)
+        created = (await api(API_KEY_CREATE, {"input": {"name": "a"}}, token=a["token"]))["data"]["apiKeyCreate"]
+        theirs = await api(API_KEY_REVOKE, {"input": {"id": created["apiKey"]["id"]}}, token=b["token"])
+        nothing = await api(API_KEY_REVOKE, {"input": {"id": global_id("ApiKey", 10**12)}}, token=b["token"])
+        assert theirs == nothing
+        assert theirs["data"]["apiKeyRevoke"]["errors"][0]["code"] == "NOT_FOUND"
+        # and A's key still works
+        viewer = await api("{ viewer { account { name } } }", token=created["secret"])
+        assert viewer["data"]["viewer"]["account"]["name"] == "Acme GmbH"
+
+    async def test_an_id_of_another_type_is_not_found(self, api: Api) -> None:
+        a = await tenant(api)
+        a_ids = await ids_of(api, a["token"])
+        result = await api(API_KEY_REVOKE, {"input": {"id": a_ids["user"]}}, token=a["token"])
+        assert result["data"]["apiKeyRevoke"]["errors"][0]["code"] == "NOT_FOUND"
+
+
+class TestStaff:
+    async def test_only_staff_enable_partners(self, api: Api) -> None:
+        a = await tenant(api)
+        account_id = (await ids_of(api, a["token"]))["account"]
+        refused = await api(PARTNER_ENABLE, {"input": {"accountId": account_id}}, token=a["token"])
+        assert refused["data"]["partnerEnable"]["errors"][0]["code"] == "PERMISSION_DENIED"
+
+        staff_email = unique_email("staff")
+        await staff.create_staff(email=staff_email, password=PASSWORD)
+        staff_token = await sign_in(api, staff_email)
+        viewer = (await api("{ viewer { user { isStaff } account { id } } }", token=staff_token))["data"]["viewer"]
+        assert viewer == {"user": {"isStaff": True}, "account": None}
+        enabled = await api(PARTNER_ENABLE, {"input": {"accountId": account_id}}, token=staff_token)
+        assert enabled["data"]["partnerEnable"] == {"account": {"id": account_id, "isPartner": True}, "errors": []}
+        seen = await api("{ viewer { account { isPartner } } }", token=a["token"])
+        assert seen["data"]["viewer"]["account"]["isPartner"] is True

@@ -1,0 +1,271 @@
+"""The outbox path end to end: written in the change's transaction, relayed, sent once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from models import OutboxMessage, OutboxStatus, User
+from services import outbox
+from settings import Settings
+from tests.conftest import Api, loopback_client, running_worker, wait_for
+from tests.factories import PASSWORD, SIGN_UP, sign_up, unique_email
+from workers.connections import fake_server
+
+
+async def _welcome_message(email_address: str) -> OutboxMessage | None:
+    async for message in OutboxMessage.filter(task="send_email").order_by("-id").limit(200):
+        if message.payload["to"] == [email_address]:
+            return message
+    return None
+
+
+async def _done(email_address: str) -> OutboxMessage | None:
+    message = await _welcome_message(email_address)
+    return message if message and message.status == OutboxStatus.DONE else None
+
+
+def _eml(settings: Settings, message: OutboxMessage) -> email.message.EmailMessage:
+    return email.message_from_bytes((settings.mail_dir / f"{message.id}.eml").read_bytes(), policy=email.policy.default)
+
+
+class TestWelcomeEmail:
+    async def test_sign_up_sends_a_welcome_in_the_account_locale(self, settings: Settings, api: Api) -> None:
+        async with running_worker(settings):
+            account = await sign_up(api, locale="de", accountName="Bäckerei Größe")
+            message = await wait_for(lambda: _done(account["email"]))
+        mail = _eml(settings, message)
+        assert mail["Subject"] == "Willkommen bei vouchsafe, Bäckerei Größe"
+        assert mail["To"] == account["email"]
+        assert mail["Message-ID"] == f"<outbox-{message.id}@vouchsafe>"
+        text = mail.get_body(("plain",)).get_content()
+        html = mail.get_body(("html",)).get_content()
+        assert "Gutscheinfunktion" in text and "Bäckerei Größe" in text
+        assert "<p>" in html
+
+    async def test_html_escapes_user_text(self, settings: Settings, api: Api) -> None:
+        async with running_worker(settings):
+            account = await sign_up(api, accountName="<b>Evil</b> & Co")
+            message = await wait_for(lambda: _done(account["email"]))
+        html = _eml(settings, message).get_body(("html",)).get_content()
+        assert "&lt;b&gt;Evil&lt;/b&gt; &amp; Co" in html and "<b>Evil" not in html
+
+    async def test_a_refused_sign_up_writes_no_outbox_row(self, api: Api) -> None:
+        account = await sign_up(api)
+        before = await OutboxMessage.all().count()
+        result = await api(SIGN_UP, {"input": {"email": account["email"], "password": PASSWORD, "accountName": "x"}})
+        assert result["data"]["signUp"]["errors"][0]["code"] == "EMAIL_TAKEN"
+        assert await OutboxMessage.all().count() == before
+
+
+class TestRun:
+    async def test_runs_once_however_often_delivered(self, settings: Settings, db: None) -> None:
+        calls: list[int] = []
+
+        async def handler(payload: dict[str, Any], message_id: int) -> None:
+            await asyncio.sleep(0.05)
+            calls.append(message_id)
+
+        message = await OutboxMessage.create(task="count", payload={})
+        outcomes = await asyncio.gather(*(outbox.run(message.id, {"count": handler}) for _ in range(5)))
+        again = await outbox.run(message.id, {"count": handler})
+        assert calls == [message.id]
+        assert sorted(outcomes).count(outbox.Outcome.DONE) == 1
+        assert again is outbox.Outcome.SKIPPED
+
+    async def test_failing_task_retries_then_stays_failed_and_visible(self, db: None) -> None:
+        async def broken(payload: dict[str, Any], message_id: int) -> None:
+            raise RuntimeError("SMTP said no")
+
+        message = await OutboxMessage.create(task="broken", payload={})
+        outcomes = [await outbox.run(message.id, {"broken": broken}) for _ in range(outbox.MAX_ATTEMPTS)]
+        assert outcomes == [outbox.Outcome.RETRY] * (outbox.MAX_ATTEMPTS - 1) + [outbox.Outcome.FAILED]
+        row = await OutboxMessage.get(id=message.id)
+        assert row.status == OutboxStatus.FAILED and "SMTP said no" in (row.last_error or "")
+        assert message.id in [m.id for m in await outbox.failed_messages()]
+        # an operator retries it; it is pending again and runs
+        await outbox.retry_failed(message.id)
+
+        async def fixed(payload: dict[str, Any], message_id: int) -> None:
+            return None
+
+        assert await outbox.run(message.id, {"broken": fixed}) is outbox.Outcome.DONE
+
+
+# --- Redis outage (RELIABILITY F01 in the small) -------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OwnRedis:
+    """A redis-server of the test's own on a free loopback port, to stop and start at will."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = _free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
+                return
+            subprocess.run(["sleep", "0.05"], check=True)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@contextlib.contextmanager
+def redis_down(settings: Settings, own: OwnRedis | None) -> Iterator[None]:
+    if own is None:
+        fake_server().connected = False
+    else:
+        own.stop()
+    try:
+        yield
+    finally:
+        if own is None:
+            fake_server().connected = True
+        else:
+            own.start()
+
+
+@pytest.fixture
+def own_redis(settings: Settings, tmp_path: Path) -> Iterator[OwnRedis | None]:
+    if settings.embedded_redis:
+        yield None
+        return
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    own = OwnRedis(tmp_path)
+    own.start()
+    try:
+        yield own
+    finally:
+        own.stop()
+
+
+@pytest.fixture
+async def outage_api(settings: Settings, own_redis: OwnRedis | None) -> AsyncIterator[tuple[Api, Settings]]:
+    import httpx
+
+    from server import create_app
+
+    app_settings = settings if own_redis is None else replace(settings, redis_url=own_redis.url)
+    app = create_app(app_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=loopback_client())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield Api(http), app_settings
+
+
+class TestRedisOutage:
+    async def test_sign_up_commits_and_its_email_goes_out_once_redis_is_back(
+        self, outage_api: tuple[Api, Settings], own_redis: OwnRedis | None
+    ) -> None:
+        api, app_settings = outage_api
+        address = unique_email("outage")
+        with redis_down(app_settings, own_redis):
+            result = await api(SIGN_UP, {"input": {"email": address, "password": PASSWORD, "accountName": "Down"}})
+            assert result["data"]["signUp"]["errors"] == []
+            assert await User.filter(email=address).exists()
+            await asyncio.sleep(1.2)  # two sweeps fail while Redis is away
+            message = await _welcome_message(address)
+            assert message is not None and message.status == OutboxStatus.PENDING
+        async with running_worker(app_settings):
+            done = await wait_for(lambda: _done(address), timeout=20)
+        assert (app_settings.mail_dir / f"{done.id}.eml").exists()
+        assert len(list(app_settings.mail_dir.glob(f"{done.id}.eml"))) == 1
+
+
+# --- SMTP -----------------------------------------------------------------------------------------
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+async def smtp_api(settings: Settings, smtp: tuple[Inbox, int]) -> AsyncIterator[tuple[Api, Settings, Inbox]]:
+    import httpx
+
+    from server import create_app
+
+    inbox, port = smtp
+    app_settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
+    app = create_app(app_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=loopback_client())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield Api(http), app_settings, inbox
+
+
+class TestSmtp:
+    async def test_welcome_reaches_a_real_smtp_server(self, smtp_api: tuple[Api, Settings, Inbox]) -> None:
+        api, app_settings, inbox = smtp_api
+        async with running_worker(app_settings):
+            account = await sign_up(api, locale="fr", accountName="Café Lumière")
+            await wait_for(lambda: _done(account["email"]), timeout=20)
+
+        async def received() -> list[email.message.EmailMessage]:
+            return [m for m in inbox.messages if m["To"] == account["email"]]
+
+        [mail] = await wait_for(received)
+        assert mail["Subject"] == "Bienvenue sur vouchsafe, Café Lumière"
