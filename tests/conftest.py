@@ -147,9 +147,9 @@ def production_settings(settings: Settings) -> Settings:
     return replace(settings, env="production")
 
 
-async def wait_for(predicate: Any, *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+async def wait_for(predicate: Any, *, within: float = 10.0, interval: float = 0.05) -> Any:
     """Poll an async predicate until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = await predicate()
         if result:

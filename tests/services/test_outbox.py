@@ -213,7 +213,7 @@ class TestRedisOutage:
             message = await _welcome_message(address)
             assert message is not None and message.status == OutboxStatus.PENDING
         async with running_worker(app_settings):
-            done = await wait_for(lambda: _done(address), timeout=20)
+            done = await wait_for(lambda: _done(address), within=20)
         assert (app_settings.mail_dir / f"{done.id}.eml").exists()
         assert len(list(app_settings.mail_dir.glob(f"{done.id}.eml"))) == 1
 
@@ -262,7 +262,7 @@ class TestSmtp:
         api, app_settings, inbox = smtp_api
         async with running_worker(app_settings):
             account = await sign_up(api, locale="fr", accountName="Café Lumière")
-            await wait_for(lambda: _done(account["email"]), timeout=20)
+            await wait_for(lambda: _done(account["email"]), within=20)
 
         async def received() -> list[email.message.EmailMessage]:
             return [m for m in inbox.messages if m["To"] == account["email"]]
