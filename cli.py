@@ -51,7 +51,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from workers.worker import standalone_worker
 
     if settings.redis_url is None:
-        print("vouchsafe worker needs REDIS_URL (the embedded default runs its worker inside `serve`).")
+        print(
+            "vouchsafe: `worker` needs REDIS_URL (the embedded default runs its worker inside `serve`).",
+            file=sys.stderr,
+        )
         return 2
     standalone_worker(settings).run()
     return 0

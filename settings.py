@@ -55,22 +55,26 @@ class Settings:
         return self.data_dir / "mail"
 
 
+def _decode_key(raw: str, source: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except ValueError as exc:
+        raise SettingsError(f"{source} must be url-safe base64") from exc
+    if len(key) < 32:
+        raise SettingsError(f"{source} must decode to at least 32 bytes")
+    return key
+
+
 def _key(env: Mapping[str, str], name: str, data_dir: Path, production: bool) -> bytes:
     """A 32-byte key from the environment, or generated once into the data dir."""
     raw = env.get(name)
     if raw:
-        try:
-            key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-        except ValueError as exc:
-            raise SettingsError(f"{name} must be url-safe base64") from exc
-        if len(key) < 32:
-            raise SettingsError(f"{name} must decode to at least 32 bytes")
-        return key
+        return _decode_key(raw, name)
     if production:
         raise SettingsError(f"{name} is required when VOUCHSAFE_ENV=production")
     path = data_dir / "keys" / name.lower()
     if path.exists():
-        return base64.urlsafe_b64decode(path.read_text().strip())
+        return _decode_key(path.read_text().strip(), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
     # Written once with owner-only rights: losing the code key makes every stored
@@ -79,6 +83,13 @@ def _key(env: Mapping[str, str], name: str, data_dir: Path, production: bool) ->
     with os.fdopen(fd, "w") as fh:
         fh.write(base64.urlsafe_b64encode(key).decode())
     return key
+
+
+def _number(env: Mapping[str, str], name: str, default: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(env.get(name, default))
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number") from exc
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -107,8 +118,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         code_key=_key(env, "VOUCHSAFE_CODE_KEY", data_dir, production),
         allowed_origins=origins,
         payment_gateway=gateway,
-        db_pool_size=int(env.get("VOUCHSAFE_DB_POOL_SIZE", "20")),
-        outbox_sweep_seconds=float(env.get("VOUCHSAFE_OUTBOX_SWEEP_SECONDS", "5")),
+        db_pool_size=int(_number(env, "VOUCHSAFE_DB_POOL_SIZE", "20", int)),
+        outbox_sweep_seconds=float(_number(env, "VOUCHSAFE_OUTBOX_SWEEP_SECONDS", "5", float)),
         log_level=env.get("VOUCHSAFE_LOG_LEVEL", "INFO"),
         queue_name=env.get("VOUCHSAFE_QUEUE_NAME", "arq:queue"),
     )

@@ -47,6 +47,13 @@ class FinanceSettings(Model):
                 check="low_balance_threshold IS NULL OR low_balance_threshold >= 0",
                 name="finance_settings_threshold_non_negative",
             ),
+            CheckConstraint(
+                check=(
+                    "(default_payment_method = 'CREDIT_CARD' AND credit_card_enabled)"
+                    " OR (default_payment_method = 'ACCOUNT_BALANCE' AND bill_to_balance_enabled)"
+                ),
+                name="finance_settings_default_enabled",
+            ),
         ]
 
 

@@ -45,6 +45,9 @@ class IdempotencyRecord(Model):
     status = fields.CharEnumField(IdempotencyStatus, max_length=12, default=IdempotencyStatus.IN_PROGRESS)
     response: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # While IN_PROGRESS, the request holding the key; a crashed request's lease lapses
+    # and a retry with the same key resumes it (the gateway call is idempotent too).
+    locked_until = fields.DatetimeField(null=True)
     expires_at = fields.DatetimeField()
 
     class Meta:

@@ -1,0 +1,124 @@
+"""The `vouchsafe` console command, run as a real subprocess against the run's database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models import Account
+from services import accounts
+from tests.factories import PASSWORD, unique_email
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 60
+
+
+def command() -> list[str]:
+    """The installed console script next to this interpreter, else the module (cli.py has a __main__ guard)."""
+    script = Path(sys.executable).with_name("vouchsafe")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*command(), *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """The test process's environment, on the run's database, with a data dir of the test's own."""
+    env = dict(os.environ)
+    env["VOUCHSAFE_DATA_DIR"] = str(tmp_path / "data")
+    env["DATABASE_URL"] = database_url
+    return env
+
+
+def test_export_schema_writes_the_sdl(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    # given
+    output = tmp_path / "schema.graphql"
+    # when
+    result = run_cli("export-schema", "--output", str(output), env=cli_env)
+    # then
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {output}" in result.stdout
+    assert "type Query" in output.read_text()
+
+
+def test_staff_create_twice_is_refused_on_the_email(cli_env: dict[str, str]) -> None:
+    # given
+    email = unique_email("staff")
+    first = run_cli("staff", "create", email, "--password", PASSWORD, env=cli_env)
+    assert first.returncode == 0, first.stderr
+    assert f"staff user {email} created" in first.stdout
+    # when
+    second = run_cli("staff", "create", email, "--password", PASSWORD, env=cli_env)
+    # then
+    assert second.returncode != 0
+    assert "e-mail" in second.stderr
+    assert "created" not in second.stdout
+
+
+async def test_partner_enable_by_email_then_disable_by_id(db: None, cli_env: dict[str, str]) -> None:
+    # given
+    email = unique_email("partner")
+    user = await accounts.sign_up(
+        email=email, password=PASSWORD, account_name="Partner CLI", locale=None, public_url="http://127.0.0.1:8000"
+    )
+    account_id = user.account_id
+    # when
+    enabled = await asyncio.to_thread(run_cli, "partner", "enable", email, env=cli_env)
+    # then
+    assert enabled.returncode == 0, enabled.stderr
+    assert "enabled" in enabled.stdout
+    assert f"account {account_id} (Partner CLI)" in enabled.stdout
+    assert (await Account.get(id=account_id)).is_partner is True
+    # when
+    disabled = await asyncio.to_thread(run_cli, "partner", "disable", str(account_id), env=cli_env)
+    # then
+    assert disabled.returncode == 0, disabled.stderr
+    assert "disabled" in disabled.stdout
+    assert (await Account.get(id=account_id)).is_partner is False
+
+
+def test_partner_enable_unknown_account_fails(cli_env: dict[str, str]) -> None:
+    result = run_cli("partner", "enable", "nobody@example.com", env=cli_env)
+    assert result.returncode != 0
+    assert "No such account" in result.stderr
+    assert "enabled" not in result.stdout
+
+
+def test_outbox_failed_lists_in_its_format(cli_env: dict[str, str]) -> None:
+    # when
+    result = run_cli("outbox", "failed", env=cli_env)
+    # then: the session database is shared, so only the format is certain
+    assert result.returncode == 0, result.stderr
+    *rows, summary = result.stdout.splitlines()
+    match = re.fullmatch(r"(\d+) failed", summary)
+    assert match, result.stdout
+    assert len(rows) == int(match.group(1))
+    for row in rows:
+        assert re.match(r"\d+\t\S+\tattempts=\d+\t\d{4}-\d{2}-\d{2} \d{2}:\d{2}\t", row), row
+
+
+def test_worker_without_redis_url_exits_2(cli_env: dict[str, str]) -> None:
+    # given
+    cli_env.pop("REDIS_URL", None)
+    # when
+    result = run_cli("worker", env=cli_env)
+    # then
+    assert result.returncode == 2
+    assert "REDIS_URL" in result.stdout + result.stderr

@@ -1,0 +1,183 @@
+"""`vouchsafe serve` as a new user runs it: no configuration at all, over real HTTP.
+
+The server gets an empty environment (PATH, HOME and a data dir only), so it
+always runs embedded -- SQLite, the in-process Redis stand-in and worker --
+whichever database the rest of the suite runs on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, unique_email
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 30.0
+MAIL_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+VIEWER = "{ viewer { user { email role } account { name locale } } }"
+
+T = TypeVar("T")
+
+
+def command() -> list[str]:
+    """The installed console script next to this interpreter, else the module (cli.py has a __main__ guard)."""
+    script = Path(sys.executable).with_name("vouchsafe")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def poll(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1) -> T:
+    """Call `check` until it returns something truthy, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path, log_path: Path) -> Iterator[httpx.Client]:
+    """`vouchsafe serve` on a free loopback port with an empty environment; stopped on exit."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", str(data_dir)),
+        "VOUCHSAFE_DATA_DIR": str(data_dir),
+    }
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [*command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=data_dir.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as http:
+
+            def healthy() -> bool:
+                if process.poll() is not None:
+                    raise AssertionError(f"serve exited with {process.returncode}:\n{log_path.read_text()}")
+                with contextlib.suppress(httpx.TransportError):
+                    return http.get("/healthz").status_code == 200
+                return False
+
+            try:
+                poll(healthy, timeout=START_TIMEOUT, what="GET /healthz")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{log_path.read_text()}") from None
+            yield http
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+
+
+def graphql(http: httpx.Client, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def sign_in(http: httpx.Client, email_address: str) -> str:
+    payload = graphql(http, SIGN_IN, {"input": {"email": email_address, "password": PASSWORD}})["signIn"]
+    assert payload["errors"] == [], payload
+    return str(payload["token"])
+
+
+def outbox_done(http: httpx.Client) -> int:
+    response = http.get("/metrics")
+    assert response.status_code == 200, response.text
+    match = re.search(r'^vouchsafe_outbox_messages\{status="DONE"\} (\d+)$', response.text, re.MULTILINE)
+    assert match, response.text
+    return int(match.group(1))
+
+
+def welcome_mail(mail_dir: Path) -> EmailMessage | None:
+    files = sorted(mail_dir.glob("*.eml")) if mail_dir.is_dir() else []
+    if not files:
+        return None
+    message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def key_files(data_dir: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted((data_dir / "keys").iterdir())}
+
+
+def test_serve_embedded_from_nothing_and_again(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    log_path = tmp_path / "serve.log"
+    address = unique_email("fresh")
+    account_name = "Atelier Dupont"
+
+    # first start: nothing configured, nothing on disk
+    with serving(data_dir, log_path) as http:
+        ready = http.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+        signed_up = graphql(
+            http,
+            SIGN_UP,
+            {"input": {"email": address, "password": PASSWORD, "accountName": account_name, "locale": "fr"}},
+        )["signUp"]
+        assert signed_up["errors"] == [], signed_up
+        token = sign_in(http, address)
+        viewer = graphql(http, VIEWER, token=token)["viewer"]
+        assert viewer["user"] == {"email": address, "role": "ADMIN"}
+        assert viewer["account"] == {"name": account_name, "locale": "fr"}
+
+        mail = poll(lambda: welcome_mail(data_dir / "mail"), timeout=MAIL_TIMEOUT, what="welcome e-mail")
+        assert str(mail["Subject"]).startswith("Bienvenue"), mail["Subject"]
+        assert account_name in str(mail["Subject"])
+        assert mail["To"] == address
+        text = mail.get_body(preferencelist=("plain",))
+        assert text is not None
+        assert account_name in text.get_content()
+
+        assert poll(lambda: outbox_done(http), timeout=MAIL_TIMEOUT, what="outbox DONE in /metrics") >= 1
+
+    keys = key_files(data_dir)
+    assert set(keys) == {"vouchsafe_secret_key", "vouchsafe_code_key"}
+    assert all(keys.values())
+    assert all((data_dir / "keys" / name).stat().st_mode & 0o777 == 0o600 for name in keys)
+
+    # second start: the same data dir, the same keys, the same user
+    with serving(data_dir, log_path) as http:
+        assert key_files(data_dir) == keys
+        token = sign_in(http, address)
+        viewer = graphql(http, VIEWER, token=token)["viewer"]
+        assert viewer["user"]["email"] == address
+        assert viewer["account"]["name"] == account_name
