@@ -95,7 +95,7 @@ def _number(env: Mapping[str, str], name: str, default: str, kind: type[int] | t
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings; raise SettingsError when they cannot run."""
     env = os.environ if env is None else env
-    app_env = env.get("VOUCHSAFE_ENV", "development")
+    app_env = env.get("VOUCHSAFE_ENV") or "development"
     if app_env not in ("development", "production"):
         raise SettingsError("VOUCHSAFE_ENV must be development or production")
     production = app_env == "production"

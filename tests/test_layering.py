@@ -1,0 +1,100 @@
+"""The layers import downwards only: models <- services <- schema <- server/workers/cli.
+
+An AST walk over the source tree; every import counts, also those inside functions
+and `if TYPE_CHECKING:` blocks.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+OUTER_LAYERS = {"strawberry", "starlette", "schema", "workers", "server", "cli"}
+MODELS_MAY_IMPORT = {"tortoise", "models"} | set(sys.stdlib_module_names)
+
+
+def sources(package: str) -> list[Path]:
+    return sorted(p for p in (ROOT / package).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, root: Path = ROOT) -> set[str]:
+    """The absolute names of the modules a file imports (relative imports resolved)."""
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                found.add(node.module or "")
+                continue
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            found.add(".".join([*base, *([node.module] if node.module else [])]))
+    return found
+
+
+def violations(files: Iterable[Path], allowed: Callable[[str], bool], root: Path = ROOT) -> list[str]:
+    return [
+        f"{path.relative_to(root)} imports {module}"
+        for path in files
+        for module in sorted(imports_of(path, root))
+        if not allowed(module.split(".")[0])
+    ]
+
+
+class TestWalker:
+    """The walker really sees imports, so the layer tests cannot pass on an empty result."""
+
+    def test_it_finds_the_tree(self) -> None:
+        assert ROOT / "services" / "accounts.py" in sources("services")
+        assert ROOT / "models" / "accounts.py" in sources("models")
+        assert ROOT / "schema" / "accounts.py" in sources("schema")
+
+    def test_it_sees_what_a_module_imports(self) -> None:
+        imports = imports_of(ROOT / "services" / "accounts.py")
+        assert "models" in imports
+        assert "tortoise.transactions" in imports
+        assert "services.security" in imports
+
+    def test_it_flags_nested_and_relative_imports(self, tmp_path: Path) -> None:
+        # given: a package whose imports hide inside a function and behind relative dots
+        package = tmp_path / "services"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        module = package / "leaky.py"
+        module.write_text(
+            "from typing import TYPE_CHECKING\n"
+            "from . import clock\n"
+            "if TYPE_CHECKING:\n"
+            "    import strawberry.types\n"
+            "def handler():\n"
+            "    from starlette.requests import Request\n"
+            "    return Request\n"
+        )
+        # when
+        found = violations([module], lambda top: top not in OUTER_LAYERS, root=tmp_path)
+        # then
+        assert imports_of(module, root=tmp_path) == {"typing", "services", "strawberry.types", "starlette.requests"}
+        assert found == ["services/leaky.py imports starlette.requests", "services/leaky.py imports strawberry.types"]
+
+
+class TestLayers:
+    def test_services_and_models_import_no_outer_layer(self) -> None:
+        files = sources("services") + sources("models")
+        assert violations(files, lambda top: top not in OUTER_LAYERS) == []
+
+    def test_models_import_only_tortoise_and_the_standard_library(self) -> None:
+        assert violations(sources("models"), lambda top: top in MODELS_MAY_IMPORT) == []
+
+    def test_schema_imports_neither_workers_nor_server(self) -> None:
+        assert violations(sources("schema"), lambda top: top not in {"workers", "server"}) == []
