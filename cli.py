@@ -114,6 +114,21 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from services import ledger
+
+    mismatches = _with_db(settings, ledger.verify)
+    for m in mismatches:
+        print(
+            f"account {m.account_id}: balance {m.balance} != ledger sum {m.ledger_sum}"
+            f" (last balance_after {m.last_balance_after})"
+        )
+    print(
+        "ledger ok: every balance equals the sum of its ledger" if not mismatches else f"{len(mismatches)} mismatches"
+    )
+    return 0 if not mismatches else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vouchsafe", description="Partner finance backend: balances, voucher codes.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -140,6 +155,11 @@ def parser() -> argparse.ArgumentParser:
     partner.add_argument("action", choices=["enable", "disable"])
     partner.add_argument("account", help="an account id, or the e-mail of one of its users")
     partner.set_defaults(func=cmd_partner)
+
+    ledger = sub.add_parser("ledger", help="the balance ledger").add_subparsers(dest="action", required=True)
+    ledger.add_parser("verify", help="check balance == sum of the ledger for every account").set_defaults(
+        func=cmd_ledger_verify
+    )
 
     box = sub.add_parser("outbox", help="failed background work").add_subparsers(dest="action", required=True)
     box.add_parser("failed", help="list failed outbox messages").set_defaults(func=cmd_outbox)

@@ -26,7 +26,7 @@ from tortoise import connections
 
 from schema import build_schema
 from schema.context import AppResources, Context
-from services import database, metrics
+from services import database, metrics, payments
 from services.actors import authenticate
 from services.ratelimit import RateLimiter
 from settings import Settings, load_settings
@@ -95,7 +95,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await database.migrate(settings.database_url)
         await database.open_db(settings.database_url, pool_size=settings.db_pool_size)
         redis = await open_redis(settings.redis_url, queue_name=settings.queue_name)
-        app.state.resources = AppResources(settings=settings, redis=redis, limiter=RateLimiter(redis))
+        app.state.resources = AppResources(
+            settings=settings,
+            redis=redis,
+            limiter=RateLimiter(redis),
+            gateway=payments.gateway_for(settings.payment_gateway),
+        )
         background: list[asyncio.Task[Any]] = [
             asyncio.create_task(relay_forever(ArqQueue(redis), interval=settings.outbox_sweep_seconds))
         ]

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 class LedgerEntry(Model):
     account_id: int
     order_id: int | None
+    actor_user_id: int | None
+    actor_api_key_id: int | None
     id = fields.BigIntField(primary_key=True)
     account: fields.ForeignKeyRelation["Account"] = fields.ForeignKeyField(
         "vouchsafe.Account", related_name="ledger_entries", on_delete=fields.RESTRICT

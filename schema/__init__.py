@@ -21,7 +21,9 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from schema.accounts import AccountMutation, AccountQuery
+from schema.common import DECIMAL_SCALAR, DecimalString
 from schema.errors import MaskInternalErrors
+from schema.finance import FinanceMutation
 from schema.pagination import MAX_PAGE_SIZE
 from schema.staff import StaffMutation
 
@@ -67,9 +69,13 @@ def build_schema(*, production: bool = False) -> Schema:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return Schema(
         query=merge_types("Query", (_node_query(), AccountQuery)),
-        mutation=merge_types("Mutation", (AccountMutation, StaffMutation)),
+        mutation=merge_types("Mutation", (AccountMutation, FinanceMutation, StaffMutation)),
         extensions=extensions,  # type: ignore[arg-type]
-        config=StrawberryConfig(relay_max_results=MAX_PAGE_SIZE, disable_field_suggestions=production),
+        config=StrawberryConfig(
+            relay_max_results=MAX_PAGE_SIZE,
+            disable_field_suggestions=production,
+            scalar_map={DecimalString: DECIMAL_SCALAR},
+        ),
     )
 
 

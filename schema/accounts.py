@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 import strawberry
 from strawberry import relay
@@ -12,11 +11,14 @@ from strawberry import relay
 from models import Account as AccountModel
 from models import ApiKey as ApiKeyModel
 from models import ApiKeyChannel as ApiKeyChannelModel
+from models import FinanceSettings as FinanceSettingsModel
+from models import LedgerEntry as LedgerEntryModel
 from models import Role as RoleModel
 from models import User as UserModel
-from schema.common import Money, node_pk
+from schema.common import Money, node_pk, ordered, pks
 from schema.context import Info
 from schema.errors import UserError, user_errors
+from schema.ledger import FinanceSettings, LedgerEntry, LedgerFilter
 from schema.pagination import Connection, paginate
 from schema.permissions import IsAuthenticated, actor_of
 from services import accounts
@@ -25,15 +27,6 @@ from services.errors import DomainError
 # The GraphQL enums are the stored enums, registered with Strawberry.
 strawberry.enum(RoleModel, name="Role")
 strawberry.enum(ApiKeyChannelModel, name="ApiKeyChannel")
-
-
-def _ids(node_ids: Iterable[str]) -> list[int]:
-    return [int(i) for i in node_ids if str(i).isdigit()]
-
-
-def _ordered(rows: Iterable[Any], node_ids: Iterable[str], convert: Any) -> list[Any]:
-    by_id = {str(row.id): convert(row) for row in rows}
-    return [by_id.get(str(i)) for i in node_ids]
 
 
 @strawberry.type
@@ -55,8 +48,8 @@ class User(relay.Node):
         actor = info.context.actor
         if actor is None or actor.account_id is None:
             return [None for _ in node_ids]
-        rows = await UserModel.filter(account_id=actor.account_id, id__in=_ids(node_ids))
-        return _ordered(rows, node_ids, cls.of)
+        rows = await UserModel.filter(account_id=actor.account_id, id__in=pks(node_ids))
+        return ordered(rows, node_ids, cls.of)
 
 
 @strawberry.type
@@ -88,8 +81,8 @@ class ApiKey(relay.Node):
         actor = info.context.actor
         if actor is None or actor.account_id is None or not actor.has_role(RoleModel.ADMIN):
             return [None for _ in node_ids]
-        rows = await ApiKeyModel.filter(account_id=actor.account_id, id__in=_ids(node_ids))
-        return _ordered(rows, node_ids, cls.of)
+        rows = await ApiKeyModel.filter(account_id=actor.account_id, id__in=pks(node_ids))
+        return ordered(rows, node_ids, cls.of)
 
 
 @strawberry.type
@@ -139,6 +132,32 @@ class Account(relay.Node):
         query = ApiKeyModel.filter(account_id=self.id if allowed else -1)
         return await paginate(query, ApiKey.of, first=first, after=after, last=last, before=before)
 
+    @strawberry.field
+    async def finance_settings(self) -> FinanceSettings:
+        return FinanceSettings.of(await FinanceSettingsModel.get(account_id=self.id), self.currency)
+
+    @strawberry.field(description="The balance's movements, newest first. Every role may read it.")
+    async def ledger(
+        self,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: LedgerFilter | None = None,
+    ) -> Connection[LedgerEntry]:
+        query = LedgerEntryModel.filter(account_id=self.id)
+        if filter is not None:
+            if filter.kinds:
+                query = query.filter(kind__in=list(filter.kinds))
+            if filter.created_after is not None:
+                query = query.filter(created_at__gte=filter.created_after)
+            if filter.created_before is not None:
+                query = query.filter(created_at__lt=filter.created_before)
+        currency = self.currency
+        return await paginate(
+            query, lambda row: LedgerEntry.of(row, currency), first=first, after=after, last=last, before=before
+        )
+
     @classmethod
     async def resolve_nodes(  # type: ignore[override]  # Strawberry declares it with overloads
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
@@ -146,8 +165,8 @@ class Account(relay.Node):
         actor = info.context.actor
         if actor is None or actor.account_id is None:
             return [None for _ in node_ids]
-        rows = await AccountModel.filter(id=actor.account_id, id__in=_ids(node_ids))
-        return _ordered(rows, node_ids, cls.of)
+        rows = await AccountModel.filter(id=actor.account_id, id__in=pks(node_ids))
+        return ordered(rows, node_ids, cls.of)
 
 
 @strawberry.type(description="The signed-in user and its account (none for staff).")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Callable, Iterable
+from typing import Any, NewType, TypeVar
 
 import strawberry
 from strawberry import relay
@@ -10,14 +11,31 @@ from strawberry import relay
 from services.money import to_decimal
 
 
+def _decimal_text(value: Any) -> str:
+    # Any JSON scalar is taken as text: the service checks the notation and answers
+    # a bad amount ("1e3", "NaN", "10.005") with INVALID on its field, not a GraphQL error.
+    return str(value)
+
+
+DecimalString = NewType("DecimalString", str)
+
+# Registered in the schema's scalar_map (schema/__init__.py).
+DECIMAL_SCALAR = strawberry.scalar(
+    name="Decimal",
+    description='An exact decimal number written as a string, e.g. "125.00". Never a float.',
+    serialize=str,
+    parse_value=_decimal_text,
+)
+
+
 @strawberry.type(description="An exact amount of money in a currency.")
 class Money:
-    amount: Decimal
+    amount: DecimalString
     currency_code: str
 
     @classmethod
     def of(cls, minor: int, currency: str) -> Money:
-        return cls(amount=to_decimal(minor, currency), currency_code=currency)
+        return cls(amount=DecimalString(str(to_decimal(minor, currency))), currency_code=currency)
 
 
 def node_pk(global_id: relay.GlobalID, node_type: type) -> int:
@@ -28,3 +46,17 @@ def node_pk(global_id: relay.GlobalID, node_type: type) -> int:
     if global_id.type_name != node_type.__name__ or not global_id.node_id.isdigit():
         return -1
     return int(global_id.node_id)
+
+
+T = TypeVar("T")
+
+
+def pks(node_ids: Iterable[str]) -> list[int]:
+    """The integer primary keys among node ids; anything else matches no row."""
+    return [int(i) for i in node_ids if str(i).isdigit()]
+
+
+def ordered(rows: Iterable[Any], node_ids: Iterable[str], convert: Callable[[Any], T]) -> list[T | None]:
+    """Rows converted and put in the order of the ids asked for, None where missing."""
+    by_id = {str(row.id): convert(row) for row in rows}
+    return [by_id.get(str(i)) for i in node_ids]

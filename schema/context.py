@@ -8,6 +8,7 @@ from typing import Any
 from strawberry.types import Info as StrawberryInfo
 
 from services.actors import Actor
+from services.payments import PaymentGateway
 from services.ratelimit import RateLimiter
 from settings import Settings
 
@@ -19,6 +20,7 @@ class AppResources:
     settings: Settings
     redis: Any
     limiter: RateLimiter
+    gateway: PaymentGateway
 
 
 @dataclass

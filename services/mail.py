@@ -84,11 +84,18 @@ def email_payload(template: str, *, to: list[str], locale: str, context: dict[st
 
 
 def render(template: str, locale: str, context: dict[str, Any]) -> tuple[str, str, str]:
-    """(subject, text, html) of a template in a locale."""
+    """(subject, text, html) of a template in a locale.
+
+    Each e-mail is written once, as text (`Subject: …`, a blank line, the body); its
+    HTML part is that text in the shared layout, escaped there, so user text in a
+    message can never become markup.
+    """
     text = _env.get_template(f"{template}.{locale}.txt").render(**context)
-    subject, _, body = text.partition("\n\n")
-    html = _env.get_template(f"{template}.{locale}.html").render(**context)
-    return subject.removeprefix("Subject: ").strip(), body, html
+    head, _, body = text.partition("\n\n")
+    subject = head.removeprefix("Subject: ").strip()
+    paragraphs = [p.splitlines() for p in body.strip().split("\n\n")]
+    html = _env.get_template("_layout.html").render(locale=locale, subject=subject, paragraphs=paragraphs)
+    return subject, body, html
 
 
 def build_message(payload: dict[str, Any], *, message_id: int, sender: str) -> EmailMessage:

@@ -84,7 +84,7 @@ def settings(tmp_path: Path, database_url: str, queue_name: str) -> Settings:
         "DATABASE_URL": database_url,
         "VOUCHSAFE_QUEUE_NAME": queue_name,
         "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "0.5",
-        "VOUCHSAFE_DB_POOL_SIZE": "30",
+        "VOUCHSAFE_DB_POOL_SIZE": "60",
     }
     if REDIS_URL:
         env["REDIS_URL"] = REDIS_URL

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from arq.connections import RedisSettings
+from arq.cron import cron
 from arq.worker import Function, func
 
 from settings import Settings
-from workers.tasks import run_outbox, shutdown, startup
+from workers.tasks import purge_idempotency_keys, run_outbox, shutdown, startup
 
 # Retries are ours (outbox attempts, lease waits); arq's count only needs to stay out of the way.
 MAX_TRIES = 50
@@ -22,6 +23,7 @@ def functions() -> list[Function]:
 def worker_options(settings: Settings, *, embedded: bool) -> dict[str, Any]:
     options: dict[str, Any] = {
         "functions": functions(),
+        "cron_jobs": [cron(purge_idempotency_keys, minute=17, unique=True)],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "ctx": {"settings": settings, "embedded": embedded},

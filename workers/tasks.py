@@ -9,7 +9,7 @@ from typing import Any
 
 from arq import Retry
 
-from services import outbox
+from services import idempotency, outbox
 from services.database import close_db, open_db
 from services.mail import SEND_EMAIL, mailer_for, send_email_handler
 from settings import Settings
@@ -29,6 +29,11 @@ async def run_outbox(ctx: dict[str, Any], message_id: int) -> str:
         # Another delivery holds the lease; come back in case it died holding it.
         raise Retry(defer=BUSY_RETRY_SECONDS)
     return outcome.value
+
+
+async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
+    """Keys are kept at least 24 hours, then purged."""
+    return await idempotency.purge_expired()
 
 
 def handlers(settings: Settings) -> dict[str, outbox.Handler]:
