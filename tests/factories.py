@@ -43,3 +43,29 @@ async def tenant(api: Api, **overrides: Any) -> dict[str, Any]:
     """A signed-up account and its ADMIN's token."""
     signed_up = await sign_up(api, **overrides)
     return {**signed_up, "token": await sign_in(api, signed_up["email"])}
+
+
+USER_CREATE = """
+mutation UserCreate($input: UserCreateInput!) { userCreate(input: $input) { user { id } errors { code } } }"""
+
+DEPOSIT = """
+mutation Deposit($input: FundsDepositInput!) {
+  fundsDeposit(input: $input) {
+    ledgerEntry { id kind amount { amount currencyCode } balanceAfter { amount } gatewayReference memo }
+    account { balance { amount currencyCode } }
+    errors { code field message }
+  }
+}"""
+
+
+async def member(api: Api, admin_token: str, role: str) -> str:
+    """A user of the admin's account with a role, signed in."""
+    email = unique_email(role.lower())
+    result = await api(USER_CREATE, {"input": {"email": email, "password": PASSWORD, "role": role}}, token=admin_token)
+    assert result["data"]["userCreate"]["errors"] == []
+    return await sign_in(api, email)
+
+
+async def deposit(api: Api, token: str, amount: str, **extra: Any) -> dict[str, Any]:
+    result = await api(DEPOSIT, {"input": {"amount": amount, "cardToken": "tok_visa", **extra}}, token=token)
+    return dict(result["data"]["fundsDeposit"])

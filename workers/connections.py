@@ -31,5 +31,7 @@ class ArqQueue:
         self.redis = redis
 
     async def enqueue(self, function: str, *args: Any, job_id: str) -> None:
-        # None means a job with this id is already queued or running: that is the dedupe.
-        await self.redis.enqueue_job(function, *args, _job_id=job_id)
+        # arq's job keys are global in Redis, not per queue: the queue name keeps the
+        # ids of deployments (and databases) sharing one Redis apart. None back from
+        # arq means the job is already queued or running: that is the dedupe.
+        await self.redis.enqueue_job(function, *args, _job_id=f"{self.redis.default_queue_name}:{job_id}")

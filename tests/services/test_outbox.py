@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from models import OutboxMessage, OutboxStatus, User
 from services import outbox
 from settings import Settings
-from tests.conftest import Api, loopback_client, running_worker, wait_for
+from tests.conftest import Api, Inbox, free_port, loopback_client, running_worker, wait_for
 from tests.factories import PASSWORD, SIGN_UP, sign_up, unique_email
 from workers.connections import fake_server
 
@@ -107,17 +106,11 @@ class TestRun:
 # --- Redis outage (RELIABILITY F01 in the small) -------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class OwnRedis:
     """A redis-server of the test's own on a free loopback port, to stop and start at will."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.directory = directory
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -218,43 +211,7 @@ class TestRedisOutage:
         assert len(list(app_settings.mail_dir.glob(f"{done.id}.eml"))) == 1
 
 
-# --- SMTP -----------------------------------------------------------------------------------------
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-async def smtp_api(settings: Settings, smtp: tuple[Inbox, int]) -> AsyncIterator[tuple[Api, Settings, Inbox]]:
-    import httpx
-
-    from server import create_app
-
-    inbox, port = smtp
-    app_settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
-    app = create_app(app_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=loopback_client())
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(http), app_settings, inbox
+# --- SMTP ---------------------------------------------------------------------------------------------
 
 
 class TestSmtp:
