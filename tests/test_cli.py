@@ -122,3 +122,23 @@ def test_worker_without_redis_url_exits_2(cli_env: dict[str, str]) -> None:
     # then
     assert result.returncode == 2
     assert "REDIS_URL" in result.stdout + result.stderr
+
+
+def test_ledger_verify_reports_a_balance_that_left_its_ledger(tmp_path: Path) -> None:
+    # A database of the test's own: the session's holds accounts other tests broke on purpose.
+    import sqlite3
+
+    env = dict(os.environ, VOUCHSAFE_DATA_DIR=str(tmp_path / "data"))
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    ok = run_cli("ledger", "verify", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "ledger ok" in ok.stdout
+    with sqlite3.connect(tmp_path / "data" / "vouchsafe.sqlite3") as db:
+        db.execute(
+            "INSERT INTO account (name, currency, locale, is_partner, balance, created_at)"
+            " VALUES ('drifted', 'USD', 'en', 0, 500, '2026-01-01 00:00:00')"
+        )
+    bad = run_cli("ledger", "verify", env=env)
+    assert bad.returncode == 1
+    assert re.search(r"account \d+: balance 500 != ledger sum 0", bad.stdout)
