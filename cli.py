@@ -21,6 +21,8 @@ def _setup_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Tortoise announces every connection close at INFO; commands print their own results.
+    logging.getLogger("tortoise").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _with_db(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
