@@ -8,6 +8,7 @@ from typing import Any
 from strawberry.types import Info as StrawberryInfo
 
 from services.actors import Actor
+from services.codes import CodeCipher
 from services.payments import PaymentGateway
 from services.ratelimit import RateLimiter
 from settings import Settings
@@ -21,6 +22,7 @@ class AppResources:
     redis: Any
     limiter: RateLimiter
     gateway: PaymentGateway
+    cipher: CodeCipher
 
 
 @dataclass

@@ -1,0 +1,131 @@
+"""Batched reads behind the dashboard: one statement for many orders, whatever the page sizes.
+
+A voucher's status is read as it is at this moment: one past its expiry reads
+EXPIRED whether or not the expiry job has run.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from models import Voucher, VoucherStatus
+
+_EXPIRES_AT = Voucher._meta.fields_map["expires_at"]
+_DATETIME_COLUMNS = ("expires_at", "created_at", "used_at")
+
+
+def effective_status(status: VoucherStatus | str, expires_at: datetime, now: datetime) -> VoucherStatus:
+    status = VoucherStatus(status)
+    if status == VoucherStatus.VALID_UNUSED and expires_at <= now:
+        return VoucherStatus.EXPIRED
+    return status
+
+
+class _Sql:
+    """Placeholders and values in the current store's dialect."""
+
+    def __init__(self, conn: BaseDBAsyncClient) -> None:
+        self.postgres = conn.capabilities.dialect == "postgres"
+        self.values: list[Any] = []
+
+    def param(self, value: Any) -> str:
+        if isinstance(value, datetime) and not self.postgres:
+            value = str(value)  # how Tortoise stores datetimes in SQLite: comparable as text in UTC
+        self.values.append(value)
+        return f"${len(self.values)}" if self.postgres else "?"
+
+    def ids(self, values: Sequence[int]) -> str:
+        return ", ".join(self.param(int(v)) for v in values) or "NULL"
+
+
+def _status_condition(sql: _Sql, status: VoucherStatus | None, now: datetime) -> str:
+    if status is None:
+        return ""
+    if status == VoucherStatus.EXPIRED:
+        return f" AND (status = 'EXPIRED' OR (status = 'VALID_UNUSED' AND expires_at <= {sql.param(now)}))"
+    if status == VoucherStatus.VALID_UNUSED:
+        return f" AND status = 'VALID_UNUSED' AND expires_at > {sql.param(now)}"
+    return f" AND status = {sql.param(status.value)}"
+
+
+async def status_counts(order_ids: Sequence[int], now: datetime) -> dict[int, dict[VoucherStatus, int]]:
+    """Vouchers per order and status, as of now."""
+    counts: dict[int, dict[VoucherStatus, int]] = {oid: dict.fromkeys(VoucherStatus, 0) for oid in order_ids}
+    if not order_ids:
+        return counts
+    conn = connections.get("default")
+    sql = _Sql(conn)
+    expired_at = sql.param(now)
+    query = (
+        "SELECT order_id, CASE WHEN status = 'VALID_UNUSED' AND expires_at <= "
+        f"{expired_at} THEN 'EXPIRED' ELSE status END AS effective, COUNT(*) AS n "
+        f"FROM voucher WHERE order_id IN ({sql.ids(order_ids)}) GROUP BY 1, 2"
+    )
+    for row in await conn.execute_query_dict(query, sql.values):
+        counts[int(row["order_id"])][VoucherStatus(row["effective"])] = int(row["n"])
+    return counts
+
+
+@dataclass(frozen=True)
+class VoucherRow:
+    id: int
+    order_id: int
+    line_id: int
+    code_hint: str
+    status: VoucherStatus
+    expires_at: datetime
+    created_at: datetime
+    used_at: datetime | None
+
+
+async def first_vouchers(
+    order_ids: Sequence[int], *, limit: int, after_id: int | None, status: VoucherStatus | None, now: datetime
+) -> dict[int, list[VoucherRow]]:
+    """Up to `limit` vouchers of each order (by id, after a cursor), in one statement."""
+    result: dict[int, list[VoucherRow]] = defaultdict(list)
+    if not order_ids or limit <= 0:
+        return result
+    conn = connections.get("default")
+    sql = _Sql(conn)
+    where = f"order_id IN ({sql.ids(order_ids)})"
+    if after_id is not None:
+        where += f" AND id > {sql.param(after_id)}"
+    where += _status_condition(sql, status, now)
+    query = (
+        "SELECT id, order_id, line_id, code_hint, status, expires_at, created_at, used_at FROM ("
+        "SELECT id, order_id, line_id, code_hint, status, expires_at, created_at, used_at, "
+        "ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY id) AS rn "
+        f"FROM voucher WHERE {where}) AS page WHERE rn <= {sql.param(limit)} ORDER BY order_id, id"
+    )
+    for row in await conn.execute_query_dict(query, sql.values):
+        for column in _DATETIME_COLUMNS:
+            row[column] = _EXPIRES_AT.to_python_value(row[column])
+        expires_at = row["expires_at"]
+        result[int(row["order_id"])].append(
+            VoucherRow(
+                id=int(row["id"]),
+                order_id=int(row["order_id"]),
+                line_id=int(row["line_id"]),
+                code_hint=row["code_hint"],
+                status=effective_status(row["status"], expires_at, now),
+                expires_at=expires_at,
+                created_at=row["created_at"],
+                used_at=row["used_at"],
+            )
+        )
+    return result
+
+
+async def voucher_totals(order_ids: Sequence[int], *, status: VoucherStatus | None, now: datetime) -> dict[int, int]:
+    """How many vouchers each order has (with a status, as of now): a connection's totalCount."""
+    counts = await status_counts(order_ids, now)
+    if status is None:
+        return {oid: sum(by_status.values()) for oid, by_status in counts.items()}
+    return {oid: by_status[status] for oid, by_status in counts.items()}
