@@ -28,6 +28,7 @@ from schema import build_schema
 from schema.context import AppResources, Context
 from services import database, metrics, payments
 from services.actors import authenticate
+from services.codes import CodeCipher
 from services.ratelimit import RateLimiter
 from settings import Settings, load_settings
 from workers.connections import ArqQueue, open_redis
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             redis=redis,
             limiter=RateLimiter(redis),
             gateway=payments.gateway_for(settings.payment_gateway),
+            cipher=CodeCipher(settings.code_key),
         )
         background: list[asyncio.Task[Any]] = [
             asyncio.create_task(relay_forever(ArqQueue(redis), interval=settings.outbox_sweep_seconds))

@@ -15,9 +15,10 @@ that is not all of them). On SQLite, transactions run one at a time anyway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
@@ -67,13 +68,13 @@ async def blockers(
     expired: set[int] = set()
     if ids:
         # Redeemed once is enough, even if released since: used_at is never cleared.
-        redeemed = set(
+        redeemed = _ints(
             await Voucher.filter(order_id__in=ids, used_at__not_isnull=True)
             .using_db(conn)
             .distinct()
             .values_list("order_id", flat=True)
         )
-        expired = set(
+        expired = _ints(
             await Voucher.filter(
                 Q(status=VoucherStatus.EXPIRED) | Q(status=VoucherStatus.VALID_UNUSED, expires_at__lte=now),
                 order_id__in=ids,
@@ -95,6 +96,10 @@ async def blockers(
             found.append(EXPIRED)
         result[order.id] = found
     return result
+
+
+def _ints(values: Iterable[Any]) -> set[int]:
+    return {int(v) for v in values}
 
 
 async def cancel_order(
