@@ -1,4 +1,4 @@
-"""The Starlette application: /graphql (HTTP + graphql-transport-ws), health, metrics.
+"""The Starlette application: /graphql (HTTP + graphql-transport-ws), downloads, health, metrics.
 
 The composition root: it builds the process's resources in the lifespan and
 hands them to the GraphQL context; nothing below it reads the environment.
@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -26,7 +26,7 @@ from tortoise import connections
 
 from schema import build_schema
 from schema.context import AppResources, Context
-from services import database, metrics, payments
+from services import database, downloads, exports, metrics, payments
 from services.actors import authenticate
 from services.codes import CodeCipher
 from services.ratelimit import RateLimiter
@@ -81,6 +81,37 @@ async def readyz(request: Request) -> Response:
         checks["redis"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
+
+
+def not_found() -> Response:
+    # One answer for every refusal (the status and body of an unknown path): tokens and ids cannot be probed.
+    return PlainTextResponse("Not Found", status_code=404, headers={"Cache-Control": "no-store"})
+
+
+async def download_codes_csv(request: Request) -> Response:
+    """All codes of an order as CSV, streamed, for a signed URL minted by the API."""
+    resources: AppResources = request.app.state.resources
+    grant = downloads.verify(
+        secret=resources.settings.secret_key,
+        token=request.query_params.get("t", ""),
+        order_id=request.path_params["order_id"],
+        kind="csv",
+    )
+    order = await downloads.authorize(grant) if grant else None
+    if grant is None or order is None:
+        return not_found()
+    headers = {
+        "Content-Disposition": f'attachment; filename="{order.number}.csv"',
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+    media_type = "text/csv; charset=utf-8"
+    if request.method == "HEAD":  # Starlette routes HEAD here too: no codes leave, so nothing is recorded
+        return Response(media_type=media_type, headers=headers)
+    await exports.record_download(order_id=order.id, grant=grant, kind="csv")
+    chunks = exports.csv_chunks(order=order, cipher=resources.cipher, public_url=resources.settings.public_url)
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -149,6 +180,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route("/downloads/orders/{order_id:int}/codes.csv", download_codes_csv, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import strawberry
-from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
+from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
 from strawberry import relay
 from strawberry.extensions import (
     AddValidationRules,
@@ -21,9 +21,12 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from schema.accounts import AccountMutation, AccountQuery
+from schema.catalogue import CatalogueQuery
 from schema.common import DECIMAL_SCALAR, DecimalString
 from schema.errors import MaskInternalErrors
 from schema.finance import FinanceMutation
+from schema.limits import PageSizeLimit
+from schema.order_mutations import OrderMutation, OrderQuery
 from schema.pagination import MAX_PAGE_SIZE
 from schema.staff import StaffMutation
 
@@ -65,11 +68,13 @@ def build_schema(*, production: bool = False) -> Schema:
         ValidationCache,
         MaskInternalErrors,
     ]
+    rules: list[type[ASTValidationRule]] = [PageSizeLimit]
     if production:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        rules.append(NoSchemaIntrospectionCustomRule)
+    extensions.append(lambda: AddValidationRules(rules))
     return Schema(
-        query=merge_types("Query", (_node_query(), AccountQuery)),
-        mutation=merge_types("Mutation", (AccountMutation, FinanceMutation, StaffMutation)),
+        query=merge_types("Query", (_node_query(), AccountQuery, CatalogueQuery, OrderQuery)),
+        mutation=merge_types("Mutation", (AccountMutation, FinanceMutation, OrderMutation, StaffMutation)),
         extensions=extensions,  # type: ignore[arg-type]
         config=StrawberryConfig(
             relay_max_results=MAX_PAGE_SIZE,

@@ -7,6 +7,7 @@ from typing import Any
 
 from strawberry.types import Info as StrawberryInfo
 
+from schema.loaders import Loaders
 from services.actors import Actor
 from services.codes import CodeCipher
 from services.payments import PaymentGateway
@@ -32,7 +33,7 @@ class Context:
     client: str
     request_id: str
     request: Any = None
-    loaders: dict[str, Any] = field(default_factory=dict)
+    loaders: Loaders = field(default_factory=Loaders)
 
     @property
     def settings(self) -> Settings:

@@ -31,7 +31,9 @@ def _camel(name: str) -> str:
 
 def user_errors(error: DomainError) -> list[UserError]:
     """A domain error as the payload's errors; field paths start at the mutation's `input`."""
-    field = ["input", *(_camel(part) for part in error.field)] if error.field else None
+    # Services name fields in snake_case, nested ones dotted ("lines.1.validity_years").
+    parts = [piece for part in error.field or () for piece in part.split(".")]
+    field = ["input", *(_camel(part) for part in parts)] if parts else None
     return [UserError(code=error.code, field=field, message=error.message)]
 
 

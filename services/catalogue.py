@@ -89,9 +89,14 @@ async def quote(lines: list[LineRequest], *, currency: str) -> Quote:
         raise invalid("lines", f"From 1 to {MAX_LINES} lines.")
     codes = {line.product_code.strip().upper() for line in lines}
     found = {p.code: p for p in await Product.filter(code__in=list(codes), active=True)}
+    return price_lines(lines, found, currency=currency)
+
+
+def price_lines(lines: list[LineRequest], products_by_code: dict[str, Product], *, currency: str) -> Quote:
+    """The pure pricing of lines against given products."""
     priced = []
     for index, line in enumerate(lines):
-        product = found.get(line.product_code.strip().upper())
+        product = products_by_code.get(line.product_code.strip().upper())
         _check_line(index, line, product)
         assert product is not None
         if product.currency != currency:
@@ -137,9 +142,16 @@ async def update_product(
     for field, value in changes.items():
         if value is not None:
             setattr(product, field, value)
-    if product.validity_years and not all(y in (1, 2, 3) for y in product.validity_years):
-        raise invalid("validity_years", "Validities are 1, 2 or 3 years.")
+    if not product.validity_years or not all(y in (1, 2, 3) for y in product.validity_years):
+        raise invalid("validity_years", "Validities are 1, 2 or 3 years, at least one.")
     if product.is_ev and product.max_wildcards:
         raise invalid("max_wildcards", "An EV product allows no wildcards.")
+    if product.max_wildcards < 0:
+        raise invalid("max_wildcards", "Cannot be negative.")
+    if product.max_fqdns < product.included_fqdns:
+        raise invalid("max_fqdns", f"At least the {product.included_fqdns} FQDNs the base price includes.")
+    for field in ("price_base_per_year", "price_fqdn_per_year", "price_wildcard_per_year"):
+        if getattr(product, field) < 0:
+            raise invalid(field, "Prices cannot be negative.")
     await product.save()
     return product

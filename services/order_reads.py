@@ -15,7 +15,7 @@ from typing import Any
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from models import Voucher, VoucherStatus
+from models import OrderEvent, Voucher, VoucherStatus
 
 _EXPIRES_AT = Voucher._meta.fields_map["expires_at"]
 _DATETIME_COLUMNS = ("expires_at", "created_at", "used_at")
@@ -123,9 +123,44 @@ async def first_vouchers(
     return result
 
 
-async def voucher_totals(order_ids: Sequence[int], *, status: VoucherStatus | None, now: datetime) -> dict[int, int]:
-    """How many vouchers each order has (with a status, as of now): a connection's totalCount."""
-    counts = await status_counts(order_ids, now)
-    if status is None:
-        return {oid: sum(by_status.values()) for oid, by_status in counts.items()}
-    return {oid: by_status[status] for oid, by_status in counts.items()}
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    order_id: int
+    kind: str
+    actor_user_id: int | None
+    actor_api_key_id: int | None
+    data: Any
+    created_at: datetime
+
+
+async def first_events(order_ids: Sequence[int], *, limit: int, before_id: int | None) -> dict[int, list[EventRow]]:
+    """Up to `limit` history events of each order, newest first, in one statement."""
+    result: dict[int, list[EventRow]] = defaultdict(list)
+    if not order_ids or limit <= 0:
+        return result
+    conn = connections.get("default")
+    sql = _Sql(conn)
+    where = f"order_id IN ({sql.ids(order_ids)})"
+    if before_id is not None:
+        where += f" AND id < {sql.param(before_id)}"
+    query = (
+        "SELECT id, order_id, kind, actor_user_id, actor_api_key_id, data, created_at FROM ("
+        "SELECT id, order_id, kind, actor_user_id, actor_api_key_id, data, created_at, "
+        "ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY id DESC) AS rn "
+        f"FROM order_event WHERE {where}) AS page WHERE rn <= {sql.param(limit)} ORDER BY order_id, id DESC"
+    )
+    data_field = OrderEvent._meta.fields_map["data"]
+    for row in await conn.execute_query_dict(query, sql.values):
+        result[int(row["order_id"])].append(
+            EventRow(
+                id=int(row["id"]),
+                order_id=int(row["order_id"]),
+                kind=row["kind"],
+                actor_user_id=row["actor_user_id"],
+                actor_api_key_id=row["actor_api_key_id"],
+                data=data_field.to_python_value(row["data"]),
+                created_at=_EXPIRES_AT.to_python_value(row["created_at"]),
+            )
+        )
+    return result

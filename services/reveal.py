@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from tortoise.transactions import in_transaction
 
 from models import OrderEvent, OrderEventKind, Role, Voucher, VoucherOrder
+from services import clock
 from services.actors import Actor
 from services.codes import CodeCipher, display
 from services.errors import not_found
+from services.order_reads import VoucherRow, effective_status
 
 
 @dataclass(frozen=True)
 class RevealedCode:
-    voucher: Voucher
+    voucher: VoucherRow
     code: str
 
 
@@ -25,14 +27,46 @@ async def reveal_codes(*, actor: Actor, order_id: int, cipher: CodeCipher) -> li
     order = await VoucherOrder.filter(id=order_id, account_id=account_id).first()
     if order is None:
         raise not_found("order_id", "No such order.")
+    now = clock.now()
     async with in_transaction() as conn:
-        vouchers = await Voucher.filter(order_id=order.id).using_db(conn).order_by("id")
+        # Plain rows, not model instances: an order holds up to 10,000 vouchers.
+        rows = (
+            await Voucher.filter(order_id=order.id)
+            .using_db(conn)
+            .order_by("id")
+            .values(
+                "id",
+                "line_id",
+                "code_hint",
+                "status",
+                "expires_at",
+                "created_at",
+                "used_at",
+                "code_ciphertext",
+                "code_digest",
+            )
+        )
         await OrderEvent.create(
             order_id=order.id,
             kind=OrderEventKind.CODES_REVEALED,
             actor_user_id=actor.user_id,
             actor_api_key_id=actor.api_key_id,
-            data={"count": len(vouchers)},
+            data={"count": len(rows)},
             using_db=conn,
         )
-    return [RevealedCode(v, display(cipher.open(v.code_ciphertext, v.code_digest))) for v in vouchers]
+    return [
+        RevealedCode(
+            voucher=VoucherRow(
+                id=row["id"],
+                order_id=order.id,
+                line_id=row["line_id"],
+                code_hint=row["code_hint"],
+                status=effective_status(row["status"], row["expires_at"], now),
+                expires_at=row["expires_at"],
+                created_at=row["created_at"],
+                used_at=row["used_at"],
+            ),
+            code=display(cipher.open(row["code_ciphertext"], row["code_digest"])),
+        )
+        for row in rows
+    ]

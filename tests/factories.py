@@ -69,3 +69,48 @@ async def member(api: Api, admin_token: str, role: str) -> str:
 async def deposit(api: Api, token: str, amount: str, **extra: Any) -> dict[str, Any]:
     result = await api(DEPOSIT, {"input": {"amount": amount, "cardToken": "tok_visa", **extra}}, token=token)
     return dict(result["data"]["fundsDeposit"])
+
+
+ORDER_CREATE = """
+mutation Create($input: VoucherOrderCreateInput!) {
+  voucherOrderCreate(input: $input) {
+    order { id number status paymentMethod total { amount currencyCode } customerName notes
+            lines { productCode quantity unitPrice { amount } linePrice { amount } } }
+    errors { code field message }
+  }
+}"""
+
+ENABLE_BALANCE = """mutation { financeSettingsUpdate(input: {billToBalanceEnabled: true}) { errors { code } } }"""
+
+
+def line(product: str = "BASIC_OV", quantity: int = 2, years: int = 1, fqdns: int = 1, wildcards: int = 0) -> dict:
+    return {
+        "productCode": product,
+        "quantity": quantity,
+        "validityYears": years,
+        "fqdns": fqdns,
+        "wildcards": wildcards,
+    }
+
+
+async def partner(api: Api, *, balance: str | None = "5000.00", **overrides: Any) -> dict[str, Any]:
+    """A partner account (voucher feature on, balance billing on, funded) and its ADMIN's token."""
+    from models import Account, User
+    from services import staff
+
+    account = await tenant(api, **overrides)
+    user = await User.get(email=account["email"])
+    assert user.account_id is not None
+    await staff.set_partner(account_id=user.account_id, enabled=True)
+    await api(ENABLE_BALANCE, token=account["token"])
+    if balance is not None:
+        funded = await deposit(api, account["token"], balance)
+        assert funded["errors"] == [], funded
+    account["account_id"] = user.account_id
+    account["account"] = await Account.get(id=user.account_id)
+    return account
+
+
+async def order(api: Api, token: str, *lines: dict, **extra: Any) -> dict[str, Any]:
+    result = await api(ORDER_CREATE, {"input": {"lines": list(lines) or [line()], **extra}}, token=token)
+    return dict(result["data"]["voucherOrderCreate"])

@@ -1,0 +1,140 @@
+"""Placing, cancelling and revealing voucher orders."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry import relay
+
+from models import PaymentMethod
+from models import VoucherOrder as VoucherOrderModel
+from schema.catalogue import VoucherLineInput
+from schema.common import node_pk
+from schema.context import Info
+from schema.errors import UserError, user_errors
+from schema.orders import Voucher, VoucherOrder, voucher_orders
+from schema.orders import VoucherOrderFilter as VoucherOrderFilterInput
+from schema.pagination import Connection
+from schema.permissions import IsAuthenticated, actor_of
+from services import cancellation, orders, reveal
+from services.errors import DomainError
+
+
+@strawberry.input
+class VoucherOrderCreateInput:
+    lines: list[VoucherLineInput]
+    customer_name: str | None = None
+    notes: str | None = strawberry.field(default=None, description="E.g. an invoice number.")
+    payment_method: PaymentMethod | None = strawberry.field(
+        default=None, description="The account's default payment method when absent."
+    )
+    card_token: str | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class VoucherOrderCancelInput:
+    order_id: relay.GlobalID
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class VoucherCodesRevealInput:
+    order_id: relay.GlobalID
+
+
+@strawberry.type
+class VoucherOrderCreatePayload:
+    order: VoucherOrder | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class VoucherOrderCancelPayload:
+    order: VoucherOrder | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RevealedCode:
+    voucher: Voucher
+    code: str
+
+
+@strawberry.type
+class VoucherCodesRevealPayload:
+    codes: list[RevealedCode] | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class OrderQuery:
+    @strawberry.field(permission_classes=[IsAuthenticated], description="The account's orders, newest first.")
+    async def voucher_orders(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: VoucherOrderFilterInput | None = None,
+    ) -> Connection[VoucherOrder]:
+        return await voucher_orders(info, first, after, last, before, filter)
+
+
+@strawberry.type
+class OrderMutation:
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Partners' ADMIN, FINANCE: buy vouchers.")
+    async def voucher_order_create(self, info: Info, input: VoucherOrderCreateInput) -> VoucherOrderCreatePayload:
+        resources = info.context.resources
+        request = orders.OrderRequest(
+            lines=[line.request() for line in input.lines],
+            customer_name=input.customer_name,
+            notes=input.notes,
+            payment_method=input.payment_method,
+            card_token=input.card_token,
+            idempotency_key=input.idempotency_key,
+        )
+        try:
+            order = await orders.place_order(
+                actor=actor_of(info),
+                request=request,
+                gateway=resources.gateway,
+                cipher=resources.cipher,
+                public_url=resources.settings.public_url,
+            )
+        except DomainError as error:
+            return VoucherOrderCreatePayload(errors=user_errors(error))
+        return VoucherOrderCreatePayload(order=VoucherOrder.of(order))
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated], description="ADMIN, FINANCE: cancel a whole order and refund it."
+    )
+    async def voucher_order_cancel(self, info: Info, input: VoucherOrderCancelInput) -> VoucherOrderCancelPayload:
+        resources = info.context.resources
+        try:
+            order: VoucherOrderModel = await cancellation.cancel_order(
+                actor=actor_of(info),
+                order_id=node_pk(input.order_id, VoucherOrder),
+                idempotency_key=input.idempotency_key,
+                gateway=resources.gateway,
+                public_url=resources.settings.public_url,
+            )
+        except DomainError as error:
+            return VoucherOrderCancelPayload(errors=user_errors(error))
+        return VoucherOrderCancelPayload(order=VoucherOrder.of(order))
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated], description="ADMIN, FINANCE: every code in full; recorded in the history."
+    )
+    async def voucher_codes_reveal(self, info: Info, input: VoucherCodesRevealInput) -> VoucherCodesRevealPayload:
+        try:
+            revealed = await reveal.reveal_codes(
+                actor=actor_of(info),
+                order_id=node_pk(input.order_id, VoucherOrder),
+                cipher=info.context.resources.cipher,
+            )
+        except DomainError as error:
+            return VoucherCodesRevealPayload(errors=user_errors(error))
+        return VoucherCodesRevealPayload(
+            codes=[RevealedCode(voucher=Voucher.of_row(r.voucher), code=r.code) for r in revealed]
+        )

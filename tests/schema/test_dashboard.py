@@ -1,0 +1,80 @@
+"""The partner dashboard runs a constant number of SQL statements, whatever its page sizes."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.conftest import Api
+from tests.factories import line, order, partner
+
+DASHBOARD = """query Dashboard($orders: Int!, $vouchers: Int!) {
+  viewer { account { balance { amount } } }
+  voucherOrders(first: $orders) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { node {
+      id number customerName status paymentMethod total { amount currencyCode } createdAt
+      lines { productName quantity validityYears fqdns wildcards unitPrice { amount } }
+      statusCounts { validUnused validUsed expired cancelled total }
+      cancellable cancelBlockers { code }
+      vouchers(first: $vouchers) {
+        totalCount pageInfo { hasNextPage } edges { cursor node { id code status expiresAt } }
+      }
+      history(first: 5) { edges { node { kind actor createdAt } } }
+      pdf { status }
+    } }
+  }
+}"""
+
+
+class StatementCounter(logging.Handler):
+    """Counts the statements Tortoise sends (it logs each one on tortoise.db_client at DEBUG)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.statements: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.statements.append(record.getMessage()[:200])
+
+
+async def statements_for(api: Api, token: str, orders: int, vouchers: int) -> tuple[int, dict]:
+    logger = logging.getLogger("tortoise.db_client")
+    counter = StatementCounter()
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(counter)
+    try:
+        result = await api(DASHBOARD, {"orders": orders, "vouchers": vouchers}, token=token)
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(previous)
+    assert "errors" not in result, result
+    # Background work of the in-process worker (outbox relay and e-mail) shares the logger.
+    return len([s for s in counter.statements if "outbox_message" not in s]), result["data"]
+
+
+class TestDashboard:
+    @pytest.mark.parametrize("sizes", [(20, 50)])
+    async def test_constant_statements_whatever_the_page_sizes(self, api: Api, sizes: tuple[int, int]) -> None:
+        p = await partner(api, balance=None)
+        for i in range(20):
+            placed = await order(
+                api,
+                p["token"],
+                line("BASIC_OV", 3 if i % 2 else 55),
+                cardToken="tok_visa",
+                customerName=f"Customer {i}",
+            )
+            assert placed["errors"] == [], placed
+        small, small_data = await statements_for(api, p["token"], 2, 1)
+        large, large_data = await statements_for(api, p["token"], *sizes)
+        edges = large_data["voucherOrders"]["edges"]
+        assert len(edges) == 20
+        assert {len(e["node"]["vouchers"]["edges"]) for e in edges} == {3, 50}
+        assert len(small_data["voucherOrders"]["edges"]) == 2
+        assert small == large, (small, large)
+        # the session lookup, then one statement per kind of data, never one per order
+        assert large <= 12, large
