@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
+
+import pytest
 
 from models import Account, LedgerEntry, OutboxMessage, Voucher, VoucherOrder
 from services import clock
@@ -285,3 +288,18 @@ class TestLimits:
         )
         assert nested["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
         assert ORDER_CREATE  # the document constant is shared with other tests
+
+
+@pytest.mark.postgres
+class TestConcurrentOrders:
+    async def test_r07_ten_twins_with_one_key_place_one_order(self, api: Api) -> None:
+        p = await partner(api, balance="1000.00")
+        clients = [api.client() for _ in range(10)]
+        variables = {"input": {"lines": [line()], "paymentMethod": "ACCOUNT_BALANCE", "idempotencyKey": "twin"}}
+        results = await asyncio.gather(*(c(ORDER_CREATE, variables, token=p["token"]) for c in clients))
+        payloads = [r["data"]["voucherOrderCreate"] for r in results]
+        numbers = {r["order"]["number"] for r in payloads if r["order"]}
+        assert len(numbers) == 1
+        assert all(r["order"] or r["errors"][0]["code"] == "IDEMPOTENCY_KEY_IN_PROGRESS" for r in payloads)
+        assert await VoucherOrder.filter(account_id=p["account_id"]).count() == 1
+        assert await balance_of(p["account_id"]) == 100_000 - 35_000
