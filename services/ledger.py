@@ -30,7 +30,8 @@ LOW_BALANCE = "low_balance"
 
 
 def insufficient_funds() -> DomainError:
-    return DomainError(ErrorCode.INSUFFICIENT_FUNDS, "The account balance is too low for this.", "amount")
+    # No input field: the balance, not any one value the caller sent, is short.
+    return DomainError(ErrorCode.INSUFFICIENT_FUNDS, "The account balance is too low for this.")
 
 
 async def post_entry(
