@@ -36,6 +36,7 @@ class Settings:
     outbox_sweep_seconds: float
     log_level: str
     queue_name: str
+    job_timeout_seconds: int
 
     @property
     def production(self) -> bool:
@@ -122,4 +123,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         outbox_sweep_seconds=float(_number(env, "VOUCHSAFE_OUTBOX_SWEEP_SECONDS", "5", float)),
         log_level=env.get("VOUCHSAFE_LOG_LEVEL", "INFO"),
         queue_name=env.get("VOUCHSAFE_QUEUE_NAME", "arq:queue"),
+        job_timeout_seconds=int(_number(env, "VOUCHSAFE_JOB_TIMEOUT_SECONDS", "180", int)),
     )

@@ -28,7 +28,7 @@ from schema.finance import FinanceMutation
 from schema.limits import PageSizeLimit
 from schema.order_mutations import OrderMutation, OrderQuery
 from schema.pagination import MAX_PAGE_SIZE
-from schema.staff import StaffMutation
+from schema.staff import JobMutation, StaffMutation, StaffQuery
 
 log = logging.getLogger("vouchsafe.graphql")
 
@@ -73,8 +73,8 @@ def build_schema(*, production: bool = False) -> Schema:
         rules.append(NoSchemaIntrospectionCustomRule)
     extensions.append(lambda: AddValidationRules(rules))
     return Schema(
-        query=merge_types("Query", (_node_query(), AccountQuery, CatalogueQuery, OrderQuery)),
-        mutation=merge_types("Mutation", (AccountMutation, FinanceMutation, OrderMutation, StaffMutation)),
+        query=merge_types("Query", (_node_query(), AccountQuery, CatalogueQuery, OrderQuery, StaffQuery)),
+        mutation=merge_types("Mutation", (AccountMutation, FinanceMutation, OrderMutation, StaffMutation, JobMutation)),
         extensions=extensions,  # type: ignore[arg-type]
         config=StrawberryConfig(
             relay_max_results=MAX_PAGE_SIZE,

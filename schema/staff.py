@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 from strawberry import relay
 
 from schema.accounts import Account
 from schema.common import node_pk
 from schema.context import Info
-from schema.errors import UserError, user_errors
+from schema.errors import ClientError, UserError, user_errors
+from schema.pagination import MAX_PAGE_SIZE
 from schema.permissions import IsAuthenticated, actor_of
-from services import staff
+from services import outbox, staff
 from services.errors import DomainError
 
 
@@ -39,3 +42,54 @@ class StaffMutation:
         except DomainError as error:
             return PartnerEnablePayload(errors=user_errors(error))
         return PartnerEnablePayload(account=Account.of(account))
+
+
+@strawberry.type(description="Background work that failed all its tries (staff only).")
+class FailedJob:
+    id: strawberry.ID
+    task: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+
+
+@strawberry.input
+class JobRetryInput:
+    id: strawberry.ID
+
+
+@strawberry.type
+class JobRetryPayload:
+    retried: bool = False
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class StaffQuery:
+    @strawberry.field(permission_classes=[IsAuthenticated], description="Staff: failed background jobs, newest first.")
+    async def failed_jobs(self, info: Info, first: int = 50) -> list[FailedJob]:
+        if not actor_of(info).is_staff:
+            raise ClientError("Only staff may do this.", code="PERMISSION_DENIED")
+        rows = await outbox.failed_messages(limit=max(0, min(first, MAX_PAGE_SIZE)))
+        return [
+            FailedJob(
+                id=strawberry.ID(str(r.id)),
+                task=r.task,
+                attempts=r.attempts,
+                last_error=r.last_error,
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
+
+
+@strawberry.type
+class JobMutation:
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Staff: queue a failed job again.")
+    async def job_retry(self, info: Info, input: JobRetryInput) -> JobRetryPayload:
+        try:
+            actor_of(info).require_staff()
+            await outbox.retry_failed(int(input.id) if str(input.id).isdigit() else -1)
+        except DomainError as error:
+            return JobRetryPayload(errors=user_errors(error))
+        return JobRetryPayload(retried=True)

@@ -26,13 +26,18 @@ from services.errors import DomainError, ErrorCode
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-LEASE = timedelta(minutes=10)
+# How long a delivery holds a row; the worker passes its job timeout, so a crashed
+# worker's row is free again as soon as the queue would hand its job to another.
+LEASE = timedelta(minutes=3)
 # An ENQUEUED row this old is offered again: the broker may have lost it
 # (Redis keeps nothing on disk here). The job id keeps it from running twice.
 STALE_AFTER = timedelta(minutes=15)
 RUN_OUTBOX = "run_outbox"
 
 Handler = Callable[[dict[str, Any], int], Awaitable[None]]
+# Called once when a task has failed for the last time, to make the failure visible
+# where its owner looks (e.g. an order's PDF state): (payload, error text).
+FailureHook = Callable[[dict[str, Any], str], Awaitable[None]]
 
 
 class JobQueue(Protocol):
@@ -94,14 +99,20 @@ async def relay_pending(queue: JobQueue, *, limit: int = 500) -> int:
     return len(ids)
 
 
-async def run(message_id: int, handlers: Mapping[str, Handler]) -> Outcome:
+async def run(
+    message_id: int,
+    handlers: Mapping[str, Handler],
+    *,
+    failure_hooks: Mapping[str, FailureHook] | None = None,
+    lease: timedelta = LEASE,
+) -> Outcome:
     """Run one outbox row at most once to completion; failures retry, then stay FAILED and visible."""
     now = clock.now()
     claimed = await OutboxMessage.filter(
         Q(locked_until=None) | Q(locked_until__lt=now),
         id=message_id,
         status__in=[OutboxStatus.PENDING, OutboxStatus.ENQUEUED],
-    ).update(locked_until=now + LEASE, attempts=F("attempts") + 1)
+    ).update(locked_until=now + lease, attempts=F("attempts") + 1)
     if not claimed:
         message = await OutboxMessage.filter(id=message_id).first()
         if message is None or message.status in (OutboxStatus.DONE, OutboxStatus.FAILED):
@@ -116,11 +127,16 @@ async def run(message_id: int, handlers: Mapping[str, Handler]) -> Outcome:
     except Exception as exc:  # any failure is recorded on the row, never lost
         log.exception("outbox message %s (%s) failed, attempt %s", message.id, message.task, message.attempts)
         final = message.attempts >= MAX_ATTEMPTS or handler is None
+        error = f"{type(exc).__name__}: {exc}"[:2000]
         await OutboxMessage.filter(id=message.id).update(
-            status=OutboxStatus.FAILED if final else message.status,
-            last_error=f"{type(exc).__name__}: {exc}"[:2000],
-            locked_until=None,
+            status=OutboxStatus.FAILED if final else message.status, last_error=error, locked_until=None
         )
+        hook = (failure_hooks or {}).get(message.task)
+        if final and hook is not None:
+            try:
+                await hook(message.payload, error)
+            except Exception:
+                log.exception("failure hook of outbox message %s (%s) failed", message.id, message.task)
         return Outcome.FAILED if final else Outcome.RETRY
     await OutboxMessage.filter(id=message.id).update(
         status=OutboxStatus.DONE, done_at=clock.now(), locked_until=None, last_error=None

@@ -13,16 +13,17 @@ from workers.tasks import purge_idempotency_keys, run_outbox, shutdown, startup
 
 # Retries are ours (outbox attempts, lease waits); arq's count only needs to stay out of the way.
 MAX_TRIES = 50
-JOB_TIMEOUT_SECONDS = 15 * 60
 
 
-def functions() -> list[Function]:
-    return [func(run_outbox, name="run_outbox", max_tries=MAX_TRIES, timeout=JOB_TIMEOUT_SECONDS)]
+def functions(settings: Settings) -> list[Function]:
+    # The job timeout is also the outbox lease (workers.tasks): a job killed with its
+    # worker is taken again by arq after about this long, and finds the row free.
+    return [func(run_outbox, name="run_outbox", max_tries=MAX_TRIES, timeout=settings.job_timeout_seconds)]
 
 
 def worker_options(settings: Settings, *, embedded: bool) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "functions": functions(),
+        "functions": functions(settings),
         "cron_jobs": [cron(purge_idempotency_keys, minute=17, unique=True)],
         "on_startup": startup,
         "on_shutdown": shutdown,

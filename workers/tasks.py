@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from typing import Any
 
 from arq import Retry
@@ -22,12 +23,18 @@ BUSY_RETRY_SECONDS = 30
 
 
 async def run_outbox(ctx: dict[str, Any], message_id: int) -> str:
-    outcome = await outbox.run(message_id, ctx["handlers"])
+    settings: Settings = ctx["settings"]
+    outcome = await outbox.run(
+        message_id,
+        ctx["handlers"],
+        failure_hooks=ctx.get("failure_hooks"),
+        lease=timedelta(seconds=settings.job_timeout_seconds),
+    )
     if outcome is outbox.Outcome.RETRY:
         raise Retry(defer=outbox.retry_delay(ctx["job_try"]))
     if outcome is outbox.Outcome.BUSY:
         # Another delivery holds the lease; come back in case it died holding it.
-        raise Retry(defer=BUSY_RETRY_SECONDS)
+        raise Retry(defer=min(BUSY_RETRY_SECONDS, settings.job_timeout_seconds))
     return outcome.value
 
 

@@ -86,3 +86,39 @@ class TestStaff:
         assert enabled["data"]["partnerEnable"] == {"account": {"id": account_id, "isPartner": True}, "errors": []}
         seen = await api("{ viewer { account { isPartner } } }", token=a["token"])
         assert seen["data"]["viewer"]["account"]["isPartner"] is True
+
+
+FAILED_JOBS = "{ failedJobs { id task attempts lastError } }"
+JOB_RETRY = "mutation R($id: ID!) { jobRetry(input: {id: $id}) { retried errors { code } } }"
+
+
+class TestFailedJobs:
+    async def test_staff_see_and_retry_failed_jobs_others_cannot(self, api: Api) -> None:
+        from models import OutboxMessage, OutboxStatus
+
+        failed = await OutboxMessage.create(
+            task="send_email",
+            payload={},
+            status=OutboxStatus.FAILED,
+            attempts=5,
+            last_error="SMTPRecipientsRefused: nobody",
+        )
+        staff_email = unique_email("staff")
+        await staff.create_staff(email=staff_email, password=PASSWORD)
+        staff_token = await sign_in(api, staff_email)
+        jobs = (await api(FAILED_JOBS, token=staff_token))["data"]["failedJobs"]
+        assert {
+            "id": str(failed.id),
+            "task": "send_email",
+            "attempts": 5,
+            "lastError": "SMTPRecipientsRefused: nobody",
+        } in jobs
+        a = await tenant(api)
+        refused = await api(FAILED_JOBS, token=a["token"])
+        assert refused["data"] is None and refused["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED"
+        assert (await api(JOB_RETRY, {"id": str(failed.id)}, token=a["token"]))["data"]["jobRetry"]["errors"][0][
+            "code"
+        ] == "PERMISSION_DENIED"
+        retried = await api(JOB_RETRY, {"id": str(failed.id)}, token=staff_token)
+        assert retried["data"]["jobRetry"] == {"retried": True, "errors": []}
+        assert (await OutboxMessage.get(id=failed.id)).status == OutboxStatus.PENDING
