@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.resources = AppResources(
             settings=settings,
             redis=redis,
-            limiter=RateLimiter(redis),
+            limiter=RateLimiter(redis, namespace=settings.queue_name),
             gateway=payments.gateway_for(settings.payment_gateway),
             cipher=CodeCipher(settings.code_key),
         )

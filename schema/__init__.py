@@ -28,6 +28,7 @@ from schema.finance import FinanceMutation
 from schema.limits import PageSizeLimit
 from schema.order_mutations import OrderMutation, OrderQuery
 from schema.pagination import MAX_PAGE_SIZE
+from schema.redemption import RedemptionMutation, RedemptionQuery
 from schema.staff import JobMutation, StaffMutation, StaffQuery
 
 log = logging.getLogger("vouchsafe.graphql")
@@ -35,6 +36,11 @@ log = logging.getLogger("vouchsafe.graphql")
 MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 2_000
+
+
+# One query and one mutation type per domain module, merged into the root types.
+QUERIES = (AccountQuery, CatalogueQuery, OrderQuery, RedemptionQuery, StaffQuery)
+MUTATIONS = (AccountMutation, FinanceMutation, OrderMutation, RedemptionMutation, StaffMutation, JobMutation)
 
 
 def _node_query() -> type:
@@ -73,8 +79,8 @@ def build_schema(*, production: bool = False) -> Schema:
         rules.append(NoSchemaIntrospectionCustomRule)
     extensions.append(lambda: AddValidationRules(rules))
     return Schema(
-        query=merge_types("Query", (_node_query(), AccountQuery, CatalogueQuery, OrderQuery, StaffQuery)),
-        mutation=merge_types("Mutation", (AccountMutation, FinanceMutation, OrderMutation, StaffMutation, JobMutation)),
+        query=merge_types("Query", (_node_query(), *QUERIES)),
+        mutation=merge_types("Mutation", MUTATIONS),
         extensions=extensions,  # type: ignore[arg-type]
         config=StrawberryConfig(
             relay_max_results=MAX_PAGE_SIZE,

@@ -29,20 +29,22 @@ SIGN_IN_PER_EMAIL = Limit("signin:email", 10, 15 * 60)
 SIGN_IN_PER_CLIENT = Limit("signin:client", 30, 15 * 60)
 
 
-def _key(limit: Limit, subject: str) -> str:
-    # Subjects (e-mails, addresses) are hashed so the keys hold no personal data.
-    return f"rl:{limit.name}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
+def _key(namespace: str, limit: Limit, subject: str) -> str:
+    # Subjects (e-mails, addresses) are hashed so the keys hold no personal data; the
+    # namespace keeps deployments (and databases, whose ids restart) sharing a Redis apart.
+    return f"{namespace}:rl:{limit.name}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
 
 
 class RateLimiter:
     """Counts attempts before they run, so concurrent tries cannot slip past the limit."""
 
-    def __init__(self, redis: Counter) -> None:
+    def __init__(self, redis: Counter, *, namespace: str = "vouchsafe") -> None:
         self._redis = redis
+        self._namespace = namespace
 
     async def attempt(self, limit: Limit, subject: str) -> None:
         """Count one attempt; refuse it when the window's allowance is used up."""
-        key = _key(limit, subject)
+        key = _key(self._namespace, limit, subject)
         count = int(await self._redis.incr(key))
         if count == 1:
             await self._redis.expire(key, limit.window_seconds)
@@ -51,4 +53,4 @@ class RateLimiter:
 
     async def forgive(self, limit: Limit, subject: str) -> None:
         """A successful attempt does not count against the subject."""
-        await self._redis.decr(_key(limit, subject))
+        await self._redis.decr(_key(self._namespace, limit, subject))

@@ -1,0 +1,223 @@
+"""Redeeming a voucher: a certificate request, exactly once per voucher, whatever races.
+
+Redemption follows the LOCK ORDER of services.cancellation: it locks the order row
+first, checks the order is still ACTIVE, and only then turns the voucher from
+VALID_UNUSED to VALID_USED by compare-and-set, in the transaction that creates the
+certificate request. A partial unique index allows one live request per voucher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tortoise.transactions import in_transaction
+
+from models import (
+    CertificateRequest,
+    CertificateRequestStatus,
+    OrderEvent,
+    OrderEventKind,
+    Voucher,
+    VoucherOrder,
+    VoucherOrderLine,
+    VoucherOrderStatus,
+    VoucherStatus,
+)
+from services import clock, codes
+from services.actors import Actor
+from services.errors import DomainError, ErrorCode, not_found
+from services.names import check_allowance, check_csr, requested_names
+from services.order_reads import effective_status
+from services.ratelimit import Limit, RateLimiter
+
+REUSE_WINDOW = timedelta(days=30)
+LOOKUPS_PER_CLIENT = Limit("redeem:client", 10, 15 * 60)
+LOOKUPS_PER_ACCOUNT = Limit("redeem:account", 10, 15 * 60)
+
+
+def _unknown() -> DomainError:
+    # One answer for every reason a code is unknown (malformed, never issued, another key).
+    return DomainError(ErrorCode.NOT_FOUND, "No voucher has this code.", "code")
+
+
+def _not_redeemable(status: VoucherStatus) -> DomainError:
+    reasons = {
+        VoucherStatus.VALID_USED: "This voucher has been used.",
+        VoucherStatus.EXPIRED: "This voucher has expired.",
+        VoucherStatus.CANCELLED: "This voucher was cancelled.",
+    }
+    return DomainError(ErrorCode.VOUCHER_NOT_REDEEMABLE, reasons.get(status, "This voucher cannot be used."), "code")
+
+
+@dataclass(frozen=True)
+class Redeemable:
+    """What a code buys, as the redemption page shows it."""
+
+    voucher: Voucher
+    line: VoucherOrderLine
+    status: VoucherStatus
+
+    @property
+    def redeemable(self) -> bool:
+        return self.status == VoucherStatus.VALID_UNUSED
+
+
+async def _find(code: str, cipher: codes.CodeCipher) -> Voucher | None:
+    body = codes.normalize(code)
+    if body is None:
+        return None
+    return await Voucher.filter(code_digest=cipher.digest(body)).first()
+
+
+async def _counted_lookup(
+    code: str, *, cipher: codes.CodeCipher, client: str, actor: Actor | None, limiter: RateLimiter
+) -> Voucher:
+    """Find a code, counting the try against the client and the account; a hit is forgiven."""
+    subjects = [(LOOKUPS_PER_CLIENT, client)]
+    if actor is not None and actor.account_id is not None:
+        subjects.append((LOOKUPS_PER_ACCOUNT, str(actor.account_id)))
+    for limit, subject in subjects:
+        await limiter.attempt(limit, subject)
+    voucher = await _find(code, cipher)
+    if voucher is None:
+        raise _unknown()
+    for limit, subject in subjects:
+        await limiter.forgive(limit, subject)
+    return voucher
+
+
+async def voucher_by_code(
+    *, code: str, cipher: codes.CodeCipher, client: str, actor: Actor | None, limiter: RateLimiter
+) -> Redeemable:
+    """What a code buys, or why it cannot be used; unknown codes count against the rate limit."""
+    voucher = await _counted_lookup(code, cipher=cipher, client=client, actor=actor, limiter=limiter)
+    line = await VoucherOrderLine.get(id=voucher.line_id)
+    return Redeemable(voucher, line, effective_status(voucher.status, voucher.expires_at, clock.now()))
+
+
+@dataclass(frozen=True)
+class RequestInput:
+    code: str
+    common_name: str
+    additional_fqdns: list[str]
+    wildcards: list[str]
+    csr: str | None
+
+
+async def redeem(
+    *, actor: Actor, request: RequestInput, cipher: codes.CodeCipher, client: str, limiter: RateLimiter
+) -> CertificateRequest:
+    """Any signed-in user redeems a code with a certificate request that fits the voucher."""
+    if actor.user_id is None or actor.account_id is None:
+        raise DomainError(ErrorCode.PERMISSION_DENIED, "Sign in as a person to request a certificate.")
+    names = requested_names(request.common_name, request.additional_fqdns, request.wildcards)
+    csr = check_csr(request.csr, names) if request.csr and request.csr.strip() else None
+    voucher = await _counted_lookup(request.code, cipher=cipher, client=client, actor=actor, limiter=limiter)
+    line = await VoucherOrderLine.get(id=voucher.line_id)
+    check_allowance(names, fqdns=line.fqdns, wildcards=line.wildcards)
+    async with in_transaction() as conn:
+        # LOCK ORDER: the order row first (services.cancellation).
+        order = await VoucherOrder.filter(id=voucher.order_id).using_db(conn).select_for_update().get()
+        now = clock.now()
+        if order.status != VoucherOrderStatus.ACTIVE:
+            raise _not_redeemable(VoucherStatus.CANCELLED)
+        used = (
+            await Voucher.filter(id=voucher.id, status=VoucherStatus.VALID_UNUSED, expires_at__gt=now)
+            .using_db(conn)
+            .update(status=VoucherStatus.VALID_USED, used_at=now)
+        )
+        if not used:
+            current = await Voucher.get(id=voucher.id, using_db=conn)
+            raise _not_redeemable(effective_status(current.status, current.expires_at, now))
+        certificate_request = await CertificateRequest.create(
+            voucher_id=voucher.id,
+            account_id=actor.account_id,
+            user_id=actor.user_id,
+            common_name=names.common_name,
+            additional_fqdns=names.additional_fqdns,
+            wildcards=names.wildcards,
+            csr=csr,
+            created_at=now,
+            using_db=conn,
+        )
+        await OrderEvent.create(
+            order_id=order.id,
+            kind=OrderEventKind.VOUCHER_REDEEMED,
+            data={"voucher": voucher.code_hint, "commonName": names.common_name, "at": now.isoformat()},
+            using_db=conn,
+        )
+    return certificate_request
+
+
+@dataclass(frozen=True)
+class Ended:
+    request: CertificateRequest
+    voucher_released: bool
+    notice: DomainError | None
+
+
+async def end_request(*, actor: Actor, request_id: int, revoke: bool) -> Ended:
+    """The requester cancels a request (SUBMITTED) or revokes its certificate (ISSUED).
+
+    Within 30 days of the request the voucher is released for a new request (unless it
+    has expired); later it stays used and the caller is told REUSE_WINDOW_CLOSED.
+    """
+    account_id = actor.require_account()
+    found = await CertificateRequest.filter(id=request_id, account_id=account_id).first()
+    if found is None:
+        raise not_found("id", "No such certificate request.")
+    before, after = (
+        (CertificateRequestStatus.ISSUED, CertificateRequestStatus.REVOKED)
+        if revoke
+        else (CertificateRequestStatus.SUBMITTED, CertificateRequestStatus.CANCELLED)
+    )
+    voucher = await Voucher.get(id=found.voucher_id)
+    async with in_transaction() as conn:
+        await VoucherOrder.filter(id=voucher.order_id).using_db(conn).select_for_update().get()
+        now = clock.now()
+        ended = (
+            await CertificateRequest.filter(id=found.id, status=before)
+            .using_db(conn)
+            .update(status=after, ended_at=now)
+        )
+        if not ended:
+            verb = "revoked: only an issued certificate" if revoke else "cancelled: only a submitted request"
+            raise DomainError(ErrorCode.INVALID, f"This cannot be {verb} can.", "id")
+        released, notice = False, None
+        if now - found.created_at <= REUSE_WINDOW:
+            released = bool(
+                await Voucher.filter(id=voucher.id, status=VoucherStatus.VALID_USED, expires_at__gt=now)
+                .using_db(conn)
+                .update(status=VoucherStatus.VALID_UNUSED)
+            )
+        else:
+            notice = DomainError(
+                ErrorCode.REUSE_WINDOW_CLOSED,
+                "More than 30 days after the request: the voucher stays used.",
+                "id",
+            )
+        if released:
+            await OrderEvent.create(
+                order_id=voucher.order_id,
+                kind=OrderEventKind.VOUCHER_RELEASED,
+                data={
+                    "voucher": voucher.code_hint,
+                    "commonName": found.common_name,
+                    "ended": after.value,
+                    "at": now.isoformat(),
+                },
+                using_db=conn,
+            )
+    return Ended(await CertificateRequest.get(id=found.id), released, notice)
+
+
+async def issue_request(*, actor: Actor, request_id: int) -> CertificateRequest:
+    """Staff mark a submitted request as issued (the CA's issuance happens elsewhere)."""
+    actor.require_staff()
+    changed = await CertificateRequest.filter(id=request_id, status=CertificateRequestStatus.SUBMITTED).update(
+        status=CertificateRequestStatus.ISSUED, issued_at=clock.now()
+    )
+    if not changed:
+        raise not_found("id", "No submitted certificate request with that id.")
+    return await CertificateRequest.get(id=request_id)
