@@ -45,8 +45,10 @@ def _with_db(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    import redeem_page
     from server import create_app
 
+    redeem_page.install_access_log_masking()
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=settings.log_level.lower())
     return 0
 

@@ -24,9 +24,11 @@ from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from tortoise import connections
 
+import redeem_page
+from models import PdfStatus
 from schema import build_schema
 from schema.context import AppResources, Context
-from services import database, downloads, exports, metrics, payments
+from services import database, downloads, exports, metrics, payments, pdf
 from services.actors import authenticate
 from services.codes import CodeCipher
 from services.ratelimit import RateLimiter
@@ -114,6 +116,30 @@ async def download_codes_csv(request: Request) -> Response:
     return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
 
+async def download_vouchers_pdf(request: Request) -> Response:
+    """The order's vouchers PDF once it is READY, streamed from the database, for a signed URL minted by the API."""
+    resources: AppResources = request.app.state.resources
+    grant = downloads.verify(
+        secret=resources.settings.secret_key,
+        token=request.query_params.get("t", ""),
+        order_id=request.path_params["order_id"],
+        kind="pdf",
+    )
+    order = await downloads.authorize(grant) if grant else None
+    if grant is None or order is None or order.pdf_status != PdfStatus.READY:
+        return not_found()
+    headers = {
+        "Content-Disposition": f'attachment; filename="{order.number}.pdf"',
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if request.method == "HEAD":  # as for the CSV: no codes leave, so nothing is recorded
+        return Response(media_type="application/pdf", headers=headers)
+    await exports.record_download(order_id=order.id, grant=grant, kind="pdf")
+    return StreamingResponse(pdf.pdf_bytes_stream(order.id), media_type="application/pdf", headers=headers)
+
+
 async def metrics_endpoint(request: Request) -> Response:
     return PlainTextResponse(await metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -154,6 +180,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if worker is not None:
+                await worker.stop()
             await redis.aclose()
             await database.close_db()
 
@@ -181,9 +209,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/downloads/orders/{order_id:int}/codes.csv", download_codes_csv, methods=["GET"]),
+            Route("/downloads/orders/{order_id:int}/vouchers.pdf", download_vouchers_pdf, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            *redeem_page.routes,
         ],
         middleware=middleware,
         lifespan=lifespan,

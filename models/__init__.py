@@ -5,6 +5,7 @@ Everything here imports only tortoise and the standard library.
 
 from models.accounts import Account, ApiKey, FinanceSettings, Session, User
 from models.catalogue import Product
+from models.documents import PdfChunk, PdfPart, PdfRender
 from models.enums import (
     ApiKeyChannel,
     CertificateRequestStatus,
@@ -27,6 +28,7 @@ APP_LABEL = "vouchsafe"
 MODEL_MODULES = [
     "models.accounts",
     "models.catalogue",
+    "models.documents",
     "models.ledger",
     "models.orders",
     "models.outbox",
@@ -51,6 +53,9 @@ __all__ = [
     "OutboxMessage",
     "OutboxStatus",
     "PaymentMethod",
+    "PdfChunk",
+    "PdfPart",
+    "PdfRender",
     "PdfStatus",
     "Product",
     "Role",

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 CUSTOMER_NAME_MAX = 200
 NOTES_MAX = 2_000
 ORDER_PLACED = "order_placed"
+# The job services.pdf handles; named here so that placing an order does not load the PDF toolkit.
+RENDER_PDF = "render_pdf"
 _NUMBER_SYMBOLS = codes.CROCKFORD
 
 
@@ -242,6 +244,7 @@ async def _commit(conn: BaseDBAsyncClient, d: _Details, *, charge_reference: str
         paid = {"method": d.method.value, "reference": charge_reference}
     await OrderEvent.create(order_id=order.id, kind=OrderEventKind.PAID, data=paid, using_db=conn, **actor_ids)
     await _confirmation(conn, d, order)
+    await outbox.add(RENDER_PDF, {"order_id": order.id}, using_db=conn)
     return {"order_id": order.id}
 
 

@@ -182,6 +182,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await worker.stop()
         await redis.aclose()
 
 

@@ -9,7 +9,14 @@ from arq.cron import cron
 from arq.worker import Function, func
 
 from settings import Settings
-from workers.tasks import purge_idempotency_keys, run_outbox, shutdown, startup
+from workers.tasks import (
+    expire_vouchers,
+    purge_idempotency_keys,
+    remind_expiring_orders,
+    run_outbox,
+    shutdown,
+    startup,
+)
 
 # Retries are ours (outbox attempts, lease waits); arq's count only needs to stay out of the way.
 MAX_TRIES = 50
@@ -24,7 +31,12 @@ def functions(settings: Settings) -> list[Function]:
 def worker_options(settings: Settings, *, embedded: bool) -> dict[str, Any]:
     options: dict[str, Any] = {
         "functions": functions(settings),
-        "cron_jobs": [cron(purge_idempotency_keys, minute=17, unique=True)],
+        # unique: one run at a time across all workers; each job is idempotent anyway.
+        "cron_jobs": [
+            cron(expire_vouchers, minute=set(range(0, 60, 10)), unique=True),
+            cron(remind_expiring_orders, minute=5, unique=True),
+            cron(purge_idempotency_keys, minute=17, unique=True),
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "ctx": {"settings": settings, "embedded": embedded},
@@ -33,6 +45,9 @@ def worker_options(settings: Settings, *, embedded: bool) -> dict[str, Any]:
         "keep_result": 0,
         "max_jobs": 10,
         "queue_name": settings.queue_name,
+        # arq holds a job's in-progress mark for the longest timeout of any function (cron
+        # jobs included) plus 10 s: the default 300 s would delay a crashed worker's jobs.
+        "job_timeout": settings.job_timeout_seconds,
     }
     if settings.redis_url:
         options["redis_settings"] = RedisSettings.from_dsn(settings.redis_url)

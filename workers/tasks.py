@@ -10,7 +10,8 @@ from typing import Any
 
 from arq import Retry
 
-from services import idempotency, outbox
+from services import expiry, idempotency, outbox, pdf
+from services.codes import CodeCipher
 from services.database import close_db, open_db
 from services.mail import SEND_EMAIL, mailer_for, send_email_handler
 from settings import Settings
@@ -43,9 +44,23 @@ async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
     return await idempotency.purge_expired()
 
 
+async def expire_vouchers(ctx: dict[str, Any]) -> int:
+    """Vouchers past their expiry read EXPIRED at once; this stores it, in short batches."""
+    return await expiry.expire_due()
+
+
+async def remind_expiring_orders(ctx: dict[str, Any]) -> int:
+    """Once per order, 30 days before its unused vouchers expire."""
+    settings: Settings = ctx["settings"]
+    return await expiry.send_expiry_reminders(public_url=settings.public_url)
+
+
 def handlers(settings: Settings) -> dict[str, outbox.Handler]:
     """Outbox task name -> the service that does the work."""
-    return {SEND_EMAIL: send_email_handler(mailer_for(settings.smtp_url, settings.mail_dir), settings.mail_from)}
+    return {
+        SEND_EMAIL: send_email_handler(mailer_for(settings.smtp_url, settings.mail_dir), settings.mail_from),
+        **pdf.pdf_handlers(cipher=CodeCipher(settings.code_key), public_url=settings.public_url),
+    }
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -56,6 +71,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             relay_forever(ArqQueue(ctx["redis"]), interval=settings.outbox_sweep_seconds)
         )
     ctx["handlers"] = handlers(settings)
+    ctx["failure_hooks"] = pdf.pdf_failure_hooks()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from arq.connections import ArqRedis
+from arq.connections import ArqRedis, create_pool
 from arq.utils import poll
 from arq.worker import Worker
 from redis.exceptions import RedisError
@@ -16,6 +16,7 @@ from workers.options import worker_options
 log = logging.getLogger(__name__)
 
 REDIS_RETRY_SECONDS = 1.0
+STOP_GRACE_SECONDS = 5.0
 
 
 class VouchsafeWorker(Worker):
@@ -27,6 +28,14 @@ class VouchsafeWorker(Worker):
     """
 
     async def main(self) -> None:
+        if self._pool is None:  # a standalone worker (`vouchsafe worker`) opens its own connection
+            self._pool = await create_pool(
+                self.redis_settings,
+                job_deserializer=self.job_deserializer,
+                job_serializer=self.job_serializer,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
+            )
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
@@ -39,6 +48,19 @@ class VouchsafeWorker(Worker):
             except (RedisError, OSError) as exc:
                 log.warning("worker lost Redis, retrying in %.0fs: %s", REDIS_RETRY_SECONDS, exc)
                 await asyncio.sleep(REDIS_RETRY_SECONDS)
+
+    async def stop(self, *, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Let running jobs finish for a moment, then end the rest (the in-process worker, at shutdown).
+
+        A job cut off here leaves its outbox row to be taken again once the lease lapses;
+        finishing it is better (a render cut off mid-way also leaves its temporary files behind).
+        """
+        running = [task for task in self.tasks.values() if not task.done()]
+        if running:
+            await asyncio.wait(running, timeout=grace)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 def embedded_worker(settings: Settings, redis: ArqRedis, *, burst: bool = False) -> VouchsafeWorker:

@@ -1,0 +1,211 @@
+"""Voucher expiry: the periodic sweep that marks due vouchers EXPIRED, and the reminder before it.
+
+A voucher reads EXPIRED the moment it is due (services.order_reads.effective_status),
+so the sweep is housekeeping: it makes the stored status catch up and writes the
+order history. It walks voucher ids in ranges, one short transaction per range,
+so no statement holds locks for long and redemptions keep working meanwhile.
+
+Each range follows the LOCK ORDER of services.cancellation: the affected order
+rows first (in id order), then the vouchers. Its UPDATE is the compare-and-set
+(status = 'VALID_UNUSED' AND expires_at <= now): a redemption at the boundary
+locks the order row, then sets VALID_UNUSED -> VALID_USED only while
+expires_at > now, so exactly one of them wins, and a second sweep finds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.functions import Count, Max, Min
+from tortoise.transactions import in_transaction
+
+from models import (
+    Account,
+    OrderEvent,
+    OrderEventKind,
+    Voucher,
+    VoucherOrder,
+    VoucherOrderStatus,
+    VoucherStatus,
+)
+from services import clock, outbox
+from services.ledger import finance_contacts
+from services.mail import SEND_EMAIL, email_payload
+
+log = logging.getLogger(__name__)
+
+REMINDER_WINDOW = timedelta(days=30)
+EXPIRY_REMINDER = "expiry_reminder"
+_DATE_FORMATS = {"en": "%Y-%m-%d", "de": "%d.%m.%Y", "fr": "%d/%m/%Y"}
+
+# PostgreSQL, statement 1: lock the orders of the range's due vouchers, in id order (so
+# sweeps never deadlock with each other), found by primary key. FOR NO KEY UPDATE
+# conflicts with the order lock of a cancel or a redemption, not with rows that merely
+# reference the order.
+_LOCK_ORDERS_PG = """
+SELECT id FROM voucher_order
+WHERE id = ANY(ARRAY(
+    SELECT DISTINCT order_id FROM voucher
+    WHERE id >= $1 AND id < $2 AND status = 'VALID_UNUSED' AND expires_at <= $3
+))
+ORDER BY id
+FOR NO KEY UPDATE
+"""
+# Statement 2: expire the locked orders' due vouchers of the range (the compare-and-set)
+# and write one history event per order, without shipping rows to Python.
+_EXPIRE_PG = """
+WITH expired AS (
+    UPDATE voucher AS v SET status = 'EXPIRED'
+    FROM unnest($4::bigint[]) AS locked(order_id)
+    WHERE v.order_id = locked.order_id
+      AND v.id >= $1 AND v.id < $2 AND v.status = 'VALID_UNUSED' AND v.expires_at <= $3
+    RETURNING v.order_id
+), per_order AS (
+    SELECT order_id, COUNT(*) AS n FROM expired GROUP BY order_id
+), history AS (
+    INSERT INTO order_event (order_id, kind, data, created_at)
+    SELECT order_id, 'EXPIRED', jsonb_build_object('count', n), $5 FROM per_order ORDER BY order_id
+)
+SELECT COALESCE(SUM(n), 0) AS expired FROM per_order
+"""
+# SQLite: transactions are serial; the write comes first so that a second process on
+# the same file waits for the write lock instead of failing with "database is locked".
+_EXPIRE_SQLITE = """
+UPDATE voucher SET status = 'EXPIRED'
+WHERE id >= ? AND id < ? AND status = 'VALID_UNUSED' AND expires_at <= ?
+RETURNING order_id
+"""
+
+
+async def expire_due(*, batch_size: int = 10_000, now: datetime | None = None) -> int:
+    """Mark every unused voucher past its expiry EXPIRED, range by range; one EXPIRED event per order and range."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    now = now or clock.now()
+    bounds = (
+        await Voucher.filter(status=VoucherStatus.VALID_UNUSED, expires_at__lte=now)
+        .annotate(low=Min("id"), high=Max("id"))
+        .values("low", "high")
+    )
+    if not bounds or bounds[0]["low"] is None:
+        return 0
+    expired = 0
+    start, last = int(bounds[0]["low"]), int(bounds[0]["high"])
+    while start <= last:
+        expired += await _expire_range(start, start + batch_size, now)
+        start += batch_size
+    if expired:
+        log.info("expired %d vouchers", expired)
+    return expired
+
+
+async def _expire_range(start: int, stop: int, now: datetime) -> int:
+    """One short transaction: the due vouchers with start <= id < stop, and their orders' history."""
+    async with in_transaction() as conn:
+        if conn.capabilities.dialect == "postgres":
+            locked = await conn.execute_query_dict(_LOCK_ORDERS_PG, [start, stop, now])
+            if not locked:
+                return 0
+            order_ids = [int(row["id"]) for row in locked]
+            [row] = await conn.execute_query_dict(_EXPIRE_PG, [start, stop, now, order_ids, clock.now()])
+            return int(row["expired"])
+        rows = await conn.execute_query_dict(_EXPIRE_SQLITE, [start, stop, str(now)])
+        per_order = Counter(int(row["order_id"]) for row in rows)
+        if per_order:
+            await _history(conn, per_order)
+    return sum(per_order.values())
+
+
+async def _history(conn: BaseDBAsyncClient, per_order: Counter[int]) -> None:
+    created_at = clock.now()
+    await OrderEvent.bulk_create(
+        [
+            OrderEvent(order_id=order_id, kind=OrderEventKind.EXPIRED, data={"count": count}, created_at=created_at)
+            for order_id, count in sorted(per_order.items())
+        ],
+        batch_size=1_000,
+        using_db=conn,
+    )
+
+
+class _NothingToRemind(Exception):
+    """Rolls back a claimed reminder whose vouchers were all used or expired meanwhile."""
+
+
+async def send_expiry_reminders(*, public_url: str, now: datetime | None = None) -> int:
+    """Once per active order, e-mail its finance contacts that unused vouchers expire within 30 days."""
+    now = now or clock.now()
+    horizon = now + REMINDER_WINDOW
+    candidates: list[Any] = await (
+        Voucher.filter(
+            status=VoucherStatus.VALID_UNUSED,
+            expires_at__gt=now,
+            expires_at__lte=horizon,
+            order__status=VoucherOrderStatus.ACTIVE,
+            order__expiry_reminder_sent_at__isnull=True,
+        )
+        .distinct()
+        .values_list("order_id", flat=True)
+    )
+    sent = 0
+    for order_id in sorted({int(c) for c in candidates}):
+        try:
+            async with in_transaction() as conn:
+                sent += await _remind(conn, order_id, now, horizon, public_url)
+        except _NothingToRemind:
+            continue
+    if sent:
+        outbox.notify()
+        log.info("sent %d expiry reminders", sent)
+    return sent
+
+
+async def _remind(conn: BaseDBAsyncClient, order_id: int, now: datetime, horizon: datetime, public_url: str) -> int:
+    # The claim is the compare-and-set, and the first statement: of two concurrent
+    # runs, one claims the order, the other changes nothing and sends nothing.
+    claimed = (
+        await VoucherOrder.filter(id=order_id, status=VoucherOrderStatus.ACTIVE, expiry_reminder_sent_at=None)
+        .using_db(conn)
+        .update(expiry_reminder_sent_at=now)
+    )
+    if not claimed:
+        return 0
+    soon = (
+        await Voucher.filter(
+            order_id=order_id, status=VoucherStatus.VALID_UNUSED, expires_at__gt=now, expires_at__lte=horizon
+        )
+        .using_db(conn)
+        .annotate(n=Count("id"), first=Min("expires_at"))
+        .values("n", "first")
+    )
+    count = int(soon[0]["n"]) if soon else 0
+    if not count:
+        raise _NothingToRemind
+    first = Voucher._meta.fields_map["expires_at"].to_python_value(soon[0]["first"])
+    order = await VoucherOrder.get(id=order_id, using_db=conn)
+    account = await Account.get(id=order.account_id, using_db=conn)
+    recipients = await finance_contacts(conn, account.id)
+    if recipients:
+        locale = account.locale
+        await outbox.add(
+            SEND_EMAIL,
+            email_payload(
+                EXPIRY_REMINDER,
+                to=recipients,
+                locale=locale,
+                context={
+                    "account_name": account.name,
+                    "number": order.number,
+                    "customer_name": order.customer_name or "",
+                    "vouchers": count,
+                    "expires_on": f"{first:{_DATE_FORMATS.get(locale, _DATE_FORMATS['en'])}}",
+                    "link": f"{public_url}/orders/{order.number}",
+                },
+            ),
+            using_db=conn,
+        )
+    return 1

@@ -1,0 +1,514 @@
+"""The vouchers PDF of an order: one page per voucher, rendered in chunks by outbox tasks, kept in the database.
+
+"render_pdf" starts a generation and writes one "render_pdf_chunk" row per 100
+vouchers; each chunk is rendered outside any transaction and stored once; the
+chunk that completes the set writes "assemble_pdf", which joins the chunks a
+chunk at a time into a temporary file and stores it in parts with READY, a
+PDF_READY event and the chunks' removal in one transaction. Every step may run
+twice, or at once with itself: a row lock and a compare-and-set decide.
+
+User text reaches the template only through Jinja's autoescape, and xhtml2pdf
+may read nothing but the template and font folders (no network at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import gc
+import io
+import json
+import tempfile
+import threading
+from array import array
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import fontpkg_noto_sans_arabic
+import paperang_p2_fonts_cjk
+import reportlab
+import segno
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pypdf import PdfReader
+from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject, NullObject, PdfObject
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+from xhtml2pdf import pisa
+from xhtml2pdf.config.resources import ResourceAccessPolicy
+
+from models import (
+    Account,
+    OrderEvent,
+    OrderEventKind,
+    PdfChunk,
+    PdfPart,
+    PdfRender,
+    PdfStatus,
+    Voucher,
+    VoucherOrder,
+    VoucherOrderLine,
+)
+from services import clock, outbox
+from services.codes import CodeCipher, display
+from services.outbox import FailureHook, Handler
+
+RENDER_PDF = "render_pdf"
+RENDER_PDF_CHUNK = "render_pdf_chunk"
+ASSEMBLE_PDF = "assemble_pdf"
+CHUNK = 100
+PART_BYTES = 1 << 20
+NOTES_PRINTED = 300  # notes may hold 2,000 characters; a voucher must stay one page
+CHUNK_RENDER_SECONDS = 120  # a bound against a hang, not a budget: a chunk takes ~3 s
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "pdf"
+FONTS = {
+    # Latin, €, umlauts, ß: ReportLab's own Bitstream Vera. CJK: WenQuanYi Micro Hei
+    # (TrueType outlines, in a collection). Arabic: Noto Sans Arabic. xhtml2pdf picks
+    # per character the first family of the font-family list that has the glyph.
+    "sans": Path(reportlab.__file__).parent / "fonts" / "Vera.ttf",
+    "sans_bold": Path(reportlab.__file__).parent / "fonts" / "VeraBd.ttf",
+    "cjk": Path(paperang_p2_fonts_cjk.__file__).parent / "fonts" / "wqy-microhei.ttc",
+    "arabic": fontpkg_noto_sans_arabic.ROOT / "files" / "NotoSansArabic[wdth,wght].ttf",
+}
+LABELS: dict[str, dict[str, Any]] = json.loads((TEMPLATE_DIR / "labels.json").read_text(encoding="utf-8"))
+
+_env = Environment(loader=FileSystemLoader(TEMPLATE_DIR), autoescape=True, undefined=StrictUndefined)
+_POLICY = ResourceAccessPolicy.server(
+    TEMPLATE_DIR,
+    extra_roots=tuple(sorted({path.parent for path in FONTS.values()})),
+    allow_remote=False,
+    max_render_seconds=CHUNK_RENDER_SECONDS,
+)
+_fonts_lock = threading.Lock()
+_fonts_ready = False
+
+
+@dataclass(frozen=True)
+class PdfOrder:
+    number: str
+    customer_name: str | None
+    notes: str | None
+    voucher_count: int
+    locale: str
+
+
+@dataclass(frozen=True)
+class PdfLine:
+    product_name: str
+    validity_years: int
+    fqdns: int
+    wildcards: int
+
+
+@dataclass(frozen=True)
+class PdfVoucher:
+    position: int
+    code: str
+    expires_at: datetime
+    line: PdfLine
+
+
+def _prepare_fonts() -> None:
+    """Register the Arabic face with Latin line metrics before xhtml2pdf embeds it.
+
+    Its own ascent (1.37 em) pushed any line holding an Arabic name half a line
+    down; xhtml2pdf keeps a face registered under its name (`family_00`).
+    """
+    global _fonts_ready
+    with _fonts_lock:
+        if _fonts_ready:
+            return
+        arabic = TTFont("vs-arabic_00", str(FONTS["arabic"]))
+        arabic.face.ascent, arabic.face.descent = 760, -240
+        pdfmetrics.registerFont(arabic)
+        _fonts_ready = True
+
+
+def render_html(order: PdfOrder, vouchers: Iterable[PdfVoucher], *, public_url: str) -> str:
+    """The chunk's HTML: every piece of user text escaped by the template engine."""
+    t = LABELS.get(order.locale, LABELS["en"])
+    redeem = f"{public_url.rstrip('/')}/redeem/"
+    notes = order.notes
+    if notes and len(notes) > NOTES_PRINTED:
+        notes = notes[: NOTES_PRINTED - 1] + "…"
+    pages = []
+    for v in vouchers:
+        url = redeem + v.code
+        years = t["year_one" if v.line.validity_years == 1 else "year_other"].format(n=v.line.validity_years)
+        pages.append(
+            {
+                "position": v.position,
+                "code": v.code,
+                "url": url,
+                # ASCII payload (URL and code): the smallest QR code, readable by every scanner.
+                "qr": segno.make(url, error="m", micro=False).png_data_uri(scale=4, border=2),
+                "expires": v.expires_at.strftime(t["date_format"]),
+                "line": {**v.line.__dict__, "validity": years},
+            }
+        )
+    return _env.get_template("vouchers.html").render(
+        vouchers=pages,
+        order={**order.__dict__, "notes": notes},
+        t=t,
+        locale=order.locale,
+        fonts={name: str(path) for name, path in FONTS.items()},
+    )
+
+
+def render_vouchers(
+    order: PdfOrder, vouchers: Iterable[PdfVoucher], *, public_url: str, policy: ResourceAccessPolicy = _POLICY
+) -> bytes:
+    """A PDF of these vouchers, one page each (CPU-bound: call it in a thread)."""
+    _prepare_fonts()
+    html = render_html(order, vouchers, public_url=public_url)
+    out = io.BytesIO()
+    result = pisa.CreatePDF(html, dest=out, path=str(TEMPLATE_DIR / "vouchers.html"), resource_policy=policy)
+    if result.err:
+        raise RuntimeError(f"xhtml2pdf reported {result.err} error(s)")
+    return out.getvalue()
+
+
+class PdfJoiner:
+    """Joins PDFs page by page into one file, holding one source file at a time.
+
+    Each source's objects are renumbered and written out at once, so memory does
+    not grow with the number of pages (but for 8 bytes an object and a page, for the
+    cross-reference table and the page tree). pypdf's PdfWriter keeps every page until the end.
+    """
+
+    _CATALOG, _PAGES = 1, 2
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.offsets = array("Q", [0, 0, 0])  # by object number; 1 and 2 are written last
+        self.kids = array("Q")
+        out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+
+    @property
+    def pages(self) -> int:
+        return len(self.kids)
+
+    def add(self, data: bytes) -> int:
+        """Append every page of one PDF; return how many."""
+        reader = PdfReader(io.BytesIO(data))
+        renumbered: dict[int, int] = {}
+        queue: list[tuple[IndirectObject, int]] = []
+
+        def ref(old: IndirectObject) -> IndirectObject:
+            new = renumbered.get(old.idnum)
+            if new is None:
+                self.offsets.append(0)
+                new = renumbered[old.idnum] = len(self.offsets) - 1
+                queue.append((old, new))
+            return IndirectObject(new, 0, None)
+
+        def remap(obj: PdfObject) -> PdfObject:
+            # Copies, never edits: pypdf shares some direct objects between pages.
+            if isinstance(obj, IndirectObject):
+                return ref(obj)
+            if isinstance(obj, DictionaryObject):
+                clone = copy.copy(obj)  # keeps a stream's class and data
+                for key, value in dict.items(obj):
+                    dict.__setitem__(clone, key, remap(value))
+                return clone
+            if isinstance(obj, ArrayObject):
+                return ArrayObject(remap(value) for value in obj)
+            return obj
+
+        before = self.pages
+        for page in reader.pages:
+            assert page.indirect_reference is not None
+            self.kids.append(ref(page.indirect_reference).idnum)
+            while queue:
+                old, new = queue.pop()
+                obj = old.get_object()
+                assert obj is not None
+                if isinstance(obj, DictionaryObject) and obj.get("/Type") == "/Page":
+                    source = copy.copy(obj)  # the source's page tree stays behind: the page joins ours
+                    source[NameObject("/Parent")] = NullObject()
+                    joined = remap(source)
+                    assert isinstance(joined, DictionaryObject)
+                    joined[NameObject("/Parent")] = IndirectObject(self._PAGES, 0, None)
+                    obj = joined
+                else:
+                    obj = remap(obj)
+                self._write(new, obj)
+        del reader
+        gc.collect()  # pypdf's objects point back at their reader: without this, sources pile up until a full GC
+        return self.pages - before
+
+    def _write(self, number: int, obj: PdfObject | bytes) -> None:
+        self.offsets[number] = self.out.tell()
+        self.out.write(b"%d 0 obj\n" % number)
+        if isinstance(obj, bytes):
+            self.out.write(obj)
+        else:
+            obj.write_to_stream(self.out)
+        self.out.write(b"\nendobj\n")
+
+    def finish(self) -> None:
+        kids = b" ".join(b"%d 0 R" % kid for kid in self.kids)
+        self._write(self._PAGES, b"<< /Type /Pages /Count %d /Kids [%s] >>" % (self.pages, kids))
+        self._write(self._CATALOG, b"<< /Type /Catalog /Pages %d 0 R >>" % self._PAGES)
+        start = self.out.tell()
+        self.out.write(b"xref\n0 %d\n0000000000 65535 f \n" % len(self.offsets))
+        for offset in self.offsets[1:]:
+            self.out.write(b"%010d 00000 n \n" % offset)
+        self.out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\n" % (len(self.offsets), self._CATALOG))
+        self.out.write(b"startxref\n%d\n%%%%EOF\n" % start)
+
+
+# -- the tasks ------------------------------------------------------------------------------------------------
+
+
+class _Stale(Exception):
+    """Another delivery or a newer generation got there first: roll back and stop."""
+
+
+async def _lock_order(conn: BaseDBAsyncClient, order_id: int) -> bool:
+    # A write first, changing nothing: PostgreSQL locks the row until commit, and SQLite
+    # takes its write lock before any read (a read first fails across processes).
+    return bool(await VoucherOrder.filter(id=order_id).using_db(conn).update(pdf_status=F("pdf_status")))
+
+
+async def start_render(order_id: int, message_id: int | None) -> int:
+    """Start a generation of an order's PDF unless it is READY; return its chunk count (0: none started)."""
+    async with in_transaction() as conn:
+        if not await _lock_order(conn, order_id):
+            return 0
+        status = (await VoucherOrder.filter(id=order_id).using_db(conn).values("pdf_status"))[0]["pdf_status"]
+        render = await PdfRender.filter(order_id=order_id).using_db(conn).first()
+        if status == PdfStatus.READY:
+            return 0
+        if status == PdfStatus.PENDING and render and message_id and render.started_by_message_id == message_id:
+            return 0  # a second delivery of the row that started this generation; FAILED always restarts
+        vouchers = await Voucher.filter(order_id=order_id).using_db(conn).count()
+        chunks = -(-vouchers // CHUNK)
+        generation = render.generation + 1 if render else 1
+        fields = {"generation": generation, "chunk_count": chunks, "started_by_message_id": message_id}
+        if render:
+            await PdfRender.filter(order_id=order_id).using_db(conn).update(updated_at=clock.now(), **fields)
+        else:
+            await PdfRender.create(order_id=order_id, updated_at=clock.now(), using_db=conn, **fields)
+        await (
+            VoucherOrder.filter(id=order_id)
+            .using_db(conn)
+            .update(pdf_status=PdfStatus.PENDING, pdf_error=None, pdf_generated_at=None)
+        )
+        await PdfChunk.filter(order_id=order_id).using_db(conn).delete()
+        await PdfPart.filter(order_id=order_id).using_db(conn).delete()
+        for chunk in range(chunks):
+            payload = {"order_id": order_id, "generation": generation, "chunk": chunk}
+            await outbox.add(RENDER_PDF_CHUNK, payload, using_db=conn)
+    outbox.notify()
+    return chunks
+
+
+async def _chunk_input(order_id: int, chunk: int, cipher: CodeCipher) -> tuple[PdfOrder, list[PdfVoucher]] | None:
+    """The order and the chunk's vouchers (by id) with their codes opened: plain rows, never model instances."""
+    orders = await VoucherOrder.filter(id=order_id).values(
+        "number", "customer_name", "notes", "voucher_count", "account_id"
+    )
+    if not orders:
+        return None
+    row = orders[0]
+    locales = await Account.filter(id=row.pop("account_id")).values_list("locale", flat=True)
+    order = PdfOrder(**row, locale=str(locales[0]) if locales else "en")
+    lines = {
+        int(line.pop("id")): PdfLine(**line)
+        for line in await VoucherOrderLine.filter(order_id=order_id).values(
+            "id", "product_name", "validity_years", "fqdns", "wildcards"
+        )
+    }
+    rows = (
+        await Voucher.filter(order_id=order_id)
+        .order_by("id")
+        .offset(chunk * CHUNK)
+        .limit(CHUNK)
+        .values("line_id", "code_ciphertext", "code_digest", "expires_at")
+    )
+    vouchers = [
+        PdfVoucher(
+            position=chunk * CHUNK + i + 1,
+            code=display(cipher.open(v["code_ciphertext"], v["code_digest"])),
+            expires_at=v["expires_at"],
+            line=lines[v["line_id"]],
+        )
+        for i, v in enumerate(rows)
+    ]
+    return order, vouchers
+
+
+async def render_chunk(*, order_id: int, generation: int, chunk: int, cipher: CodeCipher, public_url: str) -> None:
+    """Render one chunk outside any transaction and store it once; the last one stored asks for assembly."""
+    render = await PdfRender.filter(order_id=order_id).first()
+    if render is None or render.generation != generation:
+        return  # gone, or a restart made this chunk's generation stale
+    if await PdfChunk.filter(order_id=order_id, chunk=chunk, generation=generation).exists():
+        return  # a second delivery: the first stored the chunk (and the assembly row) in one transaction
+    inputs = await _chunk_input(order_id, chunk, cipher)
+    if inputs is None:
+        return
+    order, vouchers = inputs
+    if not vouchers:  # the set could never complete: fail visibly rather than wait forever
+        raise RuntimeError(f"chunk {chunk} of order {order_id} has no vouchers")
+    data = await asyncio.to_thread(render_vouchers, order, vouchers, public_url=public_url)
+    gc.collect()  # the layout's cycles (tens of MB a chunk) go now, not after several chunks
+    pages = len(PdfReader(io.BytesIO(data)).pages)
+    if pages != len(vouchers):  # never store a chunk whose markup made pages of its own
+        raise RuntimeError(f"chunk {chunk} of order {order_id} has {pages} pages for {len(vouchers)} vouchers")
+    async with in_transaction() as conn:
+        # The render row's lock orders the chunks of one order: exactly the last one stored sees them all.
+        locked = (
+            await PdfRender.filter(order_id=order_id, generation=generation)
+            .using_db(conn)
+            .update(updated_at=clock.now())
+        )
+        if not locked or await PdfChunk.filter(order_id=order_id, chunk=chunk).using_db(conn).exists():
+            return
+        await PdfChunk.create(
+            order_id=order_id,
+            generation=generation,
+            chunk=chunk,
+            pages=pages,
+            data=data,
+            created_at=clock.now(),
+            using_db=conn,
+        )
+        if await PdfChunk.filter(order_id=order_id).using_db(conn).count() == render.chunk_count:
+            await outbox.add(ASSEMBLE_PDF, {"order_id": order_id, "generation": generation}, using_db=conn)
+    outbox.notify()
+
+
+async def assemble(*, order_id: int, generation: int) -> None:
+    """Join the chunks in order and store the PDF in parts; READY is set once, by compare-and-set."""
+    order = await VoucherOrder.filter(id=order_id).values("pdf_status")
+    render = await PdfRender.filter(order_id=order_id).first()
+    if not order or order[0]["pdf_status"] == PdfStatus.READY or render is None or render.generation != generation:
+        return
+    chunk_ids = [row["id"] for row in await PdfChunk.filter(order_id=order_id).order_by("chunk").values("id")]
+    # The file lives in the database, not on a disk: every API instance can serve it and no
+    # shared filesystem is needed. It is joined into a local temporary file, one chunk in memory at a time.
+    with tempfile.TemporaryFile() as tmp:
+        try:
+            if len(chunk_ids) != render.chunk_count:
+                raise _Stale
+            joiner = PdfJoiner(tmp)
+            for chunk_id in chunk_ids:
+                data = await PdfChunk.filter(id=chunk_id).values("data")
+                if not data:
+                    raise _Stale
+                await asyncio.to_thread(joiner.add, bytes(data[0]["data"]))
+            joiner.finish()
+            size = tmp.tell()
+            tmp.seek(0)
+            await _store(order_id, generation, tmp, pages=joiner.pages, size=size)
+        except _Stale:
+            # Another delivery finished first (and removed the chunks), or a restart made this one stale.
+            if await VoucherOrder.filter(id=order_id, pdf_status=PdfStatus.READY).exists():
+                return
+            if not await PdfRender.filter(order_id=order_id, generation=generation).exists():
+                return
+            raise RuntimeError(f"order {order_id}: PDF chunks missing for generation {generation}") from None
+
+
+async def _store(order_id: int, generation: int, pdf: IO[bytes], *, pages: int, size: int) -> None:
+    async with in_transaction() as conn:
+        won = await (
+            VoucherOrder.filter(id=order_id, pdf_status__in=[PdfStatus.PENDING, PdfStatus.FAILED])
+            .using_db(conn)
+            .update(pdf_status=PdfStatus.READY, pdf_error=None, pdf_generated_at=clock.now())
+        )
+        if not won or not await PdfRender.filter(order_id=order_id, generation=generation).using_db(conn).exists():
+            raise _Stale
+        await PdfPart.filter(order_id=order_id).using_db(conn).delete()
+        part = 0
+        while piece := pdf.read(PART_BYTES):
+            await PdfPart.create(order_id=order_id, part=part, data=piece, using_db=conn)
+            part += 1
+        await OrderEvent.create(
+            order_id=order_id,
+            kind=OrderEventKind.PDF_READY,
+            data={"pages": pages, "bytes": size, "parts": part},
+            using_db=conn,
+        )
+        await PdfChunk.filter(order_id=order_id).using_db(conn).delete()
+
+
+async def mark_failed(*, order_id: int, generation: int | None, reason: str) -> bool:
+    """A render that gave up shows FAILED with its reason, once; a newer generation is left alone."""
+    reason = reason[:500]
+    try:
+        async with in_transaction() as conn:
+            changed = await (
+                VoucherOrder.filter(id=order_id, pdf_status=PdfStatus.PENDING)
+                .using_db(conn)
+                .update(pdf_status=PdfStatus.FAILED, pdf_error=reason)
+            )
+            if not changed:
+                return False
+            stale = PdfRender.filter(order_id=order_id, generation=generation).using_db(conn)
+            if generation is not None and not await stale.exists():
+                raise _Stale
+            await OrderEvent.create(
+                order_id=order_id, kind=OrderEventKind.PDF_FAILED, data={"reason": reason}, using_db=conn
+            )
+    except _Stale:
+        return False
+    return True
+
+
+async def pdf_bytes_stream(order_id: int) -> AsyncIterator[bytes]:
+    """The stored PDF, part by part (at most 1 MiB in memory)."""
+    parts = await PdfPart.filter(order_id=order_id).order_by("part").values("id")
+    for part in parts:
+        data = await PdfPart.filter(id=part["id"]).values("data")
+        if data:
+            yield bytes(data[0]["data"])
+
+
+def pdf_handlers(*, cipher: CodeCipher, public_url: str) -> dict[str, Handler]:
+    """Outbox task name -> handler, for the worker."""
+
+    async def render_pdf(payload: dict[str, Any], message_id: int) -> None:
+        await start_render(int(payload["order_id"]), message_id)
+
+    async def render_pdf_chunk(payload: dict[str, Any], message_id: int) -> None:
+        await render_chunk(
+            order_id=int(payload["order_id"]),
+            generation=int(payload["generation"]),
+            chunk=int(payload["chunk"]),
+            cipher=cipher,
+            public_url=public_url,
+        )
+
+    async def assemble_pdf(payload: dict[str, Any], message_id: int) -> None:
+        await assemble(order_id=int(payload["order_id"]), generation=int(payload["generation"]))
+
+    return {RENDER_PDF: render_pdf, RENDER_PDF_CHUNK: render_pdf_chunk, ASSEMBLE_PDF: assemble_pdf}
+
+
+def _hook(stage: Callable[[Mapping[str, Any]], str]) -> FailureHook:
+    async def hook(payload: dict[str, Any], error: str) -> None:
+        generation = payload.get("generation")
+        await mark_failed(
+            order_id=int(payload["order_id"]),
+            generation=None if generation is None else int(generation),
+            reason=f"{stage(payload)}: {error}",
+        )
+
+    return hook
+
+
+def pdf_failure_hooks() -> dict[str, Callable[[dict[str, Any], str], Awaitable[None]]]:
+    """Outbox task name -> what its last failure does: the order's PDF shows FAILED and why."""
+    return {
+        RENDER_PDF: _hook(lambda p: "The PDF render could not start"),
+        RENDER_PDF_CHUNK: _hook(lambda p: f"Rendering vouchers {p['chunk'] * CHUNK + 1}+ failed"),
+        ASSEMBLE_PDF: _hook(lambda p: "Joining the PDF failed"),
+    }

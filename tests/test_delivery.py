@@ -1,0 +1,443 @@
+"""Delivery guarantees with real `vouchsafe worker` processes and real Redis (RELIABILITY F01, F02, F04, F05).
+
+Workers are the installed console script, started as subprocesses on the run's
+database and queue with the test's keys, and always stopped in `finally`. With no
+SMTP URL a worker writes each e-mail to <its data dir>/mail/<outbox id>.eml; tests
+that must see a second send (a rerun overwrites that file) give the worker a real
+SMTP server instead and count what arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import email.message
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from models import OutboxMessage, OutboxStatus, VoucherOrder
+from services import outbox
+from services.mail import SEND_EMAIL, SmtpMailer, email_payload, send_email_handler
+from settings import Settings
+from tests.conftest import REDIS_URL, Api, Inbox, free_port, loopback_client, wait_for
+from tests.factories import line, order, partner
+from workers.connections import ArqQueue, open_redis
+
+pytestmark = pytest.mark.postgres
+
+STOP_TIMEOUT = 15.0
+REMINDER_CONTEXT = {
+    "account_name": "Delivery Ltd",
+    "number": "VO-TEST",
+    "customer_name": "",
+    "vouchers": 1,
+    "expires_on": "2030-01-01",
+    "link": "http://127.0.0.1:8000/orders/VO-TEST",
+}
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).with_name("vouchsafe")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
+
+def _key(value: bytes) -> str:
+    return base64.urlsafe_b64encode(value).decode()
+
+
+def worker_env(settings: Settings, data_dir: Path, *, redis_url: str, smtp_url: str | None = None) -> dict[str, str]:
+    """What a deployed worker is given: the run's database and queue, the test's keys."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", str(data_dir)),
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": redis_url,
+        "VOUCHSAFE_QUEUE_NAME": settings.queue_name,
+        "VOUCHSAFE_DATA_DIR": str(data_dir),
+        "VOUCHSAFE_CODE_KEY": _key(settings.code_key),
+        "VOUCHSAFE_SECRET_KEY": _key(settings.secret_key),
+        "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "0.5",
+        "VOUCHSAFE_LOG_LEVEL": "INFO",
+    }
+    if smtp_url:
+        env["VOUCHSAFE_SMTP_URL"] = smtp_url
+    return env
+
+
+class Workers:
+    """`vouchsafe worker` processes of this test; `stop()` ends every one still running."""
+
+    def __init__(self, settings: Settings, root: Path) -> None:
+        self.settings = settings
+        self.root = root
+        self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, *, redis_url: str, smtp_url: str | None = None) -> Path:
+        """Start one worker; returns its data dir."""
+        n = len(self.processes) + 1
+        data_dir = self.root / f"worker-{n}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.root / f"worker-{n}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [*_command(), "worker"],
+                env=worker_env(self.settings, data_dir, redis_url=redis_url, smtp_url=smtp_url),
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.processes.append((process, log_path))
+        return data_dir
+
+    def check_alive(self) -> None:
+        for process, log_path in self.processes:
+            if process.poll() is not None:
+                raise AssertionError(f"worker exited with {process.returncode}:\n{log_path.read_text()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text()}" for _, path in self.processes if path.exists())
+
+    def stop(self) -> None:
+        for process, _ in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process, _ in self.processes:
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    running = Workers(settings, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+async def settled(workers: Workers, check: Any, *, within: float, what: str) -> Any:
+    """Wait (bounded) for `check`, failing early with the logs if a worker died."""
+
+    async def probe() -> Any:
+        workers.check_alive()
+        return await check()
+
+    try:
+        return await wait_for(probe, within=within, interval=0.1)
+    except AssertionError as exc:
+        raise AssertionError(f"{what}: {exc}\n{workers.logs()}") from None
+
+
+def mails_by_outbox_id(inbox: Inbox) -> Counter[str]:
+    return Counter(str(m["X-Vouchsafe-Outbox-Id"]) for m in inbox.messages)
+
+
+async def email_row(template: str = "expiry_reminder", **context: Any) -> OutboxMessage:
+    payload = email_payload(template, to=["ops@example.com"], locale="en", context={**REMINDER_CONTEXT, **context})
+    return await OutboxMessage.create(task=SEND_EMAIL, payload=payload)
+
+
+# --- F01 -----------------------------------------------------------------------------------------
+
+
+class OwnRedis:
+    """A redis-server of the test's own on a free loopback port: stopped and started at will, never the shared one."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    own = OwnRedis(tmp_path)
+    own.start()
+    try:
+        yield own
+    finally:
+        own.stop()
+
+
+@pytest.fixture
+async def own_redis_api(settings: Settings, own_redis: OwnRedis) -> AsyncIterator[tuple[Api, Settings]]:
+    from server import create_app
+
+    app_settings = replace(settings, redis_url=own_redis.url)
+    app = create_app(app_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=loopback_client())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield Api(http), app_settings
+
+
+class TestRedisOutage:
+    async def test_f01_orders_commit_while_redis_is_down_and_their_emails_go_out_once(
+        self, own_redis_api: tuple[Api, Settings], own_redis: OwnRedis, workers: Workers
+    ) -> None:
+        api, _ = own_redis_api
+        buyer = await partner(api, accountName="Outage Reseller")
+        # when: Redis stops and 20 orders are placed
+        own_redis.stop()
+        try:
+            placed = [
+                await order(api, buyer["token"], line(quantity=1), paymentMethod="ACCOUNT_BALANCE") for _ in range(20)
+            ]
+            for result in placed:
+                assert result["errors"] == [], result
+            numbers = {result["order"]["number"] for result in placed}
+
+            async def confirmations() -> list[OutboxMessage]:
+                rows = await OutboxMessage.filter(task=SEND_EMAIL).order_by("-id").limit(500)
+                return [
+                    r
+                    for r in rows
+                    if r.payload["template"] == "order_placed" and r.payload["context"]["number"] in numbers
+                ]
+
+            # then: all 20 committed, their e-mails wait in the outbox
+            assert await VoucherOrder.filter(account_id=buyer["account_id"]).count() == 20
+            assert len(await confirmations()) == 20
+            await asyncio.sleep(1.2)  # sweeps fail meanwhile
+            assert {r.status for r in await confirmations()} == {OutboxStatus.PENDING}
+        finally:
+            own_redis.start()
+        # when: Redis is back, with a worker on it
+        data_dir = workers.start(redis_url=own_redis.url)
+
+        async def all_done() -> list[OutboxMessage] | None:
+            rows = await confirmations()
+            return rows if all(r.status == OutboxStatus.DONE for r in rows) else None
+
+        done = await settled(workers, all_done, within=60, what="20 order confirmations DONE")
+        # then: each sent exactly once
+        ids = {str(r.id) for r in done}
+        files = [p for p in (data_dir / "mail").glob("*.eml") if p.stem in ids]
+        assert len(files) == 20
+        assert {r.attempts for r in done} == {1}  # the handler ran once per row
+        for path in files:
+            mail = email.message_from_bytes(path.read_bytes())
+            assert mail["To"] == buyer["email"] and mail["Subject"].startswith("Voucher order VO-")
+
+
+# --- F02 -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_url(smtp: tuple[Inbox, int]) -> str:
+    return f"smtp://127.0.0.1:{smtp[1]}"
+
+
+class TestRelayCrash:
+    async def test_f02_enqueued_again_before_marked_sent_runs_once(
+        self, settings: Settings, db: None, workers: Workers, smtp: tuple[Inbox, int], smtp_url: str
+    ) -> None:
+        assert REDIS_URL
+        inbox, _ = smtp
+        row = await email_row()
+        redis = await open_redis(REDIS_URL, queue_name=settings.queue_name)
+        try:
+            queue = ArqQueue(redis)
+            # the relay hands the row over, then "crashes" before marking it ENQUEUED
+            await queue.enqueue(outbox.RUN_OUTBOX, row.id, job_id=outbox.job_id(row.id))
+            assert (await OutboxMessage.get(id=row.id)).status == OutboxStatus.PENDING
+            # restarted, it hands the same row over again under the same job id
+            assert await outbox.relay_pending(queue) >= 1
+            assert (await OutboxMessage.get(id=row.id)).status == OutboxStatus.ENQUEUED
+            job_key = f"{settings.queue_name}:{outbox.job_id(row.id)}"
+            assert await redis.zscore(settings.queue_name, job_key) is not None
+        finally:
+            await redis.aclose()
+        workers.start(redis_url=REDIS_URL, smtp_url=smtp_url)
+
+        async def done() -> OutboxMessage | None:
+            current = await OutboxMessage.get(id=row.id)
+            return current if current.status == OutboxStatus.DONE else None
+
+        sent = await settled(workers, done, within=30, what="the row DONE")
+        await settled(workers, _arrived(inbox, sent.id), within=10, what="the e-mail at the SMTP server")
+        await asyncio.sleep(1.5)  # room for a duplicate to show up
+        assert mails_by_outbox_id(inbox)[str(row.id)] == 1
+        assert sent.attempts == 1
+
+
+def _arrived(inbox: Inbox, message_id: int) -> Any:
+    async def check() -> bool:
+        return mails_by_outbox_id(inbox)[str(message_id)] >= 1
+
+    return check
+
+
+# --- F04 -----------------------------------------------------------------------------------------
+
+
+class TestTwiceConcurrently:
+    async def test_f04_two_runs_of_one_row_in_one_process_send_once(
+        self, settings: Settings, db: None, smtp: tuple[Inbox, int], smtp_url: str
+    ) -> None:
+        inbox, _ = smtp
+        handlers = {SEND_EMAIL: send_email_handler(SmtpMailer(smtp_url), settings.mail_from)}
+        row = await email_row()
+        outcomes = await asyncio.gather(outbox.run(row.id, handlers), outbox.run(row.id, handlers))
+        assert sorted(outcomes) == sorted([outbox.Outcome.DONE, outbox.Outcome.BUSY])
+        assert await outbox.run(row.id, handlers) is outbox.Outcome.SKIPPED
+        await wait_for(_arrived(inbox, row.id), within=10)
+        assert mails_by_outbox_id(inbox)[str(row.id)] == 1
+
+    async def test_f04_two_worker_processes_given_each_row_twice_send_once(
+        self, settings: Settings, db: None, workers: Workers, smtp: tuple[Inbox, int], smtp_url: str
+    ) -> None:
+        assert REDIS_URL
+        inbox, _ = smtp
+        workers.start(redis_url=REDIS_URL, smtp_url=smtp_url)
+        workers.start(redis_url=REDIS_URL, smtp_url=smtp_url)
+        await asyncio.sleep(3)  # both polling the queue
+        workers.check_alive()
+        rows = [await email_row(number=f"VO-F04-{n}") for n in range(10)]
+        # two deliveries of each row at once, under two job ids, so that arq cannot dedupe them
+        redis = await open_redis(REDIS_URL, queue_name=settings.queue_name)
+        job_ids = [f"{settings.queue_name}:f04-{row.id}-{copy}" for row in rows for copy in ("a", "b")]
+        try:
+            await asyncio.gather(
+                *(
+                    redis.enqueue_job(outbox.RUN_OUTBOX, row.id, _job_id=f"{settings.queue_name}:f04-{row.id}-{copy}")
+                    for row in rows
+                    for copy in ("a", "b")
+                )
+            )
+
+            async def all_done() -> bool:
+                statuses = await OutboxMessage.filter(id__in=[r.id for r in rows]).values_list("status", flat=True)
+                return set(statuses) == {OutboxStatus.DONE}
+
+            await settled(workers, all_done, within=30, what="10 rows DONE")
+            await asyncio.sleep(1.5)  # room for a duplicate to show up
+        finally:
+            # a delivery that found the row busy comes back later (Retry): it would only be SKIPPED
+            await redis.zrem(settings.queue_name, *job_ids)
+            await redis.delete(*(f"arq:job:{job_id}" for job_id in job_ids))
+            await redis.aclose()
+        sent = mails_by_outbox_id(inbox)
+        assert [sent[str(r.id)] for r in rows] == [1] * 10
+        assert set(await OutboxMessage.filter(id__in=[r.id for r in rows]).values_list("attempts", flat=True)) == {1}
+
+
+# --- F05 -----------------------------------------------------------------------------------------
+
+
+def cli(settings: Settings, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert REDIS_URL
+    return subprocess.run(
+        [*_command(), *args],
+        env=worker_env(settings, data_dir, redis_url=REDIS_URL),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def failed_metric(api: Api) -> int:
+    response = await api.http.get("/metrics")
+    assert response.status_code == 200, response.text
+    match = re.search(r'^vouchsafe_outbox_messages\{status="FAILED"\} (\d+)$', response.text, re.MULTILINE)
+    assert match, response.text
+    return int(match.group(1))
+
+
+async def failed_metric_agrees(api: Api) -> list[int] | None:
+    """[the metric's FAILED count], when it equals the table's (other rows may change meanwhile)."""
+    before = await OutboxMessage.filter(status=OutboxStatus.FAILED).count()
+    metric = await failed_metric(api)
+    after = await OutboxMessage.filter(status=OutboxStatus.FAILED).count()
+    return [metric] if before == metric == after else None
+
+
+async def current_if(message_id: int, status: OutboxStatus) -> OutboxMessage | None:
+    current = await OutboxMessage.get(id=message_id)
+    return current if current.status == status else None
+
+
+class TestFailsThroughAllTries:
+    async def test_f05_failed_visible_retried_then_completes(
+        self, settings: Settings, api: Api, workers: Workers, tmp_path: Path
+    ) -> None:
+        assert REDIS_URL
+        # given: an e-mail whose template does not exist, and a worker
+        row = await email_row(template="no_such_template")
+        data_dir = workers.start(redis_url=REDIS_URL)
+        # then: it fails through all its tries (2 + 4 + 8 + 16 s apart: outbox.retry_delay), and stays FAILED
+        dead = await settled(workers, lambda: current_if(row.id, OutboxStatus.FAILED), within=90, what="the row FAILED")
+        assert dead.attempts == outbox.MAX_ATTEMPTS
+        assert "TemplateNotFound" in (dead.last_error or "") and "no_such_template" in (dead.last_error or "")
+        # visible to the operator: the command line and the metric
+        listed = cli(settings, tmp_path / "cli", "outbox", "failed")
+        assert listed.returncode == 0, listed.stderr
+        [mine] = [ln for ln in listed.stdout.splitlines() if ln.split("\t")[0] == str(row.id)]
+        assert "send_email" in mine and f"attempts={outbox.MAX_ATTEMPTS}" in mine and "no_such_template" in mine
+        [failed] = await wait_for(lambda: failed_metric_agrees(api), within=10)
+        assert failed >= 1
+
+        # when: the payload is fixed and an operator retries it
+        fixed = email_payload("expiry_reminder", to=["ops@example.com"], locale="en", context=REMINDER_CONTEXT)
+        await OutboxMessage.filter(id=row.id).update(payload=fixed)
+        retried = cli(settings, tmp_path / "cli", "outbox", "retry", str(row.id))
+        assert retried.returncode == 0, retried.stderr
+        assert f"outbox message {row.id} queued again" in retried.stdout
+
+        # then: it completes, once, and is no longer counted as failed
+        completed = await settled(
+            workers, lambda: current_if(row.id, OutboxStatus.DONE), within=30, what="the retried row DONE"
+        )
+        assert completed.attempts == 1 and completed.last_error is None
+        assert (data_dir / "mail" / f"{row.id}.eml").exists()
+        await wait_for(lambda: failed_metric_agrees(api), within=10)
