@@ -28,14 +28,13 @@ import redeem_page
 from models import PdfStatus
 from schema import build_schema
 from schema.context import AppResources, Context
-from services import database, downloads, exports, metrics, payments, pdf
+from services import database, downloads, exports, metrics, payments, pdf_store
 from services.actors import authenticate
 from services.codes import CodeCipher
 from services.ratelimit import RateLimiter
 from settings import Settings, load_settings
 from workers.connections import ArqQueue, open_redis
 from workers.relay import relay_forever
-from workers.worker import embedded_worker
 
 log = logging.getLogger("vouchsafe.server")
 
@@ -137,7 +136,7 @@ async def download_vouchers_pdf(request: Request) -> Response:
     if request.method == "HEAD":  # as for the CSV: no codes leave, so nothing is recorded
         return Response(media_type="application/pdf", headers=headers)
     await exports.record_download(order_id=order.id, grant=grant, kind="pdf")
-    return StreamingResponse(pdf.pdf_bytes_stream(order.id), media_type="application/pdf", headers=headers)
+    return StreamingResponse(pdf_store.pdf_bytes_stream(order.id), media_type="application/pdf", headers=headers)
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -163,7 +162,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         background: list[asyncio.Task[Any]] = [
             asyncio.create_task(relay_forever(ArqQueue(redis), interval=settings.outbox_sweep_seconds))
         ]
-        worker = embedded_worker(settings, redis) if settings.embedded_redis else None
+        worker = None
+        if settings.embedded_redis:
+            # Imported here: the worker loads the PDF toolkit, which API instances on Redis never need.
+            from workers.worker import embedded_worker
+
+            worker = embedded_worker(settings, redis)
         if worker is not None:
             background.append(asyncio.create_task(worker.main()))
         log.info(

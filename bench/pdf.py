@@ -46,7 +46,7 @@ from tortoise.transactions import in_transaction
 from xhtml2pdf.config.resources import ResourceAccessPolicy
 
 from models import OutboxMessage, OutboxStatus, PdfChunk, PdfPart, PdfStatus, Role, VoucherOrder
-from services import accounts, database, outbox, pdf, staff
+from services import accounts, database, outbox, pdf, pdf_join, pdf_store, staff
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
@@ -160,7 +160,7 @@ def service_run(database_url: str, order_id: int, key: bytes, trace: bool) -> di
         await _drain(order_id, key)
 
     async def pages(_: None) -> int:
-        data = b"".join([part async for part in pdf.pdf_bytes_stream(order_id)])
+        data = b"".join([part async for part in pdf_store.pdf_bytes_stream(order_id)])
         return len(PdfReader(io.BytesIO(data)).pages)
 
     return _measure(database_url, trace, work, pages)
@@ -208,7 +208,7 @@ def join_run(database_url: str, order_id: int, how: str, trace: bool) -> dict[st
         ids = [row["id"] for row in await PdfChunk.filter(order_id=order_id).order_by("chunk").values("id")]
         with tempfile.TemporaryFile() as out:
             if how == "stream":
-                joiner = pdf.PdfJoiner(out)
+                joiner = pdf_join.PdfJoiner(out)
                 for chunk_id in ids:
                     joiner.add(bytes((await PdfChunk.filter(id=chunk_id).values("data"))[0]["data"]))
                 joiner.finish()

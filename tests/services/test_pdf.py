@@ -30,7 +30,7 @@ from models import (
     Role,
     VoucherOrder,
 )
-from services import accounts, outbox, pdf, staff
+from services import accounts, outbox, pdf, pdf_store, staff
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
@@ -110,7 +110,7 @@ async def render(settings: Settings, order: VoucherOrder) -> bytes:
 
 
 async def stored_pdf(order: VoucherOrder) -> bytes:
-    return b"".join([part async for part in pdf.pdf_bytes_stream(order.id)])
+    return b"".join([part async for part in pdf_store.pdf_bytes_stream(order.id)])
 
 
 def pages_text(data: bytes) -> list[str]:
