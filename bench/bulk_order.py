@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import cProfile
 import io
-import os
 import pstats
 import secrets
 import statistics
@@ -36,6 +35,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from tortoise.transactions import in_transaction
 
+from bench.postgres import admin_execute, asyncpg_dsn, server_url, with_database
 from models import LedgerEntryKind, PaymentMethod, Role, VoucherOrderLine, VoucherStatus
 from services import accounts, catalogue, codes, database, finance, staff
 from services.actors import Actor
@@ -44,8 +44,6 @@ from services.ledger import post_entry
 from services.orders import OrderRequest, expiry_of, place_order
 from services.payments import SandboxGateway
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/test"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PUBLIC_URL = "http://127.0.0.1:8000"
 PRODUCT = "BASIC_OV"
 TARGET_RATIO = 0.5
@@ -82,33 +80,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.rounds <= 50:
         p.error("--rounds from 1 to 50")
     return args
-
-
-def _server_url() -> str:
-    url = (os.environ.get("DATABASE_URL") or DEFAULT_URL).replace("postgresql://", "postgres://", 1)
-    parts = urlsplit(url)
-    if parts.scheme != "postgres":
-        raise SystemExit("bench: DATABASE_URL must name a PostgreSQL server (postgres://...)")
-    if parts.hostname not in LOOPBACK:
-        raise SystemExit(f"bench: runs against a loopback server only, not {parts.hostname!r}")
-    return url
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, _ = url.partition("?")[0].rpartition("/")
-    return f"{base}/{name}"
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return url.replace("postgres://", "postgresql://", 1)
-
-
-async def _admin_execute(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @dataclass(frozen=True)
@@ -260,16 +231,16 @@ async def profile(fx: Fixture, size: int) -> None:
 
 
 async def run(args: argparse.Namespace) -> bool:
-    server = _server_url()
+    server = server_url()
     name = f"bench_{secrets.token_hex(4)}"
-    url = _with_database(server, name)
-    await _admin_execute(server, f'CREATE DATABASE "{name}"')
+    url = with_database(server, name)
+    await admin_execute(server, f'CREATE DATABASE "{name}"')
     print(f"database {name} on {urlsplit(server).hostname}; sizes {args.sizes}, {args.rounds} rounds", flush=True)
     try:
         async with asyncio.timeout(args.timeout):
             await database.migrate(url)
             await database.open_db(url, pool_size=5)
-            raw = await asyncpg.connect(_asyncpg_dsn(url), timeout=10)
+            raw = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
             try:
                 fx = await set_up(args.sizes, args.rounds)
                 results = await measure(fx, raw, args.sizes, args.rounds)
@@ -281,7 +252,7 @@ async def run(args: argparse.Namespace) -> bool:
                 await raw.close()
                 await database.close_db()
     finally:
-        await _admin_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,6 @@ import asyncio
 import csv
 import hashlib
 import multiprocessing
-import os
 import resource
 import secrets
 import statistics
@@ -41,11 +40,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 from tortoise.transactions import in_transaction
 
+from bench.postgres import admin_execute, asyncpg_dsn, server_url, with_database
 from models import Role, VoucherOrder, VoucherOrderLine
 from services import accounts, catalogue, codes, database, exports, staff
 from services.actors import Actor
@@ -53,8 +52,6 @@ from services.catalogue import LineRequest
 from services.orders import OrderRequest, expiry_of, insert_vouchers, place_order, seal_codes
 from services.payments import SandboxGateway
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/test"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PUBLIC_URL = "https://vouchsafe.example"
 PRODUCT = "BASIC_OV"
 BASELINE_SQL = """
@@ -77,33 +74,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.batch_size <= 100_000 or not 1 <= args.repeat <= 20:
         p.error("--batch-size from 1 to 100000, --repeat from 1 to 20")
     return args
-
-
-def _server_url() -> str:
-    url = (os.environ.get("DATABASE_URL") or DEFAULT_URL).replace("postgresql://", "postgres://", 1)
-    parts = urlsplit(url)
-    if parts.scheme != "postgres":
-        raise SystemExit("bench: DATABASE_URL must name a PostgreSQL server (postgres://...)")
-    if parts.hostname not in LOOPBACK:
-        raise SystemExit(f"bench: runs against a loopback server only, not {parts.hostname!r}")
-    return url
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, _ = url.partition("?")[0].rpartition("/")
-    return f"{base}/{name}"
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return url.replace("postgres://", "postgresql://", 1)
-
-
-async def _admin_execute(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def seed(vouchers: int, code_key: bytes) -> int:
@@ -179,7 +149,7 @@ async def service_export(url: str, order_id: int, code_key: bytes, path: Path, b
 
 
 async def baseline_export(url: str, order_id: int, code_key: bytes, path: Path, batch_size: int) -> Runner:
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     cipher = codes.CodeCipher(code_key)
 
     async def run() -> None:
@@ -303,11 +273,11 @@ async def _seed_database(url: str, vouchers: int, code_key: bytes) -> tuple[int,
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    server = _server_url()
+    server = server_url()
     name = f"vouchsafe_bench_{secrets.token_hex(4)}"
-    url = _with_database(server, name)
+    url = with_database(server, name)
     code_key = secrets.token_bytes(32)
-    asyncio.run(_admin_execute(server, f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin_execute(server, f'CREATE DATABASE "{name}"'))
     try:
         order_id, seeded = asyncio.run(_seed_database(url, args.vouchers, code_key))
         print(f"seeded one order of {args.vouchers:,} vouchers in {seeded:.1f} s (database {name})")
@@ -317,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
             for variant in ("service", "baseline")
         ]
     finally:
-        asyncio.run(_admin_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     labels = {"service": "A service  (csv_chunks)", "baseline": "B baseline (asyncpg cursor)"}
     print(
         f"{'':30} {'median s':>9} {'rows/s':>10} {'maxrss +MiB':>12} {'VmHWM +MiB':>11} {'traced peak MiB':>16}  runs s"

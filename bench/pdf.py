@@ -45,6 +45,7 @@ from pypdf import PdfReader, PdfWriter
 from tortoise.transactions import in_transaction
 from xhtml2pdf.config.resources import ResourceAccessPolicy
 
+from bench.postgres import LOOPBACK
 from models import OutboxMessage, OutboxStatus, PdfChunk, PdfPart, PdfStatus, Role, VoucherOrder
 from services import accounts, database, outbox, pdf, pdf_join, pdf_store, staff
 from services.actors import Actor
@@ -54,7 +55,6 @@ from services.orders import OrderRequest, place_order
 from services.payments import SandboxGateway
 
 PUBLIC_URL = "https://vouchsafe.example"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TASKS = (pdf.RENDER_PDF, pdf.RENDER_PDF_CHUNK, pdf.ASSEMBLE_PDF)
 
 

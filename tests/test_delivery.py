@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import email.message
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -33,7 +30,7 @@ from models import OutboxMessage, OutboxStatus, VoucherOrder
 from services import outbox
 from services.mail import SEND_EMAIL, SmtpMailer, email_payload, send_email_handler
 from settings import Settings
-from tests.conftest import REDIS_URL, Api, Inbox, free_port, loopback_client, wait_for
+from tests.conftest import REDIS_URL, Api, Inbox, OwnRedis, loopback_client, wait_for
 from tests.factories import line, order, partner
 from workers.connections import ArqQueue, open_redis
 
@@ -156,44 +153,6 @@ async def email_row(template: str = "expiry_reminder", **context: Any) -> Outbox
 
 
 # --- F01 -----------------------------------------------------------------------------------------
-
-
-class OwnRedis:
-    """A redis-server of the test's own on a free loopback port: stopped and started at will, never the shared one."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ import contextlib
 import email
 import email.policy
 import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 from models import OutboxMessage, OutboxStatus, User
 from services import outbox
 from settings import Settings
-from tests.conftest import Api, Inbox, free_port, loopback_client, running_worker, wait_for
+from tests.conftest import Api, Inbox, OwnRedis, loopback_client, running_worker, wait_for
 from tests.factories import PASSWORD, SIGN_UP, sign_up, unique_email
 from workers.connections import fake_server
 
@@ -104,48 +102,6 @@ class TestRun:
 
 
 # --- Redis outage (RELIABILITY F01 in the small) -------------------------------------------------
-
-
-class OwnRedis:
-    """A redis-server of the test's own on a free loopback port, to stop and start at will."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
-                return
-            subprocess.run(["sleep", "0.05"], check=True)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @contextlib.contextmanager
