@@ -11,7 +11,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,22 +21,31 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 from tortoise import connections
 
 import redeem_page
 from models import PdfStatus
 from schema import build_schema
 from schema.context import AppResources, Context
-from services import database, downloads, exports, metrics, payments, pdf_store
+from services import database, downloads, events, exports, metrics, payments, pdf_store
 from services.actors import authenticate
 from services.codes import CodeCipher
+from services.live import Hub
 from services.ratelimit import RateLimiter
 from settings import Settings, load_settings
 from workers.connections import ArqQueue, open_redis
 from workers.relay import relay_forever
 
 log = logging.getLogger("vouchsafe.server")
+
+# Every in-flight operation of one WebSocket counts (Strawberry's cap): a dashboard follows
+# a handful of orders; more than this from one connection is a client bug or an attack.
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
+KEEP_ALIVE_SECONDS = 15
+ACK = cast(UnsetType, UNSET)  # connection_ack without a payload
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -60,7 +69,29 @@ class VouchsafeGraphQL(GraphQL[Context, None]):
             client=request.client.host if request.client else "unknown",
             request_id=request_id,
             request=request,
+            token=token,
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """graphql-transport-ws `connection_init`: a browser cannot set headers, so the token comes here.
+
+        `{"authorization": "Bearer vss_..."}` (or `{"token": "vss_..."}`); an unknown,
+        expired or revoked token closes the connection with 4403.
+        """
+        params = context.connection_params or {}
+        raw = params.get("authorization") or params.get("Authorization")
+        token = bearer_token(raw) if isinstance(raw, str) else None
+        if token is None and isinstance(params.get("token"), str):
+            token = params["token"].strip() or None
+        if token is None:
+            if context.actor is None:
+                raise ConnectionRejectionError()
+            return ACK  # a non-browser client that sent the Authorization header on the upgrade
+        actor = await authenticate(token)
+        if actor is None:
+            raise ConnectionRejectionError()
+        context.actor, context.token = actor, token
+        return ACK
 
 
 async def healthz(request: Request) -> Response:
@@ -152,15 +183,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await database.migrate(settings.database_url)
         await database.open_db(settings.database_url, pool_size=settings.db_pool_size)
         redis = await open_redis(settings.redis_url, queue_name=settings.queue_name)
+        channel = events.channel_for(settings.queue_name)
+        bus = events.RedisEventBus(redis, channel)
+        events.install(bus)
+        hub = Hub(redis, channel)
         app.state.resources = AppResources(
             settings=settings,
             redis=redis,
             limiter=RateLimiter(redis, namespace=settings.queue_name),
             gateway=payments.gateway_for(settings.payment_gateway),
             cipher=CodeCipher(settings.code_key),
+            hub=hub,
         )
         background: list[asyncio.Task[Any]] = [
-            asyncio.create_task(relay_forever(ArqQueue(redis), interval=settings.outbox_sweep_seconds))
+            asyncio.create_task(relay_forever(ArqQueue(redis), interval=settings.outbox_sweep_seconds)),
+            asyncio.create_task(hub.run()),
         ]
         worker = None
         if settings.embedded_redis:
@@ -186,6 +223,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await task
             if worker is not None:
                 await worker.stop()
+            events.uninstall(bus)
             await redis.aclose()
             await database.close_db()
 
@@ -196,7 +234,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         allowed_origins=settings.allowed_origins,
         keep_alive=True,
-        keep_alive_interval=15,
+        keep_alive_interval=KEEP_ALIVE_SECONDS,
+        max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
     )
     middleware = []
     if settings.allowed_origins:

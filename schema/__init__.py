@@ -26,6 +26,7 @@ from schema.common import DECIMAL_SCALAR, DecimalString
 from schema.errors import MaskInternalErrors
 from schema.finance import FinanceMutation
 from schema.limits import PageSizeLimit
+from schema.live import LiveSubscription
 from schema.order_mutations import OrderMutation, OrderQuery
 from schema.pagination import MAX_PAGE_SIZE
 from schema.redemption import RedemptionMutation, RedemptionQuery
@@ -81,6 +82,7 @@ def build_schema(*, production: bool = False) -> Schema:
     return Schema(
         query=merge_types("Query", (_node_query(), *QUERIES)),
         mutation=merge_types("Mutation", MUTATIONS),
+        subscription=LiveSubscription,
         extensions=extensions,  # type: ignore[arg-type]
         config=StrawberryConfig(
             relay_max_results=MAX_PAGE_SIZE,

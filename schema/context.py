@@ -10,6 +10,7 @@ from strawberry.types import Info as StrawberryInfo
 from schema.loaders import Loaders
 from services.actors import Actor
 from services.codes import CodeCipher
+from services.live import Hub
 from services.payments import PaymentGateway
 from services.ratelimit import RateLimiter
 from settings import Settings
@@ -24,6 +25,7 @@ class AppResources:
     limiter: RateLimiter
     gateway: PaymentGateway
     cipher: CodeCipher
+    hub: Hub  # the process's one subscription to change events (live updates)
 
 
 @dataclass
@@ -34,6 +36,9 @@ class Context:
     request_id: str
     request: Any = None
     loaders: Loaders = field(default_factory=Loaders)
+    token: str | None = None  # kept for WebSocket streams, which check the session again on each event
+    # graphql-transport-ws: the connection_init payload, where a browser client puts its token.
+    connection_params: dict[str, Any] | None = None
 
     @property
     def settings(self) -> Settings:

@@ -35,7 +35,7 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import clock, idempotency, outbox
+from services import clock, events, idempotency, outbox
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
 from services.ledger import finance_contacts, post_entry
@@ -151,6 +151,9 @@ async def cancel_order(
         effect=effect,
     )
     outbox.notify()
+    await events.publish(
+        [events.order_changed(order_id, account_id, "CANCELLED"), events.account_changed(account_id, "REFUNDED")]
+    )
     return await VoucherOrder.get(id=order_id)
 
 

@@ -32,7 +32,7 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import clock, outbox
+from services import clock, events, outbox
 from services.ledger import finance_contacts
 from services.mail import SEND_EMAIL, email_payload
 
@@ -47,7 +47,7 @@ _DATE_FORMATS = {"en": "%Y-%m-%d", "de": "%d.%m.%Y", "fr": "%d/%m/%Y"}
 # conflicts with the order lock of a cancel or a redemption, not with rows that merely
 # reference the order.
 _LOCK_ORDERS_PG = """
-SELECT id FROM voucher_order
+SELECT id, account_id FROM voucher_order
 WHERE id = ANY(ARRAY(
     SELECT DISTINCT order_id FROM voucher
     WHERE id >= $1 AND id < $2 AND status = 'VALID_UNUSED' AND expires_at <= $3
@@ -77,7 +77,7 @@ SELECT COALESCE(SUM(n), 0) AS expired FROM per_order
 _EXPIRE_SQLITE = """
 UPDATE voucher SET status = 'EXPIRED'
 WHERE id >= ? AND id < ? AND status = 'VALID_UNUSED' AND expires_at <= ?
-RETURNING order_id
+RETURNING order_id, account_id
 """
 
 
@@ -110,14 +110,19 @@ async def _expire_range(start: int, stop: int, now: datetime) -> int:
             locked = await conn.execute_query_dict(_LOCK_ORDERS_PG, [start, stop, now])
             if not locked:
                 return 0
-            order_ids = [int(row["id"]) for row in locked]
-            [row] = await conn.execute_query_dict(_EXPIRE_PG, [start, stop, now, order_ids, clock.now()])
-            return int(row["expired"])
-        rows = await conn.execute_query_dict(_EXPIRE_SQLITE, [start, stop, str(now)])
-        per_order = Counter(int(row["order_id"]) for row in rows)
-        if per_order:
-            await _history(conn, per_order)
-    return sum(per_order.values())
+            owners = {int(row["id"]): int(row["account_id"]) for row in locked}
+            [row] = await conn.execute_query_dict(_EXPIRE_PG, [start, stop, now, list(owners), clock.now()])
+            expired = int(row["expired"])
+        else:
+            rows = await conn.execute_query_dict(_EXPIRE_SQLITE, [start, stop, str(now)])
+            per_order = Counter(int(row["order_id"]) for row in rows)
+            owners = {int(row["order_id"]): int(row["account_id"]) for row in rows}
+            if per_order:
+                await _history(conn, per_order)
+            expired = sum(per_order.values())
+    # Every locked order had due vouchers in the range, and the lock kept them due: each changed.
+    await events.publish(events.order_changed(order_id, owner, "EXPIRED") for order_id, owner in owners.items())
+    return expired
 
 
 async def _history(conn: BaseDBAsyncClient, per_order: Counter[int]) -> None:

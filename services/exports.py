@@ -17,7 +17,7 @@ from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from models import OrderEvent, OrderEventKind, Voucher, VoucherOrder, VoucherOrderLine
-from services import clock
+from services import clock, events
 from services.codes import CodeCipher, display
 from services.downloads import Grant
 from services.order_reads import effective_status
@@ -112,3 +112,5 @@ async def record_download(*, order_id: int, grant: Grant, kind: str) -> None:
         actor_api_key_id=grant.api_key_id,
         data={"file": kind},
     )
+    [owner] = await VoucherOrder.filter(id=order_id).values("account_id")
+    await events.publish([events.order_changed(order_id, int(owner["account_id"]), f"{kind.upper()}_DOWNLOADED")])

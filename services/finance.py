@@ -11,7 +11,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models import Account, ApiKeyChannel, FinanceSettings, LedgerEntry, LedgerEntryKind, PaymentMethod, Role
-from services import idempotency, outbox
+from services import events, idempotency, outbox
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, invalid, not_found
 from services.ledger import finance_contacts, post_entry
@@ -86,6 +86,7 @@ async def update_settings(
             )
         except IntegrityError as exc:
             raise invalid("default_payment_method", "The default payment method must be an enabled one.") from exc
+    await events.publish([events.account_changed(account_id, "SETTINGS")])
     return await FinanceSettings.get(account_id=account_id)
 
 
@@ -156,6 +157,7 @@ async def deposit(
         await idempotency.abandon(begun)
         raise
     outbox.notify()
+    await events.publish([events.account_changed(account_id, "DEPOSIT")])
     return entry
 
 
@@ -217,4 +219,5 @@ async def adjust(
         effect=effect,
     )
     outbox.notify()
+    await events.publish([events.account_changed(account_id, "ADJUSTMENT")])
     return await LedgerEntry.get(id=response["ledger_entry_id"])

@@ -32,7 +32,7 @@ from models import (
     VoucherOrderLine,
     VoucherStatus,
 )
-from services import catalogue, clock, codes, idempotency, outbox
+from services import catalogue, clock, codes, events, idempotency, outbox
 from services.actors import Actor
 from services.catalogue import LineRequest, Quote
 from services.errors import DomainError, ErrorCode
@@ -133,7 +133,11 @@ async def place_order(
     else:
         response = await _pay_by_card(details, request.card_token, key, fingerprint, gateway)
     outbox.notify()
-    return await VoucherOrder.get(id=response["order_id"], account_id=account.id)
+    order = await VoucherOrder.get(id=response["order_id"], account_id=account.id)
+    await events.publish(
+        [events.order_changed(order.id, account.id, "PLACED"), events.account_changed(account.id, "ORDER_PLACED")]
+    )
+    return order
 
 
 @dataclass(frozen=True)

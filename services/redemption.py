@@ -24,7 +24,7 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import clock, codes
+from services import clock, codes, events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
 from services.names import check_allowance, check_csr, requested_names
@@ -147,6 +147,8 @@ async def redeem(
             data={"voucher": voucher.code_hint, "commonName": names.common_name, "at": now.isoformat()},
             using_db=conn,
         )
+    # The order's owner hears of it, not the redeeming account (usually another tenant).
+    await events.publish([events.order_changed(order.id, order.account_id, "VOUCHER_REDEEMED")])
     return certificate_request
 
 
@@ -209,6 +211,8 @@ async def end_request(*, actor: Actor, request_id: int, revoke: bool) -> Ended:
                 },
                 using_db=conn,
             )
+    if released:
+        await events.publish([events.order_changed(voucher.order_id, voucher.account_id, "VOUCHER_RELEASED")])
     return Ended(await CertificateRequest.get(id=found.id), released, notice)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from tortoise.transactions import in_transaction
 
 from models import OrderEvent, OrderEventKind, Role, Voucher, VoucherOrder
-from services import clock
+from services import clock, events
 from services.actors import Actor
 from services.codes import CodeCipher, display
 from services.errors import not_found
@@ -54,6 +54,7 @@ async def reveal_codes(*, actor: Actor, order_id: int, cipher: CodeCipher) -> li
             data={"count": len(rows)},
             using_db=conn,
         )
+    await events.publish([events.order_changed(order.id, account_id, "CODES_REVEALED")])
     return [
         RevealedCode(
             voucher=VoucherRow(

@@ -7,6 +7,7 @@ import asyncio
 from tortoise.exceptions import IntegrityError
 
 from models import Account, User
+from services import events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
 from services.security import hash_password
@@ -43,4 +44,5 @@ async def set_partner(*, account_id: int, enabled: bool, actor: Actor | None = N
     changed = await Account.filter(id=account_id).update(is_partner=enabled)
     if not changed:
         raise not_found("account_id", "No such account.")
+    await events.publish([events.account_changed(account_id, "PARTNER")])
     return await Account.get(id=account_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from arq import Retry
 
-from services import expiry, idempotency, outbox, pdf
+from services import events, expiry, idempotency, outbox, pdf
 from services.codes import CodeCipher
 from services.database import close_db, open_db
 from services.mail import SEND_EMAIL, mailer_for, send_email_handler
@@ -70,6 +70,10 @@ async def startup(ctx: dict[str, Any]) -> None:
         ctx["relay"] = asyncio.create_task(
             relay_forever(ArqQueue(ctx["redis"]), interval=settings.outbox_sweep_seconds)
         )
+        # A worker's changes (PDF ready, vouchers expired) reach the API processes' subscribers.
+        # The embedded worker shares the server's process, whose bus is already installed.
+        ctx["event_bus"] = events.RedisEventBus(ctx["redis"], events.channel_for(settings.queue_name))
+        events.install(ctx["event_bus"])
     ctx["handlers"] = handlers(settings)
     ctx["failure_hooks"] = pdf.pdf_failure_hooks()
 
@@ -80,5 +84,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         relay.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay
+    bus = ctx.pop("event_bus", None)
+    if bus is not None:
+        events.uninstall(bus)
     if not ctx.get("embedded"):
         await close_db()

@@ -1,0 +1,133 @@
+"""The process's one subscription to the change events, fanned out to its live subscribers.
+
+Every API process holds a single Redis pub/sub connection on the deployment's
+channel, however many clients it serves, and wakes in memory the subscribers
+interested in each event. A subscriber is woken only by events of its own tenant
+(the owner named in the event); it then reads the current state itself, scoped to
+that tenant, so several events in a burst collapse into one read.
+
+Pub/sub keeps nothing: while the connection is down, events are lost. After every
+reconnect the hub wakes all its subscribers, so each reads the current state again
+and a client never stays behind a change it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from services.events import Change, Topic, decode
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1.0
+# A silent connection (no message) is pinged this often, so that a dead one is noticed and replaced.
+PING_AFTER_IDLE_SECONDS = 15.0
+
+
+class Subscriber:
+    """One live subscription: woken by its object's events, read by its stream."""
+
+    def __init__(self, topic: Topic, object_id: int, tenant: int) -> None:
+        self.topic = topic
+        self.object_id = object_id
+        self.tenant = tenant
+        self._pending = asyncio.Event()
+
+    def wake(self) -> None:
+        self._pending.set()
+
+    async def changed(self) -> None:
+        """Wait until the object may have changed since the last call (several events count once)."""
+        await self._pending.wait()
+        self._pending.clear()
+
+
+class Hub:
+    def __init__(self, redis: Any, channel: str, *, retry_seconds: float = RETRY_SECONDS) -> None:
+        self.redis = redis
+        self.channel = channel
+        self.retry_seconds = retry_seconds
+        self._subscribers: dict[tuple[Topic, int], set[Subscriber]] = {}
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.refused = 0  # events whose owner was not the subscriber's tenant: never delivered
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(group) for group in self._subscribers.values())
+
+    @contextlib.contextmanager
+    def subscribe(self, topic: Topic, object_id: int, *, tenant: int) -> Iterator[Subscriber]:
+        subscriber = Subscriber(topic, object_id, tenant)
+        key = (topic, object_id)
+        self._subscribers.setdefault(key, set()).add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            group = self._subscribers.get(key)
+            if group is not None:
+                group.discard(subscriber)
+                if not group:
+                    del self._subscribers[key]
+
+    def dispatch(self, changes: list[Change]) -> None:
+        for change in changes:
+            for subscriber in self._subscribers.get((change.topic, change.id), ()):
+                # The tenant check on every event: an order id alone never reaches another tenant.
+                if subscriber.tenant != change.account_id:
+                    self.refused += 1
+                    continue
+                subscriber.wake()
+
+    def wake_all(self) -> None:
+        for group in self._subscribers.values():
+            for subscriber in group:
+                subscriber.wake()
+
+    async def run(self) -> None:
+        """Hold the subscription for the life of the process, reconnecting after any failure."""
+        first = True
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self.connected.set()
+                if not first:
+                    self.reconnects += 1
+                    log.info("change events: subscribed again; every live subscriber reads its state anew")
+                    self.wake_all()
+                first = False
+                await self._listen(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected.clear()
+                log.warning("change events: subscription lost (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(self.retry_seconds)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _listen(self, pubsub: Any) -> None:
+        idle = 0.0
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None:
+                idle += 1.0
+                if idle >= PING_AFTER_IDLE_SECONDS:
+                    await pubsub.ping()  # raises on a dead connection, which is then replaced
+                    idle = 0.0
+                continue
+            idle = 0.0
+            if message.get("type") != "message":
+                continue
+            try:
+                changes = decode(message["data"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("change events: unreadable message ignored")
+                continue
+            self.dispatch(changes)
