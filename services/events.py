@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from models import VoucherOrder
+
 log = logging.getLogger(__name__)
 
 
@@ -94,6 +96,13 @@ def install(bus: EventBus) -> None:
 def uninstall(bus: EventBus) -> None:
     if bus in _buses:
         _buses.remove(bus)
+
+
+async def publish_order(order_id: int, reason: str) -> None:
+    """Announce a committed change of an order known by id only (its owner is looked up)."""
+    owner = await VoucherOrder.filter(id=order_id).values("account_id")
+    if owner:
+        await publish([order_changed(order_id, int(owner[0]["account_id"]), reason)])
 
 
 async def publish(changes: Iterable[Change]) -> None:

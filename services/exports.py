@@ -112,5 +112,4 @@ async def record_download(*, order_id: int, grant: Grant, kind: str) -> None:
         actor_api_key_id=grant.api_key_id,
         data={"file": kind},
     )
-    [owner] = await VoucherOrder.filter(id=order_id).values("account_id")
-    await events.publish([events.order_changed(order_id, int(owner["account_id"]), f"{kind.upper()}_DOWNLOADED")])
+    await events.publish_order(order_id, f"{kind.upper()}_DOWNLOADED")

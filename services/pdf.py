@@ -211,15 +211,8 @@ async def start_render(order_id: int, message_id: int | None) -> int:
             payload = {"order_id": order_id, "generation": generation, "chunk": chunk}
             await outbox.add(RENDER_PDF_CHUNK, payload, using_db=conn)
     outbox.notify()
-    await _announce(order_id, "PDF_PENDING")
+    await events.publish_order(order_id, "PDF_PENDING")
     return chunks
-
-
-async def _announce(order_id: int, reason: str) -> None:
-    """Tell the order's live subscribers (after commit) that its PDF state changed."""
-    owner = await VoucherOrder.filter(id=order_id).values("account_id")
-    if owner:
-        await events.publish([events.order_changed(order_id, int(owner[0]["account_id"]), reason)])
 
 
 async def _chunk_input(order_id: int, chunk: int, cipher: CodeCipher) -> tuple[PdfOrder, list[PdfVoucher]] | None:
@@ -321,7 +314,7 @@ async def assemble(*, order_id: int, generation: int) -> None:
             size = tmp.tell()
             tmp.seek(0)
             await _store(order_id, generation, tmp, pages=joiner.pages, size=size)
-            await _announce(order_id, "PDF_READY")
+            await events.publish_order(order_id, "PDF_READY")
         except _Stale:
             # Another delivery finished first (and removed the chunks), or a restart made this one stale.
             if await VoucherOrder.filter(id=order_id, pdf_status=PdfStatus.READY).exists():
@@ -374,7 +367,7 @@ async def mark_failed(*, order_id: int, generation: int | None, reason: str) -> 
             )
     except _Stale:
         return False
-    await _announce(order_id, "PDF_FAILED")
+    await events.publish_order(order_id, "PDF_FAILED")
     return True
 
 
