@@ -171,7 +171,8 @@ async def download_vouchers_pdf(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    return PlainTextResponse(await metrics.render(), media_type="text/plain; version=0.0.4")
+    text = await metrics.render(request.app.state.resources.hub)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -183,10 +184,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await database.migrate(settings.database_url)
         await database.open_db(settings.database_url, pool_size=settings.db_pool_size)
         redis = await open_redis(settings.redis_url, queue_name=settings.queue_name)
-        channel = events.channel_for(settings.queue_name)
-        bus = events.RedisEventBus(redis, channel)
+        bus = events.RedisEventBus(redis, settings.queue_name)
         events.install(bus)
-        hub = Hub(redis, channel)
+        hub = Hub(redis, bus.channel)
         app.state.resources = AppResources(
             settings=settings,
             redis=redis,

@@ -21,6 +21,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from schema.accounts import AccountMutation, AccountQuery
+from schema.cache import ResponseCache
 from schema.catalogue import CatalogueQuery
 from schema.common import DECIMAL_SCALAR, DecimalString
 from schema.errors import MaskInternalErrors
@@ -74,6 +75,8 @@ def build_schema(*, production: bool = False) -> Schema:
         ParserCache,
         ValidationCache,
         MaskInternalErrors,
+        # After the limits and validation: a stored answer is only ever given to a valid request.
+        ResponseCache,
     ]
     rules: list[type[ASTValidationRule]] = [PageSizeLimit]
     if production:

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from models import VoucherOrder
+from services import response_cache
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,22 @@ class EventBus(Protocol):
 
 
 class RedisEventBus:
-    """One message per commit on the deployment's channel (named after its queue namespace)."""
+    """One message per commit on the deployment's channel (named after its queue namespace).
 
-    def __init__(self, redis: Any, channel: str) -> None:
+    In the same round trip it bumps the owners' data versions, which retires their
+    cached answers (services.response_cache) before the caller answers its client.
+    """
+
+    def __init__(self, redis: Any, namespace: str) -> None:
         self.redis = redis
-        self.channel = channel
+        self.namespace = namespace
+        self.channel = channel_for(namespace)
 
     async def publish(self, changes: Sequence[Change]) -> None:
-        await self.redis.publish(self.channel, encode(changes))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            response_cache.invalidate_in(pipe, self.namespace, (change.account_id for change in changes))
+            pipe.publish(self.channel, encode(changes))
+            await pipe.execute()
 
 
 def channel_for(namespace: str) -> str:

@@ -224,4 +224,7 @@ async def issue_request(*, actor: Actor, request_id: int) -> CertificateRequest:
     )
     if not changed:
         raise not_found("id", "No submitted certificate request with that id.")
-    return await CertificateRequest.get(id=request_id)
+    issued = await CertificateRequest.get(id=request_id)
+    # Staff changed what the requesting account sees (its requests): its cached answers go.
+    await events.publish([events.account_changed(issued.account_id, "CERTIFICATE_ISSUED")])
+    return issued

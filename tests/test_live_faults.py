@@ -81,6 +81,8 @@ async def test_a_dropped_subscription_resyncs_its_clients(
         own_redis.start()
         _, resynced = await a_stream.until(lambda m: order_of(m)["status"] == "CANCELLED", within=15)
         assert hub.reconnects >= 1
+        metrics = (await api.http.get("/metrics")).text
+        assert "vouchsafe_live_connected 1" in metrics and "vouchsafe_live_subscribers 2" in metrics
         now = order_of(resynced)
         assert now["statusCounts"]["cancelled"] == 2 and latest_event(now) == "REFUNDED"
         # what the client would refetch by query is what the stream resynced to

@@ -72,7 +72,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         )
         # A worker's changes (PDF ready, vouchers expired) reach the API processes' subscribers.
         # The embedded worker shares the server's process, whose bus is already installed.
-        ctx["event_bus"] = events.RedisEventBus(ctx["redis"], events.channel_for(settings.queue_name))
+        ctx["event_bus"] = events.RedisEventBus(ctx["redis"], settings.queue_name)
         events.install(ctx["event_bus"])
     ctx["handlers"] = handlers(settings)
     ctx["failure_hooks"] = pdf.pdf_failure_hooks()

@@ -1,0 +1,89 @@
+"""The response cache as a schema extension: dashboards that poll get stored answers while nothing changed.
+
+Only read operations whose every root field is in CACHEABLE are cached, for a
+tenant's user or API key; never mutations, subscriptions, staff, anonymous callers
+or answers with errors. `voucherByCode` is left out on purpose: each lookup must
+count against the guessing limit. A mutation by a tenant retires the tenant's
+answers whatever it changed (see services.response_cache for the versioning).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from graphql import ExecutionResult, FieldNode, OperationDefinitionNode
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from schema.context import Context
+from services import response_cache
+
+log = logging.getLogger(__name__)
+
+CACHEABLE = frozenset({"viewer", "voucherOrders", "node", "nodes", "certificateRequests"})
+
+
+class ResponseCache(SchemaExtension):
+    async def on_execute(self) -> AsyncIterator[None]:
+        ec = self.execution_context
+        context = ec.context
+        if not isinstance(context, Context) or context.actor is None or context.actor.account_id is None:
+            yield
+            return
+        actor, redis, namespace = context.actor, context.resources.redis, context.settings.queue_name
+        account_id = context.actor.account_id
+        if ec.operation_type == OperationType.MUTATION:
+            yield
+            try:
+                await response_cache.invalidate(redis, namespace, [account_id])
+            except Exception as exc:  # Redis down: its entries are unreachable too
+                log.warning("response cache not invalidated for account %s: %s", account_id, exc)
+            return
+        if ec.operation_type != OperationType.QUERY or not self._cacheable():
+            yield
+            return
+        key = None
+        try:
+            # The version is read before any resolver reads the database: see services.response_cache.
+            current = await response_cache.version(redis, namespace, account_id)
+            principal = f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
+            request = [ec.query, ec.variables or {}, ec.operation_name]
+            key = response_cache.entry_key(
+                namespace,
+                account_id=account_id,
+                version=current,
+                principal=principal,
+                role=str(actor.role),
+                request=request,
+            )
+            stored = await response_cache.get(redis, key)
+        except Exception as exc:
+            log.warning("response cache unavailable: %s", exc)
+            stored = None
+        if stored is not None:
+            ec.result = ExecutionResult(data=json.loads(stored), errors=None)
+            yield
+            return
+        yield
+        result = ec.result
+        if key is None or not isinstance(result, ExecutionResult) or result.errors or result.data is None:
+            return
+        try:
+            await response_cache.put(redis, key, json.dumps(result.data, separators=(",", ":")).encode())
+        except Exception as exc:
+            log.warning("response cache not stored: %s", exc)
+
+    def _cacheable(self) -> bool:
+        document = self.execution_context.graphql_document
+        if document is None:
+            return False
+        name = self.execution_context.operation_name
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        chosen = [o for o in operations if name is None or (o.name is not None and o.name.value == name)]
+        if len(chosen) != 1:
+            return False
+        selections = chosen[0].selection_set.selections
+        # A fragment at the root could hide any field: only plain fields, all of them cacheable.
+        return all(isinstance(s, FieldNode) and s.name.value in CACHEABLE for s in selections)

@@ -1,0 +1,64 @@
+"""Cached answers for polling dashboards, kept in Redis and keyed by the tenant's data version.
+
+Each tenant has a version number in Redis. Every committed change that a tenant can
+see bumps its version: the change events of services.events (which name the owner
+even when another tenant made the change, e.g. a customer redeeming a partner's
+voucher), and every mutation a tenant's own user or key sends. An answer is stored
+under a key that holds the version read *before* the database was read, so an
+answer computed from older data can only sit under an older version, which no one
+asks for again. Nothing is ever served across versions, tenants or principals.
+
+Entries live a short while (TTL): some answers move with the clock alone (a voucher
+reads EXPIRED the moment it is due; signed download links expire), and changes
+made by one-off commands of the embedded default reach no running server's Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+TTL_SECONDS = 30
+# A version key outlives every entry stored under it by far; when it expires, its
+# entries are long gone, so starting again from zero cannot meet an old entry.
+VERSION_TTL_SECONDS = 24 * 3600
+
+
+def version_key(namespace: str, account_id: int) -> str:
+    return f"{namespace}:tenant-version:{account_id}"
+
+
+def invalidate_in(pipe: Any, namespace: str, account_ids: Iterable[int]) -> None:
+    """Queue the version bumps on a Redis pipeline (the caller executes it)."""
+    for account_id in sorted(set(account_ids)):
+        key = version_key(namespace, account_id)
+        pipe.incr(key)
+        pipe.expire(key, VERSION_TTL_SECONDS)
+
+
+async def invalidate(redis: Any, namespace: str, account_ids: Iterable[int]) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        invalidate_in(pipe, namespace, account_ids)
+        await pipe.execute()
+
+
+async def version(redis: Any, namespace: str, account_id: int) -> int:
+    raw = await redis.get(version_key(namespace, account_id))
+    return int(raw) if raw is not None else 0
+
+
+def entry_key(namespace: str, *, account_id: int, version: int, principal: str, role: str, request: Any) -> str:
+    """The key of one answer: tenant and its version, who asks with which role, and the exact request."""
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"{namespace}:answer:{account_id}:{version}:{principal}:{role}:{digest}"
+
+
+async def get(redis: Any, key: str) -> bytes | None:
+    raw = await redis.get(key)
+    return bytes(raw) if raw is not None else None
+
+
+async def put(redis: Any, key: str, body: bytes) -> None:
+    await redis.set(key, body, ex=TTL_SECONDS)
