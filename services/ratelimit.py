@@ -71,5 +71,8 @@ class RateLimiter:
         """The attempt succeeded: it does not count against any of its subjects."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for limit, subject in subjects:
-                pipe.decr(_key(self._namespace, limit, subject))
+                key = _key(self._namespace, limit, subject)
+                pipe.decr(key)
+                # A window that ended while the attempt ran: DECR made a new key; it expires too.
+                pipe.expire(key, limit.window_seconds, nx=True)
             await pipe.execute()
