@@ -11,11 +11,14 @@ import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services import database
 from services.errors import DomainError
 from settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -48,9 +51,41 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import redeem_page
     from server import create_app
 
+    if args.workers > 1 and (settings.uses_sqlite or settings.embedded_redis):
+        print(
+            "vouchsafe: `serve --workers N` needs DATABASE_URL (PostgreSQL) and REDIS_URL: the embedded"
+            " SQLite file, Redis stand-in and in-process worker belong to one process. Run one process,"
+            " or set both and start `vouchsafe worker` processes for background work.",
+            file=sys.stderr,
+        )
+        return 2
+    log_level = settings.log_level.lower()
+    if args.workers > 1:
+        # uvicorn's supervisor spawns each process afresh: the factory builds the app there (see serve_app).
+        uvicorn.run(
+            "cli:serve_app", factory=True, workers=args.workers, host=args.host, port=args.port, log_level=log_level
+        )
+        return 0
     redeem_page.install_access_log_masking()
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=settings.log_level.lower())
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level)
     return 0
+
+
+def serve_app() -> Starlette:
+    """The app of one `serve --workers N` process.
+
+    uvicorn spawns these processes (a fresh interpreter each, not a fork), so what the
+    parent set up is gone: the settings are read again (the environment and the key
+    files the parent already wrote give the same values), and the logging and the
+    access-log masking are installed again before the first request is logged.
+    """
+    import redeem_page
+    from server import create_app
+
+    settings = load_settings()
+    _setup_logging(settings)
+    redeem_page.install_access_log_masking()
+    return create_app(settings)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -277,6 +312,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("one or more")
+    return value
+
+
 PRODUCT_HELP = """\
 The certificate product catalogue. Staff edit it with these commands:
 `product list` shows every product, active or not; `product set CODE ...` changes
@@ -320,6 +362,12 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API (with the in-process worker when REDIS_URL is unset)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="API processes on one port (default 1); more than 1 needs DATABASE_URL and REDIS_URL",
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("worker", help="run an arq worker (needs REDIS_URL)").set_defaults(func=cmd_worker)

@@ -9,13 +9,13 @@ from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustom
 from strawberry import relay
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -68,9 +68,6 @@ class Schema(strawberry.Schema):
 def build_schema(*, production: bool = False) -> Schema:
     """The schema; production also refuses introspection and hides field suggestions."""
     extensions: list[type[SchemaExtension] | object] = [
-        # Limits are checked on the parsed document before any resolver runs.
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         ParserCache,
         ValidationCache,
@@ -78,7 +75,14 @@ def build_schema(*, production: bool = False) -> Schema:
         # After the limits and validation: a stored answer is only ever given to a valid request.
         ResponseCache,
     ]
-    rules: list[type[ASTValidationRule]] = [PageSizeLimit]
+    # Limits are checked on the parsed document before any resolver runs. The depth and
+    # alias rules are made once, here: QueryDepthLimiter and MaxAliasesLimiter make new rule
+    # classes per request, and the ValidationCache (keyed on the rules) then never hit.
+    rules: list[type[ASTValidationRule]] = [
+        depth_rule(MAX_DEPTH, None),
+        aliases_rule(MAX_ALIASES),
+        PageSizeLimit,
+    ]
     if production:
         rules.append(NoSchemaIntrospectionCustomRule)
     extensions.append(lambda: AddValidationRules(rules))

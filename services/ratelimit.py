@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -11,11 +11,9 @@ from services.errors import DomainError, ErrorCode
 
 
 class Counter(Protocol):
-    """The slice of a Redis client the limiter uses."""
+    """The slice of a Redis client the limiter uses: commands sent together in one pipeline."""
 
-    def incr(self, name: str, amount: int = 1) -> Awaitable[Any]: ...
-    def decr(self, name: str, amount: int = 1) -> Awaitable[Any]: ...
-    def expire(self, name: str, time: int) -> Awaitable[Any]: ...
+    def pipeline(self, transaction: bool = True) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,12 @@ def _key(namespace: str, limit: Limit, subject: str) -> str:
 
 
 class RateLimiter:
-    """Counts attempts before they run, so concurrent tries cannot slip past the limit."""
+    """Counts attempts before they run, so concurrent tries cannot slip past the limit.
+
+    All the subjects of one attempt (e.g. the client address and the account) are
+    counted in one round trip to Redis, and forgiven in one: a redemption used to
+    wait for six.
+    """
 
     def __init__(self, redis: Counter, *, namespace: str = "vouchsafe") -> None:
         self._redis = redis
@@ -44,13 +47,32 @@ class RateLimiter:
 
     async def attempt(self, limit: Limit, subject: str) -> None:
         """Count one attempt; refuse it when the window's allowance is used up."""
-        key = _key(self._namespace, limit, subject)
-        count = int(await self._redis.incr(key))
-        if count == 1:
-            await self._redis.expire(key, limit.window_seconds)
-        if count > limit.max_hits:
-            raise DomainError(ErrorCode.RATE_LIMITED, "Too many failed attempts. Try again later.")
+        await self.attempt_all([(limit, subject)])
 
     async def forgive(self, limit: Limit, subject: str) -> None:
         """A successful attempt does not count against the subject."""
-        await self._redis.decr(_key(self._namespace, limit, subject))
+        await self.forgive_all([(limit, subject)])
+
+    async def attempt_all(self, subjects: Sequence[tuple[Limit, str]]) -> None:
+        """Count one attempt against every subject; refuse it when any window's allowance is used up."""
+        keys = [(limit, _key(self._namespace, limit, subject)) for limit, subject in subjects]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for limit, key in keys:
+                pipe.incr(key)
+                # NX: the window starts with its first attempt and is never extended (a fixed
+                # window); the count is not known before the pipeline runs.
+                pipe.expire(key, limit.window_seconds, nx=True)
+            replies = await pipe.execute()
+        counts = [int(count) for count in replies[::2]]
+        if any(count > limit.max_hits for (limit, _), count in zip(keys, counts, strict=True)):
+            raise DomainError(ErrorCode.RATE_LIMITED, "Too many failed attempts. Try again later.")
+
+    async def forgive_all(self, subjects: Sequence[tuple[Limit, str]]) -> None:
+        """The attempt succeeded: it does not count against any of its subjects."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for limit, subject in subjects:
+                key = _key(self._namespace, limit, subject)
+                pipe.decr(key)
+                # A window that ended while the attempt ran: DECR made a new key; it expires too.
+                pipe.expire(key, limit.window_seconds, nx=True)
+            await pipe.execute()

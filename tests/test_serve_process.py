@@ -2,7 +2,8 @@
 
 The server gets an empty environment (PATH, HOME and a data dir only), so it
 always runs embedded -- SQLite, the in-process Redis stand-in and worker --
-whichever database the rest of the suite runs on.
+whichever database the rest of the suite runs on. `serve --workers N` runs on
+PostgreSQL + Redis only: its test gets the run's database and queue name.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
+from tests.conftest import REDIS_URL
 from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, unique_email
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,17 +62,20 @@ def poll(check: Callable[[], T | None], *, timeout: float, what: str, interval: 
 
 
 @contextlib.contextmanager
-def serving(data_dir: Path, log_path: Path) -> Iterator[httpx.Client]:
-    """`vouchsafe serve` on a free loopback port with an empty environment; stopped on exit."""
+def serving(
+    data_dir: Path, log_path: Path, *, extra_env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
+) -> Iterator[httpx.Client]:
+    """`vouchsafe serve` on a free loopback port with an empty environment (plus `extra_env`); stopped on exit."""
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(data_dir)),
         "VOUCHSAFE_DATA_DIR": str(data_dir),
+        **(extra_env or {}),
     }
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [*command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*command(), "serve", "--host", "127.0.0.1", "--port", str(port), *extra_args],
             cwd=data_dir.parent,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -181,3 +187,71 @@ def test_serve_embedded_from_nothing_and_again(tmp_path: Path) -> None:
         viewer = graphql(http, VIEWER, token=token)["viewer"]
         assert viewer["user"]["email"] == address
         assert viewer["account"]["name"] == account_name
+
+
+def test_serve_refuses_several_workers_on_the_embedded_default(tmp_path: Path) -> None:
+    # given: no DATABASE_URL, no REDIS_URL (whichever database the suite runs on)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "VOUCHSAFE_DATA_DIR": str(tmp_path / "data")}
+    # when
+    result = subprocess.run(
+        [*command(), "serve", "--workers", "2", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+    # then: refused before anything starts
+    assert result.returncode == 2, result.stderr
+    assert "`serve --workers N` needs DATABASE_URL (PostgreSQL) and REDIS_URL" in result.stderr
+    assert "Uvicorn running" not in result.stderr
+
+
+STARTED = re.compile(r"Started server process \[(\d+)\]")
+
+
+def started_pids(log_path: Path, count: int) -> set[int] | None:
+    """The server processes' ids once `count` of them have finished their start-up."""
+    log = log_path.read_text()
+    pids = set(map(int, STARTED.findall(log)))
+    return pids if len(pids) == count and log.count("Application startup complete") == count else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.postgres
+def test_serve_two_workers_on_postgres_and_redis(tmp_path: Path, database_url: str, queue_name: str) -> None:
+    data_dir = tmp_path / "data"
+    log_path = tmp_path / "serve.log"
+    assert REDIS_URL
+    env = {"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "VOUCHSAFE_QUEUE_NAME": queue_name}
+    address = unique_email("workers")
+
+    with serving(data_dir, log_path, extra_env=env, extra_args=("--workers", "2")) as http:
+        pids = poll(lambda: started_pids(log_path, 2), timeout=START_TIMEOUT, what="two server processes started up")
+        assert all(pid_alive(pid) for pid in pids), pids
+        assert http.get("/readyz").json() == {"status": "ok", "database": "ok", "redis": "ok"}
+        signed_up = graphql(
+            http, SIGN_UP, {"input": {"email": address, "password": PASSWORD, "accountName": "Two Workers"}}
+        )["signUp"]
+        assert signed_up["errors"] == [], signed_up
+        # Fresh connections land on either process: a session is the database's, not a process's.
+        for _ in range(4):
+            with httpx.Client(base_url=http.base_url, timeout=10.0) as fresh:
+                token = sign_in(fresh, address)
+                assert graphql(fresh, VIEWER, token=token)["viewer"]["user"]["email"] == address
+        # Codes never reach any process's access log.
+        assert http.get("/redeem/VS-6AK81-7BEAW-CX117-HNK6K").status_code == 200
+
+    log = log_path.read_text()
+    assert "VS-6AK81" not in log and "/redeem/VS-…" in log
+    assert all(f"Finished server process [{pid}]" in log for pid in pids), log
+    poll(lambda: not any(pid_alive(pid) for pid in pids), timeout=STOP_TIMEOUT, what="both processes gone")

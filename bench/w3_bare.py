@@ -1,0 +1,96 @@
+"""W3's HTTP baseline: a bare Starlette endpoint calling the same redemption service.
+
+No GraphQL, no middleware: the bearer token is authenticated and the service called
+exactly as the `voucherRedeem` resolver does, and the answer is a small JSON object.
+What `vouchsafe serve` costs on top of this is the GraphQL layer and the server's
+request path. Bench-only; run by bench.w3_redeem as its own uvicorn process:
+
+    python -m bench.w3_bare --port 8123 [--workers 2]
+
+with the same environment (DATABASE_URL, REDIS_URL, VOUCHSAFE_*) as the server it is
+compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services import database, redemption
+from services.actors import authenticate
+from services.codes import CodeCipher
+from services.errors import DomainError
+from services.ratelimit import RateLimiter
+from settings import load_settings
+from workers.connections import open_redis
+
+
+def create_app() -> Starlette:
+    settings = load_settings()
+    cipher = CodeCipher(settings.code_key)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await database.open_db(settings.database_url, pool_size=settings.db_pool_size)
+        redis = await open_redis(settings.redis_url, queue_name=settings.queue_name)
+        app.state.limiter = RateLimiter(redis, namespace=settings.queue_name)
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await database.close_db()
+
+    async def redeem(request: Request) -> Response:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        actor = await authenticate(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        if actor is None:
+            return JSONResponse({"errors": [{"code": "UNAUTHENTICATED"}]}, status_code=401)
+        body = await request.json()
+        try:
+            created = await redemption.redeem(
+                actor=actor,
+                request=redemption.RequestInput(
+                    code=str(body["code"])[:100],
+                    common_name=str(body["commonName"]),
+                    additional_fqdns=[],
+                    wildcards=[],
+                    csr=None,
+                ),
+                cipher=cipher,
+                client=request.client.host if request.client else "unknown",
+                limiter=request.app.state.limiter,
+            )
+        except DomainError as error:
+            return JSONResponse({"certificateRequest": None, "errors": [{"code": error.code.value}]})
+        shaped = {"id": created.id, "commonName": created.common_name, "status": created.status.value}
+        return JSONResponse({"certificateRequest": shaped, "errors": []})
+
+    async def healthz(request: Request) -> Response:
+        return Response("ok")
+
+    return Starlette(
+        routes=[Route("/redeem", redeem, methods=["POST"]), Route("/healthz", healthz)],
+        lifespan=lifespan,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    p = argparse.ArgumentParser(prog="python -m bench.w3_bare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--workers", type=int, default=1)
+    args = p.parse_args(argv)
+    # uvicorn's defaults otherwise, as `vouchsafe serve` has them (access log included).
+    uvicorn.run("bench.w3_bare:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
+
+
+if __name__ == "__main__":
+    main()
