@@ -65,6 +65,10 @@ class RateLimiter:
             replies = await pipe.execute()
         counts = [int(count) for count in replies[::2]]
         if any(count > limit.max_hits for (limit, _), count in zip(keys, counts, strict=True)):
+            # A refused attempt ran nothing, so it is taken back: otherwise a burst of concurrent
+            # attempts that would all succeed (an office behind one address) locks its subjects out
+            # for the window. Attempts in flight and failures still count, so guessing stays capped.
+            await self.forgive_all(subjects)
             raise DomainError(ErrorCode.RATE_LIMITED, "Too many failed attempts. Try again later.")
 
     async def forgive_all(self, subjects: Sequence[tuple[Limit, str]]) -> None:
