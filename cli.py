@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services import database
+from services import database, events
 from services.errors import DomainError
 from settings import Settings, SettingsError, load_settings
 
@@ -30,6 +30,10 @@ def _setup_logging(settings: Settings) -> None:
     logging.getLogger("tortoise").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+# uvicorn's default WebSocket implementation is the websockets library's deprecated legacy API.
+WEBSOCKETS = "websockets-sansio"
+
+
 def _with_db(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
     """Run one piece of async work with the database open (migrated first when embedded)."""
 
@@ -37,9 +41,21 @@ def _with_db(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
         if settings.uses_sqlite:
             await database.migrate(settings.database_url)
         await database.open_db(settings.database_url, pool_size=2)
+        bus, redis = None, None
+        if settings.redis_url:
+            # A change made here (a partner enabled, a job retried) reaches the running servers'
+            # live subscribers and retires their cached answers, as one made through the API does.
+            from redis.asyncio import Redis
+
+            redis = Redis.from_url(settings.redis_url)
+            bus = events.RedisEventBus(redis, settings.queue_name)
+            events.install(bus)
         try:
             return await work()
         finally:
+            if bus is not None and redis is not None:
+                events.uninstall(bus)
+                await redis.aclose()
             await database.close_db()
 
     return asyncio.run(run())
@@ -63,11 +79,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers > 1:
         # uvicorn's supervisor spawns each process afresh: the factory builds the app there (see serve_app).
         uvicorn.run(
-            "cli:serve_app", factory=True, workers=args.workers, host=args.host, port=args.port, log_level=log_level
+            "cli:serve_app",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level=log_level,
+            ws=WEBSOCKETS,
         )
         return 0
     redeem_page.install_access_log_masking()
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level, ws=WEBSOCKETS)
     return 0
 
 
