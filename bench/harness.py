@@ -90,9 +90,14 @@ async def interleave(
             fa = await a()
         results.append((fa, fb))
         if show is not None:
-            u = show.unit
-            print(f"  {show.workload} round {i + 1}: A {fa:.4g} {u}  B {fb:.4g} {u}  A/B {fa / fb:.3f}", flush=True)
+            show_round(show, i + 1, fa, fb)
     return results
+
+
+def show_round(c: Comparison, number: int, fa: float, fb: float) -> None:
+    """Print one round as interleave does, for a workload that runs its rounds itself."""
+    ratio = fa / fb if fb else float("nan")
+    print(f"  {c.workload} round {number}: A {fa:.4g} {c.unit}  B {fb:.4g} {c.unit}  A/B {ratio:.3f}", flush=True)
 
 
 def report(comparisons: list[Comparison]) -> bool:

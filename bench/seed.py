@@ -193,6 +193,7 @@ async def quiet_outbox() -> int:
     conn = connections.get("default")
     pending = (OutboxStatus.PENDING.value, OutboxStatus.ENQUEUED.value)
     result = await conn.execute_query(
-        "UPDATE outbox_message SET status = $1, done_at = now() WHERE status = ANY($2::text[])", [OutboxStatus.DONE.value, pending]
+        "UPDATE outbox_message SET status = $1, done_at = now() WHERE status = ANY($2::text[])",
+        [OutboxStatus.DONE.value, pending],
     )
     return int(result[0])
