@@ -1,6 +1,6 @@
 """W6: the expiry sweep of 1,000,000 due vouchers against one set-based UPDATE, with redemptions meanwhile.
 
-  A  services.expiry.expire_due (id ranges of 10,000, each its own transaction: the
+  A  services.expiry.expire_due (id ranges of expiry.BATCH_SIZE, each its own transaction: the
      orders locked in id order, the compare-and-set UPDATE, one history event per order);
   B  one statement: UPDATE voucher SET status = 'EXPIRED' WHERE status = 'VALID_UNUSED'
      AND expires_at <= now.
@@ -93,7 +93,7 @@ async def run(ctx: BenchContext) -> list[Comparison]:
         assert redeemer.account_id is not None
         comparison = Comparison(
             workload=f"W6 expire {due:,} vouchers",
-            a_label="expire_due, ranges of 10,000",
+            a_label=f"expire_due, ranges of {expiry.BATCH_SIZE:,}",
             b_label="one set-based UPDATE",
             unit="s",
             higher_is_better=False,
