@@ -42,6 +42,9 @@ from workers.connections import ArqQueue, open_redis
 PER_PAGE_MAX = 1.3
 TWO_WORKERS_MIN = 1.7
 ROOT = Path(__file__).resolve().parent.parent
+# (vouchers, rounds): --quick renders one chunk (the two-worker figure means nothing there).
+PLAN_QUICK = [(50, 2)]
+PLAN_FULL = [(1_000, 3), (10_000, 2)]
 
 
 class Workers:
@@ -80,6 +83,15 @@ class Workers:
                     if process.returncode is not None:
                         raise RuntimeError(f"worker {index} exited with {process.returncode}")
                     await asyncio.sleep(0.1)
+
+    def cpu_seconds(self) -> list[float]:
+        """User + system CPU time of each worker process so far (Linux /proc), to see how a run was shared."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        result = []
+        for process in self.processes:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            result.append((int(fields[11]) + int(fields[12])) / ticks)
+        return result
 
     def use(self, count: int) -> None:
         """One worker (the second frozen) or two."""
@@ -160,12 +172,17 @@ async def measure(
     )
     order_id = await _order(size, ctx.code_key)
     pages: list[int] = []
+    shares: list[float] = []
     limit_seconds = 120 + size * 0.1
 
     async def rendered(count: int) -> float:
         workers.use(count)
+        before = workers.cpu_seconds()
         seconds, made = await _render(order_id, queue, limit_seconds)
         pages.append(made)
+        if count == 2:
+            used = [after - b for after, b in zip(workers.cpu_seconds(), before, strict=True)]
+            shares.append(min(used) / max(sum(used), 1e-9))
         return seconds
 
     async def bare() -> float:
@@ -189,6 +206,10 @@ async def measure(
         two.rounds.append((size / times["C"], size / times["A"]))
         show_round(per_page, number, a_ms, b_ms)
         show_round(two, number, size / times["C"], size / times["A"])
+    two.extra["the smaller of the two workers' CPU shares"] = (
+        ", ".join(f"{share:.0%}" for share in shares) + " (50% when the chunks are spread evenly)",
+        None,
+    )
     for c in (per_page, two):
         c.check(
             "every render made one page per voucher",
@@ -203,7 +224,7 @@ def _warm() -> None:
 
 
 async def run(ctx: BenchContext) -> list[Comparison]:
-    plan = [(50, 2)] if ctx.quick else [(1_000, 3), (10_000, 2)]
+    plan = PLAN_QUICK if ctx.quick else PLAN_FULL
     name = f"bench_core_{os.getpid()}_w5_{secrets.token_hex(3)}"
     url = with_database(ctx.server_url, name)
     queue_name = f"bench_core_{os.getpid()}_w5"
