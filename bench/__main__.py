@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import os
 import secrets
+import signal
 import sys
 import time
 import traceback
@@ -98,6 +99,10 @@ async def run_workload(key: str, module: ModuleType, ctx: BenchContext) -> list[
 
 async def suite(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    # SIGTERM (e.g. from `timeout`) cancels the run: the finally blocks stop what it started and drop its databases.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     server, redis = server_url(), redis_url()
     name = f"bench_core_{os.getpid()}_{secrets.token_hex(3)}"
     url = with_database(server, name)
@@ -173,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(suite(args))
     except TimeoutError:
         print(f"bench: the seed did not finish within --timeout {args.timeout:.0f} s", file=sys.stderr)
+        return 1
+    except asyncio.CancelledError:
+        print("bench: stopped by SIGTERM", file=sys.stderr)
         return 1
 
 

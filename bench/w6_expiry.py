@@ -72,7 +72,7 @@ async def _reset(raw: asyncpg.Connection) -> int:
 
 
 async def run(ctx: BenchContext) -> list[Comparison]:
-    wanted, pool, rounds, rate = (15_000, 300, 2, 40.0) if ctx.quick else (1_000_000, 5_000, 3, 40.0)
+    wanted, pool, rounds, rate = (15_000, 300, 2, 40.0) if ctx.quick else (1_000_000, 10_000, 3, 40.0)
     await database.open_db(ctx.database_url, pool_size=6)
     raw = await asyncpg.connect(asyncpg_dsn(ctx.database_url), timeout=10, command_timeout=600)
     try:
