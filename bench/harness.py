@@ -73,15 +73,18 @@ async def interleave(
 ) -> list[tuple[float, float]]:
     """Run `rounds` rounds of A and B, alternating which goes first; each callable returns its figure.
 
-    With a `deadline` (a time.monotonic() instant), no round starts after it, the first excepted:
-    a suite bounded in time keeps the rounds it finished.
+    With a `deadline` (a time.monotonic() instant), no round starts that would end after it at
+    the pace of the round before, the first excepted: a suite bounded in time keeps the rounds
+    it finished instead of being cut off in the middle of one.
     """
     results: list[tuple[float, float]] = []
+    last = 0.0
     for i in range(rounds):
-        if i and deadline is not None and time.monotonic() > deadline:
+        if i and not fits(deadline, last):
             if show is not None:
-                print(f"  {show.workload}: past the deadline, stopping after {i} round(s)", flush=True)
+                print(f"  {show.workload}: no time for another round, stopping after {i}", flush=True)
             break
+        begun = time.monotonic()
         if i % 2 == 0:
             fa = await a()
             fb = await b()
@@ -89,9 +92,15 @@ async def interleave(
             fb = await b()
             fa = await a()
         results.append((fa, fb))
+        last = time.monotonic() - begun
         if show is not None:
             show_round(show, i + 1, fa, fb)
     return results
+
+
+def fits(deadline: float | None, seconds: float) -> bool:
+    """Whether work of `seconds` started now ends before `deadline` (None: no deadline)."""
+    return deadline is None or time.monotonic() + seconds <= deadline
 
 
 def show_round(c: Comparison, number: int, fa: float, fb: float) -> None:

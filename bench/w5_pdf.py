@@ -32,7 +32,7 @@ from typing import Any
 
 from bench import pdf as pdf_bench
 from bench.context import BenchContext
-from bench.harness import Comparison, show_round
+from bench.harness import Comparison, fits, show_round
 from bench.postgres import admin_execute, with_database
 from bench.seed import SHAPES, new_partner, place, quiet_outbox
 from models import OrderEvent, OrderEventKind, OutboxMessage, OutboxStatus, PdfStatus, Product, VoucherOrder
@@ -151,7 +151,8 @@ async def _order(size: int, code_key: bytes) -> int:
 
 async def measure(
     ctx: BenchContext, url: str, workers: Workers, queue: ArqQueue, helper: ProcessPoolExecutor, size: int, rounds: int
-) -> list[Comparison]:
+) -> tuple[list[Comparison], float]:
+    """The two comparisons at one size, and the seconds a round took per voucher (to plan the next size)."""
     per_page = Comparison(
         workload=f"W5 PDF of {size:,} vouchers",
         a_label="one worker process, chunks of 100 (ms/page)",
@@ -194,10 +195,12 @@ async def measure(
         pages.append(int(result["pages"]))
         return float(result["seconds"])
 
+    last = 0.0
     for number in range(1, rounds + 1):
-        if number > 1 and time.monotonic() > ctx.deadline:
-            print(f"  W5: past the deadline, stopping after {number - 1} round(s) of {size:,}", flush=True)
+        if number > 1 and not fits(ctx.deadline, last):
+            print(f"  W5: no time for another round of {size:,}, stopping after {number - 1}", flush=True)
             break
+        begun = time.monotonic()
         times: dict[str, float] = {}
         for variant in "ABC" if number % 2 else "CBA":
             times[variant] = await (rendered(1) if variant == "A" else bare() if variant == "B" else rendered(2))
@@ -206,6 +209,7 @@ async def measure(
         two.rounds.append((size / times["C"], size / times["A"]))
         show_round(per_page, number, a_ms, b_ms)
         show_round(two, number, size / times["C"], size / times["A"])
+        last = time.monotonic() - begun
     two.extra["the smaller of the two workers' CPU shares"] = (
         ", ".join(f"{share:.0%}" for share in shares) + " (50% when the chunks are spread evenly)",
         None,
@@ -216,7 +220,7 @@ async def measure(
             bool(pages) and set(pages) == {size},
             f"pages {sorted(set(pages))}",
         )
-    return [per_page, two]
+    return [per_page, two], last / size
 
 
 def _warm() -> None:
@@ -240,13 +244,16 @@ async def run(ctx: BenchContext) -> list[Comparison]:
             try:
                 warm = asyncio.to_thread(helper.submit(_warm).result)  # helper start-up, untimed
                 await asyncio.gather(workers.start(redis), warm)
+                pace = 0.0
                 for size, rounds in plan:
-                    if results and ctx.time_left() < size * 0.04 + 60:
+                    # A round of this size at the pace of the last one, plus placing the order: else skip it.
+                    if results and not fits(ctx.deadline, pace * size + 60):
                         skipped = Comparison(f"W5 PDF of {size:,} vouchers", "", "", "ms/page", False, "not run")
                         skipped.check("ran", False, f"not run: {ctx.time_left():.0f} s left, too little")
                         results.append(skipped)
                         continue
-                    results += await measure(ctx, url, workers, ArqQueue(redis), helper, size, rounds)
+                    measured, pace = await measure(ctx, url, workers, ArqQueue(redis), helper, size, rounds)
+                    results += measured
             finally:
                 await workers.stop()
                 helper.shutdown(cancel_futures=True)
