@@ -1,4 +1,10 @@
-"""What the suite's entry point hands each workload: where the seeded data set lives, and the time left."""
+"""What the suite's entry point hands each workload: where the seeded data set lives, and the time left.
+
+The entry point has closed its own ORM connections before it calls `run(ctx)`: a workload
+opens what it needs (services.database.open_db(ctx.database_url, ...)) and closes it; the
+entry point closes the ORM after each workload all the same. Correctness goes into
+Comparison.checks (judged in --quick too), figures into Comparison.extra.
+"""
 
 from __future__ import annotations
 

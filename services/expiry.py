@@ -39,6 +39,11 @@ from services.mail import SEND_EMAIL, email_payload
 log = logging.getLogger(__name__)
 
 REMINDER_WINDOW = timedelta(days=30)
+# A redemption that meets the range being swept waits for that range's transaction (the
+# order lock): ranges of 10,000 ids held it 150-600 ms on 2 cores and put redemptions'
+# p99 at ~250 ms during a sweep of 1,000,000; ranges of 2,500 hold it ~40 ms and cost no
+# more in all (bench W6).
+BATCH_SIZE = 2_500
 EXPIRY_REMINDER = "expiry_reminder"
 _DATE_FORMATS = {"en": "%Y-%m-%d", "de": "%d.%m.%Y", "fr": "%d/%m/%Y"}
 
@@ -81,7 +86,7 @@ RETURNING order_id, account_id
 """
 
 
-async def expire_due(*, batch_size: int = 10_000, now: datetime | None = None) -> int:
+async def expire_due(*, batch_size: int = BATCH_SIZE, now: datetime | None = None) -> int:
     """Mark every unused voucher past its expiry EXPIRED, range by range; one EXPIRED event per order and range."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")

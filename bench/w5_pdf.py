@@ -1,0 +1,265 @@
+"""W5: the vouchers PDF of 1,000 and 10,000 vouchers, rendered by worker processes, against bare xhtml2pdf.
+
+  A  one `vouchsafe worker` process (bench/w5_worker.py) renders the order's PDF the way
+     production does: render_pdf row relayed to arq on Redis, chunks of 100 rendered and
+     stored, joined, the file stored in parts; timed from the relay to pdf_status READY;
+  B  bare xhtml2pdf: the same template, every voucher in one call (the same rows read and
+     decrypted first, nothing stored), in a helper process (bench/pdf.py's baseline_run);
+  C  the same as A with two worker processes taking the chunks of the order.
+Targets: per-page time A <= 1.3 x B; C's page rate >= 1.7 x A's. Each round runs A, B, C
+(then C, B, A). Both workers are started once (untimed); the second is frozen (SIGSTOP)
+while A runs, so a one-worker run has exactly one worker and no run pays a start-up.
+
+W5 has a database of its own (a worker relays every pending outbox row it finds, and the
+shared data set's workers must not render 2,000 PDFs), and its own arq queue name.
+10,000 vouchers take minutes a variant: a full run only (--quick renders 50, one chunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import multiprocessing
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench import pdf as pdf_bench
+from bench.context import BenchContext
+from bench.harness import Comparison, fits, show_round
+from bench.postgres import admin_execute, with_database
+from bench.seed import SHAPES, new_partner, place, quiet_outbox
+from models import OrderEvent, OrderEventKind, OutboxMessage, OutboxStatus, PdfStatus, Product, VoucherOrder
+from services import catalogue, codes, database, outbox
+from workers.connections import ArqQueue, open_redis
+
+PER_PAGE_MAX = 1.3
+TWO_WORKERS_MIN = 1.7
+ROOT = Path(__file__).resolve().parent.parent
+# (vouchers, rounds): --quick renders one chunk (the two-worker figure means nothing there).
+PLAN_QUICK = [(50, 2)]
+PLAN_FULL = [(1_000, 3), (10_000, 2)]
+
+
+class Workers:
+    """Two worker processes on W5's database and queue; the second can be frozen and thawed."""
+
+    def __init__(self, ctx: BenchContext, database_url: str, queue: str, data_dir: str) -> None:
+        self.queue = queue
+        lifetime = int(max(120, ctx.time_left() + 120))
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": ctx.redis_url,
+            "VOUCHSAFE_QUEUE_NAME": queue,
+            "VOUCHSAFE_SECRET_KEY": base64.urlsafe_b64encode(ctx.secret_key).decode(),
+            "VOUCHSAFE_CODE_KEY": base64.urlsafe_b64encode(ctx.code_key).decode(),
+            "VOUCHSAFE_DATA_DIR": data_dir,
+            "VOUCHSAFE_PUBLIC_URL": pdf_bench.PUBLIC_URL,
+            "VOUCHSAFE_LOG_LEVEL": "WARNING",
+            "VOUCHSAFE_DB_POOL_SIZE": "4",
+            "BENCH_WORKER_LIFETIME": str(lifetime),
+        }
+        self.processes: list[asyncio.subprocess.Process] = []
+        self.frozen = False
+
+    def health_key(self, index: int) -> str:
+        return f"{self.queue}:bench-health:{index}"
+
+    async def start(self, redis: Any) -> None:
+        for index in range(2):
+            env = {**self.env, "BENCH_WORKER_HEALTH_KEY": self.health_key(index)}
+            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.w5_worker", cwd=ROOT, env=env)
+            self.processes.append(process)
+        async with asyncio.timeout(90):
+            for index, process in enumerate(self.processes):
+                while not await redis.exists(self.health_key(index)):
+                    if process.returncode is not None:
+                        raise RuntimeError(f"worker {index} exited with {process.returncode}")
+                    await asyncio.sleep(0.1)
+
+    def cpu_seconds(self) -> list[float]:
+        """User + system CPU time of each worker process so far (Linux /proc), to see how a run was shared."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        result = []
+        for process in self.processes:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            result.append((int(fields[11]) + int(fields[12])) / ticks)
+        return result
+
+    def use(self, count: int) -> None:
+        """One worker (the second frozen) or two."""
+        freeze = count == 1
+        if freeze != self.frozen:
+            self.processes[1].send_signal(signal.SIGSTOP if freeze else signal.SIGCONT)
+            self.frozen = freeze
+
+    async def stop(self) -> None:
+        if self.frozen:
+            self.processes[1].send_signal(signal.SIGCONT)
+        for process in self.processes:
+            if process.returncode is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                async with asyncio.timeout(15):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _render(order_id: int, queue: ArqQueue, limit_seconds: float) -> tuple[float, int]:
+    """A fresh render of the order by the running workers: seconds from the relay to READY, and its pages."""
+    await pdf_bench._restart(order_id)
+    started = time.perf_counter()
+    await outbox.relay_pending(queue)
+    async with asyncio.timeout(limit_seconds):
+        while True:
+            [row] = await VoucherOrder.filter(id=order_id).values("pdf_status", "pdf_error")
+            if row["pdf_status"] == PdfStatus.READY:
+                break
+            if row["pdf_status"] == PdfStatus.FAILED and row["pdf_error"]:  # _restart's FAILED has no reason
+                raise RuntimeError(f"the PDF of order {order_id} failed: {row['pdf_error']}")
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        # Untimed: every row of the render done (the workers idle again) before anything else runs.
+        while True:
+            if not await OutboxMessage.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.ENQUEUED]).exists():
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # arq's own bookkeeping after the last job
+    event = await OrderEvent.filter(order_id=order_id, kind=OrderEventKind.PDF_READY).order_by("-id").first()
+    return elapsed, int(event.data["pages"]) if event else 0
+
+
+async def _order(size: int, code_key: bytes) -> int:
+    shape = SHAPES[0]
+    product = await Product.get(code=shape[0])
+    unit = catalogue.unit_price(product, validity_years=shape[1], fqdns=shape[2], wildcards=0)
+    partner = await new_partner(f"W5 Partner {size}", funds=unit * size)
+    order_id = await place(partner, size, shape, codes.CodeCipher(code_key))
+    await quiet_outbox()  # the order's own render_pdf row: each run starts its own
+    return order_id
+
+
+async def measure(
+    ctx: BenchContext, url: str, workers: Workers, queue: ArqQueue, helper: ProcessPoolExecutor, size: int, rounds: int
+) -> tuple[list[Comparison], float]:
+    """The two comparisons at one size, and the seconds a round took per voucher (to plan the next size)."""
+    per_page = Comparison(
+        workload=f"W5 PDF of {size:,} vouchers",
+        a_label="one worker process, chunks of 100 (ms/page)",
+        b_label="bare xhtml2pdf, one call (ms/page)",
+        unit="ms/page",
+        higher_is_better=False,
+        target=f"per-page time A/B <= {PER_PAGE_MAX}",
+        max_ratio=PER_PAGE_MAX,
+    )
+    two = Comparison(
+        workload=f"W5 two workers, {size:,} vouchers",
+        a_label="two worker processes (pages/s)",
+        b_label="one worker process (pages/s)",
+        unit="pages/s",
+        higher_is_better=True,
+        target=f"page rate A/B >= {TWO_WORKERS_MIN}",
+        min_ratio=TWO_WORKERS_MIN,
+    )
+    order_id = await _order(size, ctx.code_key)
+    pages: list[int] = []
+    shares: list[float] = []
+    limit_seconds = 120 + size * 0.1
+
+    async def rendered(count: int) -> float:
+        workers.use(count)
+        before = workers.cpu_seconds()
+        seconds, made = await _render(order_id, queue, limit_seconds)
+        pages.append(made)
+        if count == 2:
+            used = [after - b for after, b in zip(workers.cpu_seconds(), before, strict=True)]
+            shares.append(min(used) / max(sum(used), 1e-9))
+        return seconds
+
+    async def bare() -> float:
+        result = await asyncio.to_thread(
+            lambda: helper.submit(pdf_bench.baseline_run, url, order_id, ctx.code_key, False).result(
+                timeout=limit_seconds
+            )
+        )
+        pages.append(int(result["pages"]))
+        return float(result["seconds"])
+
+    last = 0.0
+    for number in range(1, rounds + 1):
+        if number > 1 and not fits(ctx.deadline, last):
+            print(f"  W5: no time for another round of {size:,}, stopping after {number - 1}", flush=True)
+            break
+        begun = time.monotonic()
+        times: dict[str, float] = {}
+        for variant in "ABC" if number % 2 else "CBA":
+            times[variant] = await (rendered(1) if variant == "A" else bare() if variant == "B" else rendered(2))
+        a_ms, b_ms = times["A"] * 1000 / size, times["B"] * 1000 / size
+        per_page.rounds.append((a_ms, b_ms))
+        two.rounds.append((size / times["C"], size / times["A"]))
+        show_round(per_page, number, a_ms, b_ms)
+        show_round(two, number, size / times["C"], size / times["A"])
+        last = time.monotonic() - begun
+    two.extra["the smaller of the two workers' CPU shares"] = (
+        ", ".join(f"{share:.0%}" for share in shares) + " (50% when the chunks are spread evenly)",
+        None,
+    )
+    for c in (per_page, two):
+        c.check(
+            "every render made one page per voucher",
+            bool(pages) and set(pages) == {size},
+            f"pages {sorted(set(pages))}",
+        )
+    return [per_page, two], last / size
+
+
+def _warm() -> None:
+    """Nothing: makes the helper process import this module (and the PDF toolkit) before any timing."""
+
+
+async def run(ctx: BenchContext) -> list[Comparison]:
+    plan = PLAN_QUICK if ctx.quick else PLAN_FULL
+    name = f"bench_core_{os.getpid()}_w5_{secrets.token_hex(3)}"
+    url = with_database(ctx.server_url, name)
+    queue_name = f"bench_core_{os.getpid()}_w5"
+    await admin_execute(ctx.server_url, f'CREATE DATABASE "{name}"')
+    results: list[Comparison] = []
+    try:
+        await database.migrate(url)
+        await database.open_db(url, pool_size=4)
+        redis = await open_redis(ctx.redis_url, queue_name=queue_name)
+        helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        with tempfile.TemporaryDirectory(prefix="vouchsafe-w5-") as data_dir:
+            workers = Workers(ctx, url, queue_name, data_dir)
+            try:
+                warm = asyncio.to_thread(helper.submit(_warm).result)  # helper start-up, untimed
+                await asyncio.gather(workers.start(redis), warm)
+                pace = 0.0
+                for size, rounds in plan:
+                    # A round of this size at the pace of the last one, plus placing the order: else skip it.
+                    if results and not fits(ctx.deadline, pace * size + 60):
+                        skipped = Comparison(f"W5 PDF of {size:,} vouchers", "", "", "ms/page", False, "not run")
+                        skipped.check("ran", False, f"not run: {ctx.time_left():.0f} s left, too little")
+                        results.append(skipped)
+                        continue
+                    measured, pace = await measure(ctx, url, workers, ArqQueue(redis), helper, size, rounds)
+                    results += measured
+            finally:
+                await workers.stop()
+                helper.shutdown(cancel_futures=True)
+                await redis.delete(*[workers.health_key(i) for i in range(2)])
+                await redis.aclose()
+    finally:
+        await database.close_db()
+        await admin_execute(ctx.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return results
