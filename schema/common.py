@@ -7,6 +7,7 @@ from typing import Any, NewType, TypeVar
 
 import strawberry
 from strawberry import relay
+from strawberry.relay.utils import to_base64
 
 from services.money import to_decimal
 
@@ -36,6 +37,22 @@ class Money:
     @classmethod
     def of(cls, minor: int, currency: str) -> Money:
         return cls(amount=DecimalString(str(to_decimal(minor, currency))), currency_code=currency)
+
+
+def node_id_field() -> Any:
+    """Node's `id` as a plain attribute (set it with `global_id` in `__post_init__`).
+
+    relay.Node's own `id` is a resolver: an Info object, a GlobalID and a base64 encoding
+    at every read, ~12 µs; a dashboard reads a thousand voucher ids. The same field
+    (name, type, description: the SDL does not change), read as an attribute, costs
+    what any plain field does; `node(id:)` still finds the object by its NodeID.
+    """
+    return strawberry.field(name="id", description="The Globally Unique ID of this object", default=strawberry.ID(""))
+
+
+def global_id(type_name: str, pk: int) -> strawberry.ID:
+    """The id relay.Node would answer for the object of this type and primary key."""
+    return strawberry.ID(to_base64(type_name, pk))
 
 
 def node_pk(global_id: relay.GlobalID, node_type: type) -> int:

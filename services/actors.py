@@ -52,30 +52,31 @@ async def authenticate(token: str) -> Actor | None:
     digest = token_digest(token)
     now = clock.now()
     if token.startswith(SESSION_PREFIX):
+        # One statement (the session joined to its user), plain values: no model instances per request.
         session = (
             await Session.filter(token_hash=digest, revoked_at=None, expires_at__gt=now, user__is_active=True)
-            .select_related("user")
             .first()
+            .values("id", "user_id", "user__account_id", "user__role", "user__is_staff")
         )
         if session is None:
             return None
-        user = session.user
+        role = session["user__role"]
         return Actor(
-            user_id=user.id,
-            account_id=user.account_id,
-            role=user.role,
-            is_staff=user.is_staff,
-            session_id=session.id,
+            user_id=int(session["user_id"]),
+            account_id=session["user__account_id"],
+            role=Role(role) if role is not None else None,
+            is_staff=bool(session["user__is_staff"]),
+            session_id=int(session["id"]),
         )
     if token.startswith(API_KEY_PREFIX):
-        key = await ApiKey.filter(key_hash=digest, revoked_at=None).first()
+        key = await ApiKey.filter(key_hash=digest, revoked_at=None).first().values("id", "account_id", "channel")
         if key is None:
             return None
         return Actor(
             user_id=None,
-            account_id=key.account_id,
+            account_id=int(key["account_id"]),
             role=API_KEY_ROLE,
-            api_key_id=key.id,
-            channel=key.channel,
+            api_key_id=int(key["id"]),
+            channel=ApiKeyChannel(key["channel"]),
         )
     return None
