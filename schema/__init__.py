@@ -24,6 +24,7 @@ from schema.accounts import AccountMutation, AccountQuery
 from schema.catalogue import CatalogueQuery
 from schema.common import DECIMAL_SCALAR, DecimalString
 from schema.errors import MaskInternalErrors
+from schema.execution import GraphQLExecutionContext
 from schema.finance import FinanceMutation
 from schema.limits import PageSizeLimit
 from schema.order_mutations import OrderMutation, OrderQuery
@@ -90,6 +91,7 @@ def build_schema(*, production: bool = False) -> Schema:
         query=merge_types("Query", (_node_query(), *QUERIES)),
         mutation=merge_types("Mutation", MUTATIONS),
         extensions=extensions,  # type: ignore[arg-type]
+        execution_context_class=GraphQLExecutionContext,
         config=StrawberryConfig(
             relay_max_results=MAX_PAGE_SIZE,
             disable_field_suggestions=production,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from base64 import b64encode
 from collections.abc import Callable, Iterable
 from typing import Any, NewType, TypeVar
 
 import strawberry
 from strawberry import relay
-from strawberry.relay.utils import to_base64
 
 from services.money import to_decimal
 
@@ -51,8 +51,9 @@ def node_id_field() -> Any:
 
 
 def global_id(type_name: str, pk: int) -> strawberry.ID:
-    """The id relay.Node would answer for the object of this type and primary key."""
-    return strawberry.ID(to_base64(type_name, pk))
+    """The id relay.Node would answer for the object of this type and primary key (relay's
+    to_base64 without its checks of the type argument: a third of the cost)."""
+    return strawberry.ID(b64encode(f"{type_name}:{pk}".encode()).decode())
 
 
 def node_pk(global_id: relay.GlobalID, node_type: type) -> int:

@@ -12,8 +12,6 @@ from collections.abc import Iterable, Iterator
 
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
-from schema.context import Info
-
 
 def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
     for selection in selections:
@@ -23,10 +21,11 @@ def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
             yield from _fields(selection.selections)
 
 
-def selected(info: Info, *path: str) -> list[SelectedField]:
-    """Every field at `path` (GraphQL names) below the current one, under any alias or fragment."""
+def selected(current: Iterable[Selection], *path: str) -> list[SelectedField]:
+    """Every field at `path` (GraphQL names) below `current` (`info.selected_fields`: it converts the
+    whole selection set at each read, so read it once), under any alias or fragment."""
     found: list[SelectedField] = []
-    for root in _fields(info.selected_fields):
+    for root in _fields(current):
         level = [root]
         for name in path:
             level = [child for parent in level for child in _fields(parent.selections) if child.name == name]

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from strawberry.types.nodes import Selection
 from strawberry.utils.await_maybe import AwaitableOrValue
 
 from models import VoucherOrderStatus, VoucherStatus
@@ -24,7 +25,7 @@ from schema.lookahead import names, selected
 from schema.orders import VoucherOrder
 from schema.pagination import Connection, decode_cursor, page_of, page_size
 from services import order_page
-from services.order_page import EventPage, OrderFilter, Parts, VoucherPage
+from services.order_page import EventPage, OrderFilter, OrderRow, Parts, VoucherPage
 
 COUNTED_FIELDS = {"statusCounts", "cancellable", "cancelBlockers"}
 
@@ -49,9 +50,9 @@ def _page_request(arguments: dict[str, Any]) -> tuple[int, int | None] | None:
         return None
 
 
-def _voucher_pages(info: Info) -> tuple[VoucherPage, ...]:
+def _voucher_pages(current: list[Selection]) -> tuple[VoucherPage, ...]:
     pages = []
-    for field in selected(info, "edges", "node", "vouchers"):
+    for field in selected(current, "edges", "node", "vouchers"):
         request = _page_request(field.arguments)
         status = (field.arguments.get("filter") or {}).get("status")
         if request is None or status not in (None, *VoucherStatus.__members__):
@@ -60,22 +61,22 @@ def _voucher_pages(info: Info) -> tuple[VoucherPage, ...]:
     return tuple(dict.fromkeys(pages))
 
 
-def _event_pages(info: Info) -> tuple[EventPage, ...]:
-    pages = [_page_request(field.arguments) for field in selected(info, "edges", "node", "history")]
+def _event_pages(current: list[Selection]) -> tuple[EventPage, ...]:
+    pages = [_page_request(field.arguments) for field in selected(current, "edges", "node", "history")]
     return tuple(dict.fromkeys(EventPage(*request) for request in pages if request is not None))
 
 
-def parts(info: Info) -> Parts:
-    """What the document asks of each order of the page."""
-    node = names(selected(info, "edges", "node"))
-    voucher_totals = "totalCount" in names(selected(info, "edges", "node", "vouchers"))
+def parts(current: list[Selection]) -> Parts:
+    """What the document (`info.selected_fields` of voucherOrders) asks of each order of the page."""
+    node = names(selected(current, "edges", "node"))
+    voucher_totals = "totalCount" in names(selected(current, "edges", "node", "vouchers"))
     return Parts(
         lines="lines" in node,
         counts=bool(node & COUNTED_FIELDS) or voucher_totals,
-        vouchers=_voucher_pages(info),
-        events=_event_pages(info),
-        event_totals="totalCount" in names(selected(info, "edges", "node", "history")),
-        total="totalCount" in names(selected(info)),
+        vouchers=_voucher_pages(current),
+        events=_event_pages(current),
+        event_totals="totalCount" in names(selected(current, "edges", "node", "history")),
+        total="totalCount" in names(selected(current)),
     )
 
 
@@ -95,7 +96,9 @@ async def voucher_orders(
     if filter is not None:
         name = filter.customer_name.strip()[:200] if filter.customer_name else None
         wanted = OrderFilter(filter.status, name or None, filter.created_after, filter.created_before)
-    requested = parts(info)
+    current = info.selected_fields
+    requested = parts(current)
+    cursors = "cursor" in names(selected(current, "edges", "node", "vouchers", "edges"))
     page = await order_page.order_page(
         account_id=account_id,
         filter=wanted,
@@ -111,4 +114,7 @@ async def voucher_orders(
     def count() -> AwaitableOrValue[int]:
         return total if total is not None else order_page.count_orders(account_id=account_id, filter=wanted)
 
-    return page_of(page.rows, VoucherOrder.of, size=size, backwards=backwards, after=after, before=before, count=count)
+    def convert(row: OrderRow) -> VoucherOrder:
+        return VoucherOrder.of(row, voucher_cursors=cursors)
+
+    return page_of(page.rows, convert, size=size, backwards=backwards, after=after, before=before, count=count)

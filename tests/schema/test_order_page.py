@@ -157,3 +157,23 @@ class TestOrderPage:
             token=p["token"],
         )
         assert result["errors"][0]["message"] == "Invalid cursor."
+
+    async def test_page_cursors_without_edge_cursors(self, api: Api) -> None:
+        p = await partner(api)
+        placed = await order(api, p["token"], line("BASIC_OV", 5), paymentMethod="ACCOUNT_BALANCE")
+        shown = (
+            "vouchers(first: 2, after: $after) { pageInfo { hasNextPage startCursor endCursor } edges { node { id } } }"
+        )
+        listed = f"query($after: String) {{ voucherOrders {{ edges {{ node {{ {shown} }} }} }} }}"
+        by_id = (
+            f'query($after: String) {{ node(id: "{placed["order"]["id"]}") {{ ... on VoucherOrder {{ {shown} }} }} }}'
+        )
+        ids: list[str] = []
+        after = None
+        for _ in range(3):
+            page = (await api(listed, {"after": after}, token=p["token"]))["data"]["voucherOrders"]["edges"][0]
+            same = (await api(by_id, {"after": after}, token=p["token"]))["data"]["node"]
+            assert page["node"] == same
+            ids += [e["node"]["id"] for e in same["vouchers"]["edges"]]
+            after = same["vouchers"]["pageInfo"]["endCursor"]
+        assert len(set(ids)) == 5 and same["vouchers"]["pageInfo"]["hasNextPage"] is False
