@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from tortoise import connections
-from tortoise.backends.base.client import BaseDBAsyncClient
 
 from models import OrderEvent, Voucher, VoucherStatus
+from services.sql import Sql
 
 _EXPIRES_AT = Voucher._meta.fields_map["expires_at"]
 _DATETIME_COLUMNS = ("expires_at", "created_at", "used_at")
@@ -25,23 +25,6 @@ def effective_status(status: VoucherStatus | str, expires_at: datetime, now: dat
     if status == VoucherStatus.VALID_UNUSED and expires_at <= now:
         return VoucherStatus.EXPIRED
     return status
-
-
-class Sql:
-    """Placeholders and values in the current store's dialect."""
-
-    def __init__(self, conn: BaseDBAsyncClient) -> None:
-        self.postgres = conn.capabilities.dialect == "postgres"
-        self.values: list[Any] = []
-
-    def param(self, value: Any) -> str:
-        if isinstance(value, datetime) and not self.postgres:
-            value = str(value)  # how Tortoise stores datetimes in SQLite: comparable as text in UTC
-        self.values.append(value)
-        return f"${len(self.values)}" if self.postgres else "?"
-
-    def ids(self, values: Sequence[int]) -> str:
-        return ", ".join(self.param(int(v)) for v in values) or "NULL"
 
 
 def status_condition(sql: Sql, status: VoucherStatus | None, now: datetime) -> str:
