@@ -25,6 +25,7 @@ from schema.cache import ResponseCache
 from schema.catalogue import CatalogueQuery
 from schema.common import DECIMAL_SCALAR, DecimalString
 from schema.errors import MaskInternalErrors
+from schema.execution import GraphQLExecutionContext
 from schema.finance import FinanceMutation
 from schema.limits import PageSizeLimit
 from schema.live import LiveSubscription
@@ -91,6 +92,7 @@ def build_schema(*, production: bool = False) -> Schema:
         mutation=merge_types("Mutation", MUTATIONS),
         subscription=LiveSubscription,
         extensions=extensions,  # type: ignore[arg-type]
+        execution_context_class=GraphQLExecutionContext,
         config=StrawberryConfig(
             relay_max_results=MAX_PAGE_SIZE,
             disable_field_suggestions=production,

@@ -254,7 +254,7 @@ class AccountQuery:
         if actor.user_id is None:  # an API key: its account, no person
             account = await AccountModel.get(id=actor.require_account())
             return Viewer(user=None, account=Account.of(account))
-        user = await UserModel.get(id=actor.user_id).prefetch_related("account")
+        user = await UserModel.get(id=actor.user_id).select_related("account")  # one statement, joined
         return Viewer(user=User.of(user), account=Account.of(user.account) if user.account else None)
 
 

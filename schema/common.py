@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from base64 import b64encode
 from collections.abc import Callable, Iterable
 from typing import Any, NewType, TypeVar
 
@@ -36,6 +37,23 @@ class Money:
     @classmethod
     def of(cls, minor: int, currency: str) -> Money:
         return cls(amount=DecimalString(str(to_decimal(minor, currency))), currency_code=currency)
+
+
+def node_id_field() -> Any:
+    """Node's `id` as a plain attribute (set it with `global_id` in `__post_init__`).
+
+    relay.Node's own `id` is a resolver: an Info object, a GlobalID and a base64 encoding
+    at every read, ~12 µs; a dashboard reads a thousand voucher ids. The same field
+    (name, type, description: the SDL does not change), read as an attribute, costs
+    what any plain field does; `node(id:)` still finds the object by its NodeID.
+    """
+    return strawberry.field(name="id", description="The Globally Unique ID of this object", default=strawberry.ID(""))
+
+
+def global_id(type_name: str, pk: int) -> strawberry.ID:
+    """The id relay.Node would answer for the object of this type and primary key (relay's
+    to_base64 without its checks of the type argument: a third of the cost)."""
+    return strawberry.ID(b64encode(f"{type_name}:{pk}".encode()).decode())
 
 
 def node_pk(global_id: relay.GlobalID, node_type: type) -> int:

@@ -16,7 +16,7 @@ from tortoise.functions import Count
 
 from models import ApiKey, OrderEvent, User, VoucherOrderLine, VoucherStatus
 from services import cancellation, clock, order_reads
-from services.cancellation import Blocker
+from services.cancellation import Blocker, OrderFacts
 
 K = TypeVar("K", bound=Hashable)
 G = TypeVar("G", bound=Hashable)
@@ -100,7 +100,7 @@ class Loaders:
         totals = {int(oid): int(n) for oid, n in rows}
         return [totals.get(oid, 0) for oid in order_ids]
 
-    async def _blockers(self, orders: Sequence[Any]) -> list[list[Blocker]]:
+    async def _blockers(self, orders: Sequence[OrderFacts]) -> list[list[Blocker]]:
         found = await cancellation.blockers(list(orders), self.now)
         return [found[o.id] for o in orders]
 

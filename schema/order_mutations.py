@@ -11,8 +11,9 @@ from schema.catalogue import VoucherLineInput
 from schema.common import node_pk
 from schema.context import Info
 from schema.errors import UserError, user_errors
-from schema.orders import Voucher, VoucherOrder, voucher_orders
-from schema.orders import VoucherOrderFilter as VoucherOrderFilterInput
+from schema.order_list import VoucherOrderFilter as VoucherOrderFilterInput
+from schema.order_list import voucher_orders
+from schema.orders import Voucher, VoucherOrder
 from schema.pagination import Connection
 from schema.permissions import IsAuthenticated, actor_of
 from services import cancellation, orders, reveal

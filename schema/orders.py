@@ -8,16 +8,19 @@ from datetime import datetime
 import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
+from strawberry.utils.await_maybe import AwaitableOrValue
 
 from models import OrderEventKind, PaymentMethod, PdfStatus, Role, VoucherOrderStatus, VoucherStatus
 from models import Voucher as VoucherModel
 from models import VoucherOrder as VoucherOrderModel
 from models import VoucherOrderLine as VoucherOrderLineModel
-from schema.common import Money, ordered, pks
+from schema.common import Money, global_id, node_id_field, ordered, pks
 from schema.context import Info
-from schema.pagination import Connection, Edge, PageInfo, decode_cursor, encode_cursor, page_size, paginate
-from services import codes, downloads
+from schema.pagination import Connection, Edge, PageInfo, decode_cursor, encode_cursor, page_size
+from services import cancellation, codes, downloads
+from services.cancellation import Blocker, OrderFacts
 from services.errors import ErrorCode
+from services.order_page import EventPage, LineRow, OrderRow, VoucherPage
 from services.order_reads import EventRow, VoucherRow, effective_status
 
 strawberry.enum(VoucherStatus, name="VoucherStatus")
@@ -39,7 +42,7 @@ class VoucherOrderLine:
     line_price: Money
 
     @classmethod
-    def of(cls, line: VoucherOrderLineModel, currency: str) -> VoucherOrderLine:
+    def of(cls, line: VoucherOrderLineModel | LineRow, currency: str) -> VoucherOrderLine:
         return cls(
             position=line.position,
             product_code=line.product_code,
@@ -55,12 +58,22 @@ class VoucherOrderLine:
 
 @strawberry.type(description="A prepaid code. Lists show it masked; the full code only through a reveal.")
 class Voucher(relay.Node):
+    _id: strawberry.ID = node_id_field()
     id: relay.NodeID[int]
     code: str = strawberry.field(description="Masked: VS-•••••-•••••-•••••-3KQ7P.")
     status: VoucherStatus = strawberry.field(description="As of now: past its expiry it reads EXPIRED.")
     expires_at: datetime
     created_at: datetime
     used_at: datetime | None
+
+    def __post_init__(self) -> None:
+        self._id = global_id("Voucher", self.id)
+
+    @classmethod
+    def is_type_of(cls, obj: object, info: object) -> bool:
+        # graphql-core asks it of every voucher returned; Strawberry's default for a type with an
+        # interface also looks for casts and generic specialisations (none here): 3x the cost.
+        return isinstance(obj, cls)
 
     @classmethod
     def of_row(cls, row: VoucherRow) -> Voucher:
@@ -111,6 +124,9 @@ class CancelBlocker:
     message: str
 
 
+ACTOR_DESCRIPTION = "The user's e-mail, or 'API key <name>'; null for the system."
+
+
 @strawberry.type(description="Something that happened to an order: who, when, what. Never a full code.")
 class VoucherOrderEvent:
     id: strawberry.ID
@@ -119,6 +135,8 @@ class VoucherOrderEvent:
     details: JSON
     actor_user_id: strawberry.Private[int | None]
     actor_api_key_id: strawberry.Private[int | None]
+    actor_email: strawberry.Private[str | None]
+    actor_key_name: strawberry.Private[str | None]
 
     @classmethod
     def of(cls, row: EventRow) -> VoucherOrderEvent:
@@ -129,16 +147,24 @@ class VoucherOrderEvent:
             details=row.data,
             actor_user_id=row.actor_user_id,
             actor_api_key_id=row.actor_api_key_id,
+            actor_email=row.actor_email,
+            actor_key_name=row.actor_key_name,
         )
 
-    @strawberry.field(description="The user's e-mail, or 'API key <name>'; null for the system.")
-    async def actor(self, info: Info) -> str | None:
+    @strawberry.field(
+        graphql_type=str | None, description="The user's e-mail, or 'API key <name>'; null for the system."
+    )
+    def actor(self, info: Info) -> AwaitableOrValue[str | None]:
+        # The dashboard's page statement reads the e-mail or key name with the event; otherwise a loader does.
         if self.actor_user_id is not None:
-            return await info.context.loaders.user_emails.load(self.actor_user_id)
+            return self.actor_email or info.context.loaders.user_emails.load(self.actor_user_id)
         if self.actor_api_key_id is not None:
-            name = await info.context.loaders.api_key_names.load(self.actor_api_key_id)
-            return f"API key {name}"
+            return self._key_label(info) if self.actor_key_name is None else f"API key {self.actor_key_name}"
         return None
+
+    async def _key_label(self, info: Info) -> str:
+        assert self.actor_api_key_id is not None
+        return f"API key {await info.context.loaders.api_key_names.load(self.actor_api_key_id)}"
 
 
 @strawberry.type
@@ -156,6 +182,7 @@ class VoucherFilter:
 
 @strawberry.type(description="Vouchers bought together for one customer.")
 class VoucherOrder(relay.Node):
+    _id: strawberry.ID = node_id_field()
     id: relay.NodeID[int]
     number: str
     customer_name: str | None
@@ -165,10 +192,22 @@ class VoucherOrder(relay.Node):
     total: Money
     created_at: datetime
     voucher_count: int
-    model: strawberry.Private[VoucherOrderModel]
+    currency: strawberry.Private[str]
+    pdf_status: strawberry.Private[PdfStatus]
+    pdf_error: strawberry.Private[str | None]
+    pdf_generated_at: strawberry.Private[datetime | None]
+    # What the page statement of voucherOrders already read of this order (schema.order_list);
+    # a field it did not read, or an order from elsewhere (node, a mutation), asks the loaders.
+    reads: strawberry.Private[OrderRow | None] = None
+    # Whether the document reads the cursor of each voucher edge (the read-ahead knows; anywhere
+    # else, assume it does): a thousand base64 encodings are saved when only endCursor is read.
+    voucher_cursors: strawberry.Private[bool] = True
+
+    def __post_init__(self) -> None:
+        self._id = global_id("VoucherOrder", self.id)
 
     @classmethod
-    def of(cls, order: VoucherOrderModel) -> VoucherOrder:
+    def of(cls, order: VoucherOrderModel | OrderRow, *, voucher_cursors: bool = True) -> VoucherOrder:
         return cls(
             id=order.id,
             number=order.number,
@@ -179,84 +218,145 @@ class VoucherOrder(relay.Node):
             total=Money.of(order.total, order.currency),
             created_at=order.created_at,
             voucher_count=order.voucher_count,
-            model=order,
+            currency=order.currency,
+            pdf_status=order.pdf_status,
+            pdf_error=order.pdf_error,
+            pdf_generated_at=order.pdf_generated_at,
+            reads=order if isinstance(order, OrderRow) else None,
+            voucher_cursors=voucher_cursors,
         )
 
-    @strawberry.field
-    async def lines(self, info: Info) -> list[VoucherOrderLine]:
-        rows = await info.context.loaders.lines.load(self.id)
-        return [VoucherOrderLine.of(line, self.model.currency) for line in rows]
+    @strawberry.field(graphql_type=list[VoucherOrderLine])
+    def lines(self, info: Info) -> AwaitableOrValue[list[VoucherOrderLine]]:
+        if self.reads is not None and self.reads.lines is not None:
+            return [VoucherOrderLine.of(line, self.currency) for line in self.reads.lines]
+        return self._load_lines(info)
 
-    @strawberry.field
-    async def status_counts(self, info: Info) -> VoucherStatusCounts:
-        counts = await info.context.loaders.status_counts.load(self.id)
-        return VoucherStatusCounts(
-            valid_unused=counts[VoucherStatus.VALID_UNUSED],
-            valid_used=counts[VoucherStatus.VALID_USED],
-            expired=counts[VoucherStatus.EXPIRED],
-            cancelled=counts[VoucherStatus.CANCELLED],
-            total=sum(counts.values()),
-        )
+    async def _load_lines(self, info: Info) -> list[VoucherOrderLine]:
+        return [VoucherOrderLine.of(line, self.currency) for line in await info.context.loaders.lines.load(self.id)]
 
-    @strawberry.field(description="The order's vouchers in code order, masked.")
-    async def vouchers(
+    @strawberry.field(graphql_type=VoucherStatusCounts)
+    def status_counts(self, info: Info) -> AwaitableOrValue[VoucherStatusCounts]:
+        if self.reads is not None and self.reads.counts is not None:
+            return _status_counts(self.reads.counts)
+        return self._load_status_counts(info)
+
+    async def _load_status_counts(self, info: Info) -> VoucherStatusCounts:
+        return _status_counts(await info.context.loaders.status_counts.load(self.id))
+
+    @strawberry.field(graphql_type=Connection[Voucher], description="The order's vouchers in code order, masked.")
+    def vouchers(
         self, info: Info, first: int | None = None, after: str | None = None, filter: VoucherFilter | None = None
-    ) -> Connection[Voucher]:
+    ) -> AwaitableOrValue[Connection[Voucher]]:
         size, _ = page_size(first, None)
-        after_id = decode_cursor(after) if after else None
-        status = filter.status if filter else None
-        loaders = info.context.loaders
-        rows = await loaders.vouchers.load((self.id, size + 1, after_id, status))
-        edges = [Edge(cursor=encode_cursor(row.id), node=Voucher.of_row(row)) for row in rows[:size]]
-        order_id = self.id
+        request = VoucherPage(size + 1, decode_cursor(after) if after else None, filter.status if filter else None)
+        rows = self.reads.vouchers.get(request) if self.reads is not None else None
+        if rows is None:
+            return self._load_vouchers(info, request)
+        return self._voucher_page(info, request, rows)
 
-        async def count() -> int:
-            return int(await loaders.voucher_totals.load((order_id, status)))
+    async def _load_vouchers(self, info: Info, request: VoucherPage) -> Connection[Voucher]:
+        key = (self.id, request.limit, request.after_id, request.status)
+        return self._voucher_page(info, request, await info.context.loaders.vouchers.load(key))
 
+    def _voucher_page(self, info: Info, request: VoucherPage, rows: list[VoucherRow]) -> Connection[Voucher]:
+        size = request.limit - 1
+        shown = rows[:size]
+        if self.voucher_cursors:
+            edges = [Edge(cursor=encode_cursor(row.id), node=Voucher.of_row(row)) for row in shown]
+        else:
+            edges = [Edge(cursor="", node=Voucher.of_row(row)) for row in shown]  # never read
         return Connection(
             edges=edges,
             page_info=PageInfo(
                 has_next_page=len(rows) > size,
-                has_previous_page=after_id is not None,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
+                has_previous_page=request.after_id is not None,
+                start_cursor=encode_cursor(shown[0].id) if shown else None,
+                end_cursor=encode_cursor(shown[-1].id) if shown else None,
             ),
-            count=count,
+            count=lambda: self._voucher_total(info, request.status),
         )
 
-    @strawberry.field(description="Whether voucherOrderCancel would succeed now.")
-    async def cancellable(self, info: Info) -> bool:
-        return not await info.context.loaders.blockers.load(self.model)
+    def _voucher_total(self, info: Info, status: VoucherStatus | None) -> AwaitableOrValue[int]:
+        # From the status counts the same response already needs: no statement of its own.
+        if self.reads is not None and self.reads.counts is not None:
+            counts = self.reads.counts
+            return sum(counts.values()) if status is None else counts[status]
+        return info.context.loaders.voucher_totals.load((self.id, status))
 
-    @strawberry.field(description="Each rule that blocks cancelling now; empty when it can be cancelled.")
-    async def cancel_blockers(self, info: Info) -> list[CancelBlocker]:
-        found = await info.context.loaders.blockers.load(self.model)
-        return [CancelBlocker(code=b.code, message=b.message) for b in found]
+    @strawberry.field(graphql_type=bool, description="Whether voucherOrderCancel would succeed now.")
+    def cancellable(self, info: Info) -> AwaitableOrValue[bool]:
+        found = self._read_blockers(info)
+        if isinstance(found, list):
+            return not found
+        return self._load_cancellable(info)
 
-    @strawberry.field(description="What happened to the order, newest first.")
-    async def history(
+    async def _load_cancellable(self, info: Info) -> bool:
+        return not await self._load_blockers(info)
+
+    @strawberry.field(
+        graphql_type=list[CancelBlocker],
+        description="Each rule that blocks cancelling now; empty when it can be cancelled.",
+    )
+    def cancel_blockers(self, info: Info) -> AwaitableOrValue[list[CancelBlocker]]:
+        found = self._read_blockers(info)
+        if isinstance(found, list):
+            return [CancelBlocker(code=b.code, message=b.message) for b in found]
+        return self._load_cancel_blockers(info)
+
+    async def _load_cancel_blockers(self, info: Info) -> list[CancelBlocker]:
+        return [CancelBlocker(code=b.code, message=b.message) for b in await self._load_blockers(info)]
+
+    def _facts(self) -> OrderFacts:
+        return OrderFacts(self.id, self.status, self.created_at)
+
+    def _read_blockers(self, info: Info) -> list[Blocker] | None:
+        reads = self.reads
+        if reads is None or reads.counts is None or reads.redeemed is None:
+            return None
+        expired = reads.counts[VoucherStatus.EXPIRED] > 0
+        return cancellation.blockers_of(
+            self._facts(), redeemed=reads.redeemed, expired=expired, now=info.context.loaders.now
+        )
+
+    async def _load_blockers(self, info: Info) -> list[Blocker]:
+        return await info.context.loaders.blockers.load(self._facts())
+
+    @strawberry.field(
+        graphql_type=Connection[VoucherOrderEvent], description="What happened to the order, newest first."
+    )
+    def history(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Connection[VoucherOrderEvent]:
+    ) -> AwaitableOrValue[Connection[VoucherOrderEvent]]:
         size, _ = page_size(first, None)
-        before_id = decode_cursor(after) if after else None
-        loaders = info.context.loaders
-        rows = await loaders.events.load((self.id, size + 1, before_id))
+        request = EventPage(size + 1, decode_cursor(after) if after else None)
+        rows = self.reads.events.get(request) if self.reads is not None else None
+        if rows is None:
+            return self._load_history(info, request)
+        return self._history_page(info, request, rows)
+
+    async def _load_history(self, info: Info, request: EventPage) -> Connection[VoucherOrderEvent]:
+        key = (self.id, request.limit, request.before_id)
+        return self._history_page(info, request, await info.context.loaders.events.load(key))
+
+    def _history_page(self, info: Info, request: EventPage, rows: list[EventRow]) -> Connection[VoucherOrderEvent]:
+        size = request.limit - 1
         edges = [Edge(cursor=encode_cursor(row.id), node=VoucherOrderEvent.of(row)) for row in rows[:size]]
-        order_id = self.id
-
-        async def count() -> int:
-            return await loaders.event_totals.load(order_id)
-
         return Connection(
             edges=edges,
             page_info=PageInfo(
                 has_next_page=len(rows) > size,
-                has_previous_page=before_id is not None,
+                has_previous_page=request.before_id is not None,
                 start_cursor=edges[0].cursor if edges else None,
                 end_cursor=edges[-1].cursor if edges else None,
             ),
-            count=count,
+            count=lambda: self._event_total(info),
         )
+
+    def _event_total(self, info: Info) -> AwaitableOrValue[int]:
+        if self.reads is not None and self.reads.event_total is not None:
+            return self.reads.event_total
+        return info.context.loaders.event_totals.load(self.id)
 
     @strawberry.field(description="A signed CSV download of every code, valid a few minutes (ADMIN, FINANCE).")
     def csv_url(self, info: Info) -> str | None:
@@ -264,13 +364,12 @@ class VoucherOrder(relay.Node):
 
     @strawberry.field
     def pdf(self, info: Info) -> VoucherPdf:
-        order = self.model
-        ready = order.pdf_status == PdfStatus.READY
+        ready = self.pdf_status == PdfStatus.READY
         return VoucherPdf(
-            status=order.pdf_status,
+            status=self.pdf_status,
             url=_download_url(info, self.id, "pdf") if ready else None,
-            generated_at=order.pdf_generated_at,
-            error=order.pdf_error,
+            generated_at=self.pdf_generated_at,
+            error=self.pdf_error,
         )
 
     @classmethod
@@ -284,6 +383,16 @@ class VoucherOrder(relay.Node):
         return ordered(rows, node_ids, cls.of)
 
 
+def _status_counts(counts: dict[VoucherStatus, int]) -> VoucherStatusCounts:
+    return VoucherStatusCounts(
+        valid_unused=counts[VoucherStatus.VALID_UNUSED],
+        valid_used=counts[VoucherStatus.VALID_USED],
+        expired=counts[VoucherStatus.EXPIRED],
+        cancelled=counts[VoucherStatus.CANCELLED],
+        total=sum(counts.values()),
+    )
+
+
 def _download_url(info: Info, order_id: int, kind: str) -> str | None:
     actor = info.context.actor
     if actor is None or not actor.has_role(Role.ADMIN, Role.FINANCE):
@@ -292,34 +401,3 @@ def _download_url(info: Info, order_id: int, kind: str) -> str | None:
     return downloads.download_url(
         secret=settings.secret_key, public_url=settings.public_url, order_id=order_id, kind=kind, actor=actor
     )
-
-
-@strawberry.input
-class VoucherOrderFilter:
-    status: VoucherOrderStatus | None = None
-    customer_name: str | None = strawberry.field(default=None, description="Part of the name, any case.")
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-
-
-async def voucher_orders(
-    info: Info,
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
-    filter: VoucherOrderFilter | None,
-) -> Connection[VoucherOrder]:
-    """The signed-in account's orders, newest first."""
-    actor = info.context.actor
-    query = VoucherOrderModel.filter(account_id=actor.account_id if actor and actor.account_id else -1)
-    if filter is not None:
-        if filter.status is not None:
-            query = query.filter(status=filter.status)
-        if filter.customer_name:
-            query = query.filter(customer_name__icontains=filter.customer_name.strip()[:200])
-        if filter.created_after is not None:
-            query = query.filter(created_at__gte=filter.created_after)
-        if filter.created_before is not None:
-            query = query.filter(created_at__lt=filter.created_before)
-    return await paginate(query, VoucherOrder.of, first=first, after=after, last=last, before=before)

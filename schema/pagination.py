@@ -7,10 +7,11 @@ skips a row because something newer arrived.
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import strawberry
+from strawberry.utils.await_maybe import AwaitableOrValue
 from tortoise.queryset import QuerySet
 
 from schema.errors import ClientError
@@ -39,11 +40,12 @@ class Edge(Generic[T]):
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
-    count: strawberry.Private[Callable[[], Awaitable[int]]]
+    # The total, or how to read it: a number already read comes back without a coroutine.
+    count: strawberry.Private[Callable[[], AwaitableOrValue[int]]]
 
-    @strawberry.field(description="All items matching the filter, over every page.")
-    async def total_count(self) -> int:
-        return await self.count()
+    @strawberry.field(graphql_type=int, description="All items matching the filter, over every page.")
+    def total_count(self) -> AwaitableOrValue[int]:
+        return self.count()
 
 
 def encode_cursor(key: int) -> str:
@@ -87,6 +89,20 @@ async def paginate(
     if before is not None:
         query = query.filter(id__gt=decode_cursor(before))
     rows: Sequence[Any] = await query.order_by("id" if backwards else "-id").limit(size + 1)
+    return page_of(rows, convert, size=size, backwards=backwards, after=after, before=before, count=queryset.count)
+
+
+def page_of(
+    rows: Sequence[Any],
+    convert: Callable[[Any], T],
+    *,
+    size: int,
+    backwards: bool,
+    after: str | None,
+    before: str | None,
+    count: Callable[[], AwaitableOrValue[int]],
+) -> Connection[T]:
+    """The connection of a page read as `size + 1` rows by id, newest first (oldest first when backwards)."""
     has_more = len(rows) > size
     rows = list(rows[:size])
     if backwards:
@@ -100,5 +116,5 @@ async def paginate(
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        count=queryset.count,
+        count=count,
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models import ApiKey, ApiKeyChannel, Role, Session
+from tortoise import connections
+
+from models import ApiKeyChannel, Role
 from services import clock
 from services.errors import DomainError, ErrorCode
 from services.security import API_KEY_PREFIX, SESSION_PREFIX, token_digest
+from services.sql import Sql
 
 
 @dataclass(frozen=True)
@@ -49,33 +52,41 @@ API_KEY_ROLE = Role.FINANCE
 
 async def authenticate(token: str) -> Actor | None:
     """The actor a bearer token stands for, or None when it is unknown, expired or revoked."""
+    # Every request comes here first: one hand-written statement (the session joined to its
+    # user), no query built by the ORM (~0.3 ms of pypika a request) and no model instances.
     digest = token_digest(token)
-    now = clock.now()
+    conn = connections.get("default")
+    sql = Sql(conn)
     if token.startswith(SESSION_PREFIX):
-        session = (
-            await Session.filter(token_hash=digest, revoked_at=None, expires_at__gt=now, user__is_active=True)
-            .select_related("user")
-            .first()
+        query = (
+            "SELECT s.id, s.user_id, u.account_id, u.role, u.is_staff FROM user_session s"
+            f" JOIN app_user u ON u.id = s.user_id WHERE s.token_hash = {sql.param(digest)}"
+            f" AND s.revoked_at IS NULL AND s.expires_at > {sql.param(clock.now())} AND u.is_active"
         )
-        if session is None:
+        _, rows = await conn.execute_query(query, sql.values)
+        if not rows:
             return None
-        user = session.user
+        session = rows[0]
         return Actor(
-            user_id=user.id,
-            account_id=user.account_id,
-            role=user.role,
-            is_staff=user.is_staff,
-            session_id=session.id,
+            user_id=int(session["user_id"]),
+            account_id=session["account_id"],
+            role=Role(session["role"]) if session["role"] is not None else None,
+            is_staff=bool(session["is_staff"]),
+            session_id=int(session["id"]),
         )
     if token.startswith(API_KEY_PREFIX):
-        key = await ApiKey.filter(key_hash=digest, revoked_at=None).first()
-        if key is None:
+        query = (
+            f"SELECT id, account_id, channel FROM api_key WHERE key_hash = {sql.param(digest)} AND revoked_at IS NULL"
+        )
+        _, rows = await conn.execute_query(query, sql.values)
+        if not rows:
             return None
+        key = rows[0]
         return Actor(
             user_id=None,
-            account_id=key.account_id,
+            account_id=int(key["account_id"]),
             role=API_KEY_ROLE,
-            api_key_id=key.id,
-            channel=key.channel,
+            api_key_id=int(key["id"]),
+            channel=ApiKeyChannel(key["channel"]),
         )
     return None

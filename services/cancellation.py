@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
@@ -59,8 +59,31 @@ REDEEMED = Blocker(ErrorCode.ORDER_HAS_REDEEMED_VOUCHERS, "A code of this order 
 EXPIRED = Blocker(ErrorCode.ORDER_HAS_EXPIRED_VOUCHERS, "A voucher of this order has expired.")
 
 
+class OrderFacts(NamedTuple):
+    """What the cancellation rules read of an order itself."""
+
+    id: int
+    status: VoucherOrderStatus
+    created_at: datetime
+
+
+def blockers_of(order: OrderFacts, *, redeemed: bool, expired: bool, now: datetime) -> list[Blocker]:
+    """Why an order cannot be cancelled now (empty: it can), given whether a code of it was ever
+    redeemed and whether a voucher of it has expired."""
+    found = []
+    if order.status == VoucherOrderStatus.CANCELLED:
+        found.append(ALREADY_CANCELLED)
+    if order.created_at < now - CANCEL_WINDOW:
+        found.append(WINDOW_CLOSED)
+    if redeemed:
+        found.append(REDEEMED)
+    if expired:
+        found.append(EXPIRED)
+    return found
+
+
 async def blockers(
-    orders: Sequence[VoucherOrder], now: datetime, conn: BaseDBAsyncClient | None = None
+    orders: Sequence[OrderFacts], now: datetime, conn: BaseDBAsyncClient | None = None
 ) -> dict[int, list[Blocker]]:
     """Why each order cannot be cancelled now (empty: it can), for many orders in two statements."""
     ids = [o.id for o in orders]
@@ -83,19 +106,7 @@ async def blockers(
             .distinct()
             .values_list("order_id", flat=True)
         )
-    result: dict[int, list[Blocker]] = {}
-    for order in orders:
-        found = []
-        if order.status == VoucherOrderStatus.CANCELLED:
-            found.append(ALREADY_CANCELLED)
-        if order.created_at < now - CANCEL_WINDOW:
-            found.append(WINDOW_CLOSED)
-        if order.id in redeemed:
-            found.append(REDEEMED)
-        if order.id in expired:
-            found.append(EXPIRED)
-        result[order.id] = found
-    return result
+    return {o.id: blockers_of(o, redeemed=o.id in redeemed, expired=o.id in expired, now=now) for o in orders}
 
 
 def _ints(values: Iterable[Any]) -> set[int]:
@@ -115,7 +126,7 @@ async def cancel_order(
         # The order row first: see LOCK ORDER above.
         order = await VoucherOrder.filter(id=order_id, account_id=account_id).using_db(conn).select_for_update().get()
         now = clock.now()
-        found = (await blockers([order], now, conn))[order.id]
+        found = (await blockers([OrderFacts(order.id, order.status, order.created_at)], now, conn))[order.id]
         if found:
             raise DomainError(found[0].code, found[0].message, "order_id")
         changed = (

@@ -37,9 +37,12 @@ def display(body: str) -> str:
     return "-".join([PREFIX, *groups])
 
 
+_MASKED = "-".join([PREFIX, MASK, MASK, MASK, ""])
+
+
 def masked(hint: str) -> str:
     """The code as lists show it: only its last group."""
-    return "-".join([PREFIX, MASK, MASK, MASK, hint])
+    return _MASKED + hint
 
 
 def normalize(text: str) -> str | None:

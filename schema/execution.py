@@ -1,0 +1,46 @@
+"""The execution context: Strawberry's, with an awaitable check that remembers types.
+
+graphql-core asks of every value a resolver returns whether it is awaitable.
+Strawberry's check answers primitives (str, int, list, dict, ...) at once, but every
+other value (an object of a Strawberry type, an enum member, a datetime) takes the
+slow path: isinstance checks, then `hasattr(value, "__await__")`, which raises and
+catches an AttributeError inside. A dashboard of 20 orders × 50 vouchers returns
+~4,000 such values, ~4 ms of CPU a request. Whether a value can be awaited depends
+on its type only (`await` looks `__await__` up on the type), so the answer is
+remembered per type; generators, whose answer depends on their code, are asked
+every time, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from types import GeneratorType
+from typing import Any, TypeGuard
+
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+# Seeded with the types Strawberry's own check answers at once.
+_BY_TYPE: dict[type, bool] = dict.fromkeys((type(None), bool, int, float, str, bytes, list, tuple, dict), False)
+_MAX_TYPES = 10_000  # classes made at run time cannot grow it without bound
+
+
+def is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
+    try:
+        return _BY_TYPE[type(value)]
+    except KeyError:
+        return _learn(value)
+
+
+def _learn(value: Any) -> bool:
+    kind = type(value)
+    known = optimized_is_awaitable(value)
+    if kind is not GeneratorType and len(_BY_TYPE) < _MAX_TYPES:
+        _BY_TYPE[kind] = known
+    return known
+
+
+class GraphQLExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.is_awaitable = is_awaitable
