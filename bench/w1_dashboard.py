@@ -190,8 +190,9 @@ async def dashboard_comparison(
         max_ratio=CPU_TARGET,
     )
     variables = {"orders": size["orders"], "vouchers": size["vouchers"]}
-    a = w1_load.Side(servers.a, servers.proxies[0], token, variables, concurrency)
-    b = w1_load.Side(servers.b, servers.proxies[1], token, variables, concurrency)
+    # Both cold: W1 measures the work of answering; the polled comparison below measures the cache.
+    a = w1_load.Side(servers.a, servers.proxies[0], token, variables, concurrency, cold=True)
+    b = w1_load.Side(servers.b, servers.proxies[1], token, variables, concurrency, cold=True)
     try:
         data_a, data_b = await a.answer(), await b.answer()
         _check(c, "A and B answer the same data", w1_load.same(data_a, data_b), w1_load.shape(data_a))
@@ -218,14 +219,13 @@ async def polled_comparison(servers: Servers, token: str, size: dict[str, int], 
     assert servers.a is not None
     c = Comparison(
         workload="W1 polled (same dashboard, nothing changed)",
-        a_label="asked again, nothing changed",
-        b_label="first after a change (a deposit)",
-        unit="ms latency",
+        a_label="asked again, nothing changed (response cache)",
+        b_label="the same dashboard computed (cache missed)",
+        unit="ms CPU/request",
         higher_is_better=False,
         target=f"polled/cold <= {POLLED_TARGET} (>= 10x faster)",
         max_ratio=POLLED_TARGET,
     )
-    c.extra["note"] = ("no response cache on this branch yet: expected to miss until the cache lands", None)
     side = w1_load.Side(servers.a, servers.proxies[0], token, {"orders": size["orders"], "vouchers": size["vouchers"]})
     try:
         polled = w1_load.Polled(side)
