@@ -58,7 +58,7 @@ class VoucherOrderLine:
 
 @strawberry.type(description="A prepaid code. Lists show it masked; the full code only through a reveal.")
 class Voucher(relay.Node):
-    _id: strawberry.ID = node_id_field()
+    _id: str = node_id_field()
     id: relay.NodeID[int]
     code: str = strawberry.field(description="Masked: VS-•••••-•••••-•••••-3KQ7P.")
     status: VoucherStatus = strawberry.field(description="As of now: past its expiry it reads EXPIRED.")
@@ -182,7 +182,7 @@ class VoucherFilter:
 
 @strawberry.type(description="Vouchers bought together for one customer.")
 class VoucherOrder(relay.Node):
-    _id: strawberry.ID = node_id_field()
+    _id: str = node_id_field()
     id: relay.NodeID[int]
     number: str
     customer_name: str | None
