@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from base64 import b64encode
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NewType, TypeVar
 
 import strawberry
 from strawberry import relay
+from strawberry.utils.await_maybe import AwaitableOrValue
 
 from services.money import to_decimal
 
@@ -69,6 +71,19 @@ def node_pk(global_id: relay.GlobalID, node_type: type) -> int:
 
 
 T = TypeVar("T")
+U = TypeVar("U")
+
+
+def then(value: AwaitableOrValue[T], convert: Callable[[T], U]) -> AwaitableOrValue[U]:
+    """`convert(value)`, awaiting the value first only when it must be: a field whose data was read
+    ahead answers at once, without a coroutine (which costs graphql-core a task), else it waits."""
+    if inspect.isawaitable(value):
+        return _converted(value, convert)
+    return convert(value)
+
+
+async def _converted(value: Awaitable[T], convert: Callable[[T], U]) -> U:
+    return convert(await value)
 
 
 def pks(node_ids: Iterable[str]) -> list[int]:
