@@ -47,7 +47,6 @@ class Loaders:
         self.lines = DataLoader(self._lines)
         self.status_counts = DataLoader(self._status_counts)
         self.vouchers = DataLoader(grouped(lambda k: k[1:], self._vouchers))
-        self.voucher_totals = DataLoader(grouped(lambda k: k[1], self._voucher_totals))
         self.events = DataLoader(grouped(lambda k: k[1:], self._events))
         self.event_totals = DataLoader(self._event_totals)
         self.blockers = DataLoader(self._blockers)
@@ -72,16 +71,6 @@ class Loaders:
             [k[0] for k in keys], limit=limit, after_id=after_id, status=status, now=self.now
         )
         return {k: rows.get(k[0], []) for k in keys}
-
-    async def _voucher_totals(
-        self, status: VoucherStatus | None, keys: list[tuple[int, VoucherStatus | None]]
-    ) -> dict[Any, int]:
-        # Served from the status counts the same response already needs: no statement of its own.
-        counts = await self.status_counts.load_many([k[0] for k in keys])
-        return {
-            key: sum(by_status.values()) if status is None else by_status[status]
-            for key, by_status in zip(keys, counts, strict=True)
-        }
 
     async def _events(
         self, group: tuple[int, int | None], keys: list[tuple[int, int, int | None]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import strawberry
@@ -14,7 +14,7 @@ from models import OrderEventKind, PaymentMethod, PdfStatus, Role, VoucherOrderS
 from models import Voucher as VoucherModel
 from models import VoucherOrder as VoucherOrderModel
 from models import VoucherOrderLine as VoucherOrderLineModel
-from schema.common import Money, global_id, node_id_field, ordered, pks
+from schema.common import Money, global_id, node_id_field, ordered, pks, then
 from schema.context import Info
 from schema.pagination import Connection, Edge, PageInfo, decode_cursor, encode_cursor, page_size
 from services import cancellation, codes, downloads
@@ -58,7 +58,7 @@ class VoucherOrderLine:
 
 @strawberry.type(description="A prepaid code. Lists show it masked; the full code only through a reveal.")
 class Voucher(relay.Node):
-    _id: strawberry.ID = node_id_field()
+    _id: str = node_id_field()
     id: relay.NodeID[int]
     code: str = strawberry.field(description="Masked: VS-•••••-•••••-•••••-3KQ7P.")
     status: VoucherStatus = strawberry.field(description="As of now: past its expiry it reads EXPIRED.")
@@ -182,7 +182,7 @@ class VoucherFilter:
 
 @strawberry.type(description="Vouchers bought together for one customer.")
 class VoucherOrder(relay.Node):
-    _id: strawberry.ID = node_id_field()
+    _id: str = node_id_field()
     id: relay.NodeID[int]
     number: str
     customer_name: str | None
@@ -228,21 +228,19 @@ class VoucherOrder(relay.Node):
 
     @strawberry.field(graphql_type=list[VoucherOrderLine])
     def lines(self, info: Info) -> AwaitableOrValue[list[VoucherOrderLine]]:
-        if self.reads is not None and self.reads.lines is not None:
-            return [VoucherOrderLine.of(line, self.currency) for line in self.reads.lines]
-        return self._load_lines(info)
-
-    async def _load_lines(self, info: Info) -> list[VoucherOrderLine]:
-        return [VoucherOrderLine.of(line, self.currency) for line in await info.context.loaders.lines.load(self.id)]
+        read = self.reads.lines if self.reads is not None else None
+        rows: AwaitableOrValue[Sequence[LineRow | VoucherOrderLineModel]] = (
+            read if read is not None else info.context.loaders.lines.load(self.id)
+        )
+        return then(rows, lambda lines: [VoucherOrderLine.of(line, self.currency) for line in lines])
 
     @strawberry.field(graphql_type=VoucherStatusCounts)
     def status_counts(self, info: Info) -> AwaitableOrValue[VoucherStatusCounts]:
-        if self.reads is not None and self.reads.counts is not None:
-            return _status_counts(self.reads.counts)
-        return self._load_status_counts(info)
+        return then(self._counts(info), _status_counts)
 
-    async def _load_status_counts(self, info: Info) -> VoucherStatusCounts:
-        return _status_counts(await info.context.loaders.status_counts.load(self.id))
+    def _counts(self, info: Info) -> AwaitableOrValue[dict[VoucherStatus, int]]:
+        read = self.reads.counts if self.reads is not None else None
+        return read if read is not None else info.context.loaders.status_counts.load(self.id)
 
     @strawberry.field(graphql_type=Connection[Voucher], description="The order's vouchers in code order, masked.")
     def vouchers(
@@ -250,14 +248,10 @@ class VoucherOrder(relay.Node):
     ) -> AwaitableOrValue[Connection[Voucher]]:
         size, _ = page_size(first, None)
         request = VoucherPage(size + 1, decode_cursor(after) if after else None, filter.status if filter else None)
-        rows = self.reads.vouchers.get(request) if self.reads is not None else None
-        if rows is None:
-            return self._load_vouchers(info, request)
-        return self._voucher_page(info, request, rows)
-
-    async def _load_vouchers(self, info: Info, request: VoucherPage) -> Connection[Voucher]:
+        read = self.reads.vouchers.get(request) if self.reads is not None else None
         key = (self.id, request.limit, request.after_id, request.status)
-        return self._voucher_page(info, request, await info.context.loaders.vouchers.load(key))
+        rows: AwaitableOrValue[list[VoucherRow]] = read if read is not None else info.context.loaders.vouchers.load(key)
+        return then(rows, lambda found: self._voucher_page(info, request, found))
 
     def _voucher_page(self, info: Info, request: VoucherPage, rows: list[VoucherRow]) -> Connection[Voucher]:
         size = request.limit - 1
@@ -274,53 +268,28 @@ class VoucherOrder(relay.Node):
                 start_cursor=encode_cursor(shown[0].id) if shown else None,
                 end_cursor=encode_cursor(shown[-1].id) if shown else None,
             ),
-            count=lambda: self._voucher_total(info, request.status),
+            # From the status counts the same response already needs: no statement of its own.
+            count=lambda: then(self._counts(info), lambda by_status: _total(by_status, request.status)),
         )
-
-    def _voucher_total(self, info: Info, status: VoucherStatus | None) -> AwaitableOrValue[int]:
-        # From the status counts the same response already needs: no statement of its own.
-        if self.reads is not None and self.reads.counts is not None:
-            counts = self.reads.counts
-            return sum(counts.values()) if status is None else counts[status]
-        return info.context.loaders.voucher_totals.load((self.id, status))
 
     @strawberry.field(graphql_type=bool, description="Whether voucherOrderCancel would succeed now.")
     def cancellable(self, info: Info) -> AwaitableOrValue[bool]:
-        found = self._read_blockers(info)
-        if isinstance(found, list):
-            return not found
-        return self._load_cancellable(info)
-
-    async def _load_cancellable(self, info: Info) -> bool:
-        return not await self._load_blockers(info)
+        return then(self._blockers(info), lambda found: not found)
 
     @strawberry.field(
         graphql_type=list[CancelBlocker],
         description="Each rule that blocks cancelling now; empty when it can be cancelled.",
     )
     def cancel_blockers(self, info: Info) -> AwaitableOrValue[list[CancelBlocker]]:
-        found = self._read_blockers(info)
-        if isinstance(found, list):
-            return [CancelBlocker(code=b.code, message=b.message) for b in found]
-        return self._load_cancel_blockers(info)
+        return then(self._blockers(info), lambda found: [CancelBlocker(code=b.code, message=b.message) for b in found])
 
-    async def _load_cancel_blockers(self, info: Info) -> list[CancelBlocker]:
-        return [CancelBlocker(code=b.code, message=b.message) for b in await self._load_blockers(info)]
-
-    def _facts(self) -> OrderFacts:
-        return OrderFacts(self.id, self.status, self.created_at)
-
-    def _read_blockers(self, info: Info) -> list[Blocker] | None:
+    def _blockers(self, info: Info) -> AwaitableOrValue[list[Blocker]]:
+        facts = OrderFacts(self.id, self.status, self.created_at)
         reads = self.reads
         if reads is None or reads.counts is None or reads.redeemed is None:
-            return None
+            return info.context.loaders.blockers.load(facts)
         expired = reads.counts[VoucherStatus.EXPIRED] > 0
-        return cancellation.blockers_of(
-            self._facts(), redeemed=reads.redeemed, expired=expired, now=info.context.loaders.now
-        )
-
-    async def _load_blockers(self, info: Info) -> list[Blocker]:
-        return await info.context.loaders.blockers.load(self._facts())
+        return cancellation.blockers_of(facts, redeemed=reads.redeemed, expired=expired, now=info.context.loaders.now)
 
     @strawberry.field(
         graphql_type=Connection[VoucherOrderEvent], description="What happened to the order, newest first."
@@ -330,14 +299,10 @@ class VoucherOrder(relay.Node):
     ) -> AwaitableOrValue[Connection[VoucherOrderEvent]]:
         size, _ = page_size(first, None)
         request = EventPage(size + 1, decode_cursor(after) if after else None)
-        rows = self.reads.events.get(request) if self.reads is not None else None
-        if rows is None:
-            return self._load_history(info, request)
-        return self._history_page(info, request, rows)
-
-    async def _load_history(self, info: Info, request: EventPage) -> Connection[VoucherOrderEvent]:
+        read = self.reads.events.get(request) if self.reads is not None else None
         key = (self.id, request.limit, request.before_id)
-        return self._history_page(info, request, await info.context.loaders.events.load(key))
+        rows: AwaitableOrValue[list[EventRow]] = read if read is not None else info.context.loaders.events.load(key)
+        return then(rows, lambda found: self._history_page(info, request, found))
 
     def _history_page(self, info: Info, request: EventPage, rows: list[EventRow]) -> Connection[VoucherOrderEvent]:
         size = request.limit - 1
@@ -354,9 +319,8 @@ class VoucherOrder(relay.Node):
         )
 
     def _event_total(self, info: Info) -> AwaitableOrValue[int]:
-        if self.reads is not None and self.reads.event_total is not None:
-            return self.reads.event_total
-        return info.context.loaders.event_totals.load(self.id)
+        read = self.reads.event_total if self.reads is not None else None
+        return read if read is not None else info.context.loaders.event_totals.load(self.id)
 
     @strawberry.field(description="A signed CSV download of every code, valid a few minutes (ADMIN, FINANCE).")
     def csv_url(self, info: Info) -> str | None:
@@ -381,6 +345,10 @@ class VoucherOrder(relay.Node):
             return [None for _ in node_ids]
         rows = await VoucherOrderModel.filter(account_id=actor.account_id, id__in=pks(node_ids))
         return ordered(rows, node_ids, cls.of)
+
+
+def _total(counts: dict[VoucherStatus, int], status: VoucherStatus | None) -> int:
+    return sum(counts.values()) if status is None else counts[status]
 
 
 def _status_counts(counts: dict[VoucherStatus, int]) -> VoucherStatusCounts:
