@@ -199,14 +199,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(relay_forever(ArqQueue(redis), interval=settings.outbox_sweep_seconds)),
             asyncio.create_task(hub.run()),
         ]
-        worker = None
+        worker = worker_task = None
         if settings.embedded_redis:
             # Imported here: the worker loads the PDF toolkit, which API instances on Redis never need.
             from workers.worker import embedded_worker
 
             worker = embedded_worker(settings, redis)
-        if worker is not None:
-            background.append(asyncio.create_task(worker.main()))
+            worker_task = asyncio.create_task(worker.main())
         log.info(
             "vouchsafe ready: database=%s redis=%s worker=%s",
             "sqlite" if settings.uses_sqlite else "postgres",
@@ -216,13 +215,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            if worker is not None and worker_task is not None:
+                await worker.finish(worker_task)
             for task in background:
                 task.cancel()
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if worker is not None:
-                await worker.stop()
             events.uninstall(bus)
             await redis.aclose()
             await database.close_db()

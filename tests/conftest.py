@@ -8,6 +8,7 @@ on SQLite and the in-process Redis stand-in.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email
 import email.policy
@@ -83,9 +84,25 @@ def queue_name() -> str:
     return f"vouchsafe-test:{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture(scope="session")
+def run_keys() -> dict[str, str]:
+    """One pair of keys for the whole run, as one deployment has.
+
+    Every test shares the run's database and queue, so a job one test left behind (a PDF
+    chunk still pending when its app stopped) is taken by a later test's worker: with keys
+    of its own per test, that worker could not decrypt the codes and the job failed and
+    retried, slowing whatever that test was waiting for.
+    """
+    return {
+        name: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        for name in ("VOUCHSAFE_SECRET_KEY", "VOUCHSAFE_CODE_KEY")
+    }
+
+
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, queue_name: str) -> Settings:
+def settings(tmp_path: Path, database_url: str, queue_name: str, run_keys: dict[str, str]) -> Settings:
     env = {
+        **run_keys,
         "VOUCHSAFE_DATA_DIR": str(tmp_path / "data"),
         "DATABASE_URL": database_url,
         "VOUCHSAFE_QUEUE_NAME": queue_name,
@@ -181,10 +198,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.stop()
+        await worker.finish(task)
         await redis.aclose()
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from arq.connections import ArqRedis, create_pool
-from arq.utils import poll
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
@@ -39,15 +39,39 @@ class VouchsafeWorker(Worker):
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
-        async for _ in poll(self.poll_delay_s):
+        stopping = self._stopping()
+        while not stopping.is_set():
             try:
                 await self._poll_iteration()
                 if self.burst and await self.pool.zcard(self.queue_name) == 0:
                     await asyncio.gather(*self.tasks.values())
                     return
+                delay = self.poll_delay_s
             except (RedisError, OSError) as exc:
                 log.warning("worker lost Redis, retrying in %.0fs: %s", REDIS_RETRY_SECONDS, exc)
-                await asyncio.sleep(REDIS_RETRY_SECONDS)
+                delay = REDIS_RETRY_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=delay)
+
+    def _stopping(self) -> asyncio.Event:
+        event: asyncio.Event | None = getattr(self, "_stop_event", None)
+        if event is None:
+            event = self._stop_event = asyncio.Event()
+        return event
+
+    async def finish(self, main: asyncio.Task[None], *, grace: float = STOP_GRACE_SECONDS) -> None:
+        """End the poll loop between two iterations, then stop (the in-process and test workers).
+
+        Cancelling `main` mid-iteration would cut arq's Redis pipelines (a job claim, a
+        WATCH) in half and leave their connections to the garbage collector.
+        """
+        self._stopping().set()
+        _, pending = await asyncio.wait({main}, timeout=grace)
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await main
+        await self.stop(grace=grace)
 
     async def stop(self, *, grace: float = STOP_GRACE_SECONDS) -> None:
         """Let running jobs finish for a moment, then end the rest (the in-process worker, at shutdown).

@@ -91,7 +91,9 @@ async def test_an_order_stream_sees_each_change_within_a_second(api: Api, url: s
         assert arrived - done < WITHIN_A_SECOND
         assert order_of(released)["statusCounts"]["validUnused"] == 2
 
-        # the expiry sweep (the worker's periodic job) expires the second order
+        # the expiry sweep (the worker's periodic job) expires the second order, once its PDF is done
+        # (a PDF finished after the sweep would be the latest event instead)
+        await doomed.until(lambda d: order_of(d)["pdf"]["status"] == "READY", within=30)
         due = clock.now() - timedelta(minutes=1)
         await Voucher.filter(order_id=GlobalID.from_id(second["id"]).node_id).update(expires_at=due)
         assert await expiry.expire_due() >= 1
