@@ -2,8 +2,8 @@
 
 Rows are written on the caller's connection, inside the transaction of the change
 that needs the work. After commit, `notify()` wakes the relay, which hands each
-row to the job queue under the job id `outbox-<id>`; a periodic sweep relays what
-a broker outage left behind. Deliveries are at least once, so `run` claims a row
+row to the job queue under the job id `outbox-<id>` (`outbox-<id>:cpu` for CPU-bound
+tasks); a periodic sweep relays what a broker outage left behind. Deliveries are at least once, so `run` claims a row
 with a lease (compare-and-set) and a finished row is never run again.
 """
 
@@ -52,8 +52,19 @@ class Outcome(StrEnum):
     FAILED = "FAILED"
 
 
-def job_id(message_id: int) -> str:
-    return f"outbox-{message_id}"
+# Tasks that hold a core for seconds (a 100-page PDF chunk). A worker runs one of them at a
+# time and leaves the rest queued (workers.worker), so an order's chunks spread over every
+# worker; their job ids carry a mark, since a worker sees only the ids in the queue.
+CPU_BOUND_TASKS = frozenset({"render_pdf_chunk"})
+CPU_BOUND_MARK = ":cpu"
+
+
+def job_id(message_id: int, task: str = "") -> str:
+    return f"outbox-{message_id}{CPU_BOUND_MARK if task in CPU_BOUND_TASKS else ''}"
+
+
+def is_cpu_bound(job_id: str) -> bool:
+    return job_id.endswith(CPU_BOUND_MARK)
 
 
 async def add(task: str, payload: dict[str, Any], *, using_db: BaseDBAsyncClient) -> OutboxMessage:
@@ -83,20 +94,20 @@ def unlisten(event: asyncio.Event) -> None:
 async def relay_pending(queue: JobQueue, *, limit: int = 500) -> int:
     """Hand pending rows to the queue; a queue error propagates and the rows stay pending."""
     now = clock.now()
-    ids: list[int] = await (
+    rows: list[tuple[int, str]] = await (
         OutboxMessage.filter(
             Q(status=OutboxStatus.PENDING) | Q(status=OutboxStatus.ENQUEUED, enqueued_at__lt=now - STALE_AFTER)
         )
         .order_by("id")
         .limit(limit)
-        .values_list("id", flat=True)  # type: ignore[assignment]
+        .values_list("id", "task")
     )
-    for message_id in ids:
-        await queue.enqueue(RUN_OUTBOX, message_id, job_id=job_id(message_id))
+    for message_id, task in rows:
+        await queue.enqueue(RUN_OUTBOX, message_id, job_id=job_id(message_id, task))
         await OutboxMessage.filter(id=message_id, status__in=[OutboxStatus.PENDING, OutboxStatus.ENQUEUED]).update(
             status=OutboxStatus.ENQUEUED, enqueued_at=now
         )
-    return len(ids)
+    return len(rows)
 
 
 async def run(

@@ -43,10 +43,8 @@ def worker_options(settings: Settings, *, embedded: bool) -> dict[str, Any]:
         # Results live in the outbox table; keeping none in Redis lets a retried
         # row be enqueued again under its job id.
         "keep_result": 0,
-        # A worker claims up to max_jobs jobs at once and keeps them: the first worker to poll can
-        # take all ten chunks of a 1,000-voucher order while another idles (bench W5: 2 spread
-        # them 48/52 %). Kept at 10 for now: with 2, e-mails and other short jobs wait behind
-        # PDF chunks (and the test suite's shared database starved); a separate PDF queue is the fix.
+        # Up to ten jobs at once; CPU-bound ones (PDF chunks) one at a time, the rest left
+        # queued for other workers (workers.worker.VouchsafeWorker.start_jobs).
         "max_jobs": 10,
         "queue_name": settings.queue_name,
         # arq holds a job's in-progress mark for the longest timeout of any function (cron

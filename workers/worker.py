@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from arq.connections import ArqRedis, create_pool
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from services import outbox
 from settings import Settings
 from workers.options import worker_options
 
@@ -20,12 +23,22 @@ STOP_GRACE_SECONDS = 5.0
 
 
 class VouchsafeWorker(Worker):
-    """arq's worker loop, made to outlive a Redis outage.
+    """arq's worker loop, made to outlive a Redis outage and to share CPU-bound jobs out.
 
     arq's own `main` ends on the first connection error, and it logs the server's
     INFO, a command the in-process stand-in does not have. This loop keeps polling
     through an outage (jobs wait in the outbox meanwhile) and skips that call.
+
+    arq claims up to `max_jobs` queued jobs at each poll and keeps them, so the first
+    worker to poll took every chunk of an order's PDF while the others idled. This one
+    runs one CPU-bound job (services.outbox.CPU_BOUND_TASKS) at a time and leaves the
+    others queued for other workers; short jobs (e-mails) still run beside it.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stop_requested = False
+        self._wake = asyncio.Event()  # set when a CPU-bound job ends or a stop is asked
 
     async def main(self) -> None:
         if self._pool is None:  # a standalone worker (`vouchsafe worker`) opens its own connection
@@ -39,8 +52,7 @@ class VouchsafeWorker(Worker):
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
-        stopping = self._stopping()
-        while not stopping.is_set():
+        while not self._stop_requested:
             try:
                 await self._poll_iteration()
                 if self.burst and await self.pool.zcard(self.queue_name) == 0:
@@ -50,14 +62,32 @@ class VouchsafeWorker(Worker):
             except (RedisError, OSError) as exc:
                 log.warning("worker lost Redis, retrying in %.0fs: %s", REDIS_RETRY_SECONDS, exc)
                 delay = REDIS_RETRY_SECONDS
+            # Woken early when a CPU-bound job ends (take the next chunk now) or a stop is asked.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=delay)
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
 
-    def _stopping(self) -> asyncio.Event:
-        event: asyncio.Event | None = getattr(self, "_stop_event", None)
-        if event is None:
-            event = self._stop_event = asyncio.Event()
-        return event
+    def _cpu_bound_running(self) -> bool:
+        return any(not task.done() for job_id, task in self.tasks.items() if outbox.is_cpu_bound(job_id))
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's claim, offered at most one CPU-bound job: the first that no worker runs yet."""
+        cpu = [job_id for job_id in job_ids if outbox.is_cpu_bound(job_id.decode())]
+        offered = [job_id for job_id in job_ids if job_id not in cpu]
+        if cpu and not self._cpu_bound_running():
+            # Jobs running elsewhere stay in the queue until they end: skip them, or a second
+            # worker would wait behind the first one's chunk instead of taking the next.
+            async with self.pool.pipeline(transaction=False) as pipe:
+                for job_id in cpu:
+                    pipe.exists(in_progress_key_prefix + job_id.decode())
+                running = await pipe.execute()
+            free = [job_id for job_id, taken in zip(cpu, running, strict=True) if not taken]
+            offered[:0] = free[:1]
+        before = set(self.tasks)
+        await super().start_jobs(offered)
+        for started, task in self.tasks.items():
+            if started not in before and outbox.is_cpu_bound(started):
+                task.add_done_callback(lambda _: self._wake.set())
 
     async def finish(self, main: asyncio.Task[None], *, grace: float = STOP_GRACE_SECONDS) -> None:
         """End the poll loop between two iterations, then stop (the in-process and test workers).
@@ -65,7 +95,8 @@ class VouchsafeWorker(Worker):
         Cancelling `main` mid-iteration would cut arq's Redis pipelines (a job claim, a
         WATCH) in half and leave their connections to the garbage collector.
         """
-        self._stopping().set()
+        self._stop_requested = True
+        self._wake.set()
         _, pending = await asyncio.wait({main}, timeout=grace)
         for task in pending:
             task.cancel()
