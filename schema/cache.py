@@ -44,24 +44,13 @@ class ResponseCache(SchemaExtension):
         if ec.operation_type != OperationType.QUERY or not self._cacheable():
             yield
             return
-        key = None
-        try:
-            # The version is read before any resolver reads the database: see services.response_cache.
-            current = await response_cache.version(redis, namespace, account_id)
-            principal = f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
-            request = [ec.query, ec.variables or {}, ec.operation_name]
-            key = response_cache.entry_key(
-                namespace,
-                account_id=account_id,
-                version=current,
-                principal=principal,
-                role=str(actor.role),
-                request=request,
-            )
-            stored = await response_cache.get(redis, key)
-        except Exception as exc:
-            log.warning("response cache unavailable: %s", exc)
-            stored = None
+        # The HTTP front (server.CachedAnswers) looked this request up already, before the
+        # session was read; anything else (a WebSocket, a form post) looks it up here.
+        lookup = context.cache_lookup or await response_cache.look_up(
+            redis, namespace, actor, [ec.query, ec.variables or {}, ec.operation_name]
+        )
+        key = lookup.key if lookup else None
+        stored = lookup.stored if lookup else None
         if stored is not None:
             ec.result = ExecutionResult(data=json.loads(stored), errors=None)
             yield

@@ -13,6 +13,7 @@ from services.codes import CodeCipher
 from services.live import Hub
 from services.payments import PaymentGateway
 from services.ratelimit import RateLimiter
+from services.response_cache import Lookup
 from settings import Settings
 
 
@@ -39,6 +40,8 @@ class Context:
     token: str | None = None  # kept for WebSocket streams, which check the session again on each event
     # graphql-transport-ws: the connection_init payload, where a browser client puts its token.
     connection_params: dict[str, Any] | None = None
+    # The response cache's lookup, when the HTTP front made it before GraphQL ran (and missed).
+    cache_lookup: Lookup | None = None
 
     @property
     def settings(self) -> Settings:

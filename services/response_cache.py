@@ -17,8 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
+
+from services.actors import Actor
+
+log = logging.getLogger(__name__)
 
 TTL_SECONDS = 30
 # A version key outlives every entry stored under it by far; when it expires, its
@@ -62,3 +68,38 @@ async def get(redis: Any, key: str) -> bytes | None:
 
 async def put(redis: Any, key: str, body: bytes) -> None:
     await redis.set(key, body, ex=TTL_SECONDS)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One request looked up: the key its answer goes under, and the answer if one is stored."""
+
+    key: str
+    stored: bytes | None
+
+
+def principal_of(actor: Actor) -> str:
+    return f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
+
+
+async def look_up(redis: Any, namespace: str, actor: Actor, request: Any) -> Lookup | None:
+    """The tenant's current version, then the answer stored under it; None when Redis is unreachable.
+
+    Call it before anything reads the database for this request (see the module's docstring).
+    """
+    if actor.account_id is None:
+        return None
+    try:
+        current = await version(redis, namespace, actor.account_id)
+        key = entry_key(
+            namespace,
+            account_id=actor.account_id,
+            version=current,
+            principal=principal_of(actor),
+            role=str(actor.role),
+            request=request,
+        )
+        return Lookup(key, await get(redis, key))
+    except Exception as exc:  # Redis down: answer from the database, as if nothing were cached
+        log.warning("response cache unavailable: %s", exc)
+        return None

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from strawberry.relay import GlobalID
 
 from models import Voucher
+from server import VouchsafeGraphQL
 from services import clock, expiry
 from settings import Settings
 from tests.conftest import Api
@@ -118,3 +120,29 @@ async def test_a_cancel_by_another_user_of_the_tenant_is_seen_at_once(api: Api) 
     assert (await read(api, ORDER, p["token"], id=mine["id"]))["node"]["status"] == "ACTIVE"
     assert (await read(api, CANCEL, finance, id=mine["id"]))["voucherOrderCancel"]["errors"] == []
     assert (await read(api, ORDER, p["token"], id=mine["id"]))["node"]["status"] == "CANCELLED"
+
+
+async def test_a_polled_answer_is_sent_before_graphql_runs(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = await partner(api)
+    await placed(api, p["token"])
+    contexts: list[object] = []
+    original = VouchsafeGraphQL.get_context
+
+    async def counted(self: VouchsafeGraphQL, request: Any, response: Any) -> Any:
+        contexts.append(request)
+        return await original(self, request, response)
+
+    monkeypatch.setattr(VouchsafeGraphQL, "get_context", counted)
+    first = await read(api, VIEWER, p["token"])
+    assert len(contexts) == 1  # computed by GraphQL, then stored
+    headers = {"Authorization": f"Bearer {p['token']}"}
+    polled = await api.http.post("/graphql", json={"query": VIEWER}, headers=headers)
+    assert polled.status_code == 200 and polled.headers["content-type"] == "application/json"
+    assert polled.headers["x-request-id"] and polled.json() == {"data": first}
+    assert len(contexts) == 1  # the stored bytes, no GraphQL work
+
+    # the session is still checked on every poll: signed out, the stored answer is not sent
+    assert (await read(api, "mutation { signOut { errors { code } } }", p["token"]))["signOut"]["errors"] == []
+    after = await api.http.post("/graphql", json={"query": VIEWER}, headers=headers)
+    assert "data" not in after.json() or after.json()["data"] != first
+    assert len(contexts) == 3
