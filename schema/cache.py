@@ -9,10 +9,10 @@ answers whatever it changed (see services.response_cache for the versioning).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 
+import orjson
 from graphql import ExecutionResult, FieldNode, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
@@ -52,7 +52,7 @@ class ResponseCache(SchemaExtension):
         key = lookup.key if lookup else None
         stored = lookup.stored if lookup else None
         if stored is not None:
-            ec.result = ExecutionResult(data=json.loads(stored), errors=None)
+            ec.result = ExecutionResult(data=orjson.loads(stored), errors=None)
             yield
             return
         yield
@@ -60,7 +60,7 @@ class ResponseCache(SchemaExtension):
         if key is None or not isinstance(result, ExecutionResult) or result.errors or result.data is None:
             return
         try:
-            await response_cache.put(redis, key, json.dumps(result.data, separators=(",", ":")).encode())
+            await response_cache.put(redis, key, orjson.dumps(result.data))
         except Exception as exc:
             log.warning("response cache not stored: %s", exc)
 

@@ -114,3 +114,15 @@ async def partner(api: Api, *, balance: str | None = "5000.00", **overrides: Any
 async def order(api: Api, token: str, *lines: dict, **extra: Any) -> dict[str, Any]:
     result = await api(ORDER_CREATE, {"input": {"lines": list(lines) or [line()], **extra}}, token=token)
     return dict(result["data"]["voucherOrderCreate"])
+
+
+# Written by a worker that carries on a render_pdf job, never by a request. The run's tests
+# share one database, so a later test's worker may carry on a PDF an earlier test left pending.
+_WORKER_FOLLOW_UPS = ("render_pdf_chunk", "assemble_pdf")
+
+
+async def request_outbox_rows() -> int:
+    """Outbox rows written by requests (and by anything but a worker carrying on a PDF)."""
+    from models import OutboxMessage
+
+    return await OutboxMessage.exclude(task__in=_WORKER_FOLLOW_UPS).count()

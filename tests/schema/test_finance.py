@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from models import LedgerEntry, OutboxMessage
+from models import LedgerEntry
 from services import staff
 from tests.conftest import Api
-from tests.factories import DEPOSIT, PASSWORD, deposit, member, sign_in, tenant, unique_email
+from tests.factories import DEPOSIT, PASSWORD, deposit, member, request_outbox_rows, sign_in, tenant, unique_email
 
 SETTINGS = """{ viewer { account { financeSettings {
   billToBalanceEnabled creditCardEnabled defaultPaymentMethod lowBalanceThreshold { amount currencyCode } } } } }"""
@@ -129,12 +129,12 @@ class TestDeposit:
 
     async def test_bad_amounts_are_invalid_and_write_nothing(self, api: Api) -> None:
         a = await tenant(api)
-        outbox_before = await OutboxMessage.all().count()
+        outbox_before = await request_outbox_rows()
         for amount in ("0", "-1", "100000000000000000000", "10.005", "NaN", "1e3", "9.99", "100000.01", "abc"):
             payload = await deposit(api, a["token"], amount)
             assert [(e["code"], e["field"]) for e in payload["errors"]] == [("INVALID", ["input", "amount"])], amount
         assert await balance_and_entries(api, a["token"]) == ("0.00", 0)
-        assert await OutboxMessage.all().count() == outbox_before
+        assert await request_outbox_rows() == outbox_before
 
     async def test_members_cannot_deposit(self, api: Api) -> None:
         a = await tenant(api)
@@ -162,13 +162,13 @@ class TestIdempotency:
     async def test_same_key_other_input_is_refused(self, api: Api) -> None:  # R08
         a = await tenant(api)
         await deposit(api, a["token"], "75.00", idempotencyKey="dep-2")
-        outbox_before = await OutboxMessage.all().count()
+        outbox_before = await request_outbox_rows()
         other = await deposit(api, a["token"], "80.00", idempotencyKey="dep-2")
         assert [(e["code"], e["field"]) for e in other["errors"]] == [
             ("IDEMPOTENCY_KEY_REUSED", ["input", "idempotencyKey"])
         ]
         assert await balance_and_entries(api, a["token"]) == ("75.00", 1)
-        assert await OutboxMessage.all().count() == outbox_before
+        assert await request_outbox_rows() == outbox_before
 
     async def test_keys_are_scoped_per_account(self, api: Api) -> None:  # R09
         a, b = await tenant(api), await tenant(api)

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from models import Account, LedgerEntry, OutboxMessage, Voucher, VoucherOrder
+from models import Account, LedgerEntry, Voucher, VoucherOrder
 from services import clock
 from tests.conftest import Api
-from tests.factories import ORDER_CREATE, line, member, order, partner, sign_in, tenant
+from tests.factories import ORDER_CREATE, line, member, order, partner, request_outbox_rows, sign_in, tenant
 
 MASKED = re.compile(r"^VS-•••••-•••••-•••••-[0-9A-HJKMNP-TV-Z]{5}$")
 QUOTE = """query Q($input: VoucherQuoteInput!) { voucherQuote(input: $input) {
@@ -102,13 +102,13 @@ class TestPlaceOrder:
 
     async def test_insufficient_funds_leaves_nothing(self, api: Api) -> None:
         p = await partner(api, balance="100.00")
-        outbox_before = await OutboxMessage.all().count()
+        outbox_before = await request_outbox_rows()
         result = await order(api, p["token"], line("BASIC_OV", 1), paymentMethod="ACCOUNT_BALANCE")
         assert result["order"] is None and result["errors"][0]["code"] == "INSUFFICIENT_FUNDS"
         assert await VoucherOrder.filter(account_id=p["account_id"]).count() == 0
         assert await Voucher.filter(account_id=p["account_id"]).count() == 0
         assert await balance_of(p["account_id"]) == 10_000
-        assert await OutboxMessage.all().count() == outbox_before
+        assert await request_outbox_rows() == outbox_before
 
     async def test_by_card(self, api: Api) -> None:
         p = await partner(api, balance=None)
