@@ -79,8 +79,10 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def queue_name() -> str:
+    # One per test: jobs a test leaves queued when its app stops stay in its own queue,
+    # instead of queueing ahead of the next test's work (the database is shared).
     return f"vouchsafe-test:{uuid.uuid4().hex[:8]}"
 
 

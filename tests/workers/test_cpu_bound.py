@@ -104,3 +104,57 @@ async def test_two_workers_share_the_chunks_one_at_a_time_each(settings: Setting
 async def test_control_arq_claim_lets_one_worker_take_every_chunk(settings: Settings) -> None:
     runs = await _run(settings, ArqClaim)
     assert sorted((len(runs["w0"]), len(runs["w1"]))) == [0, JOBS]
+
+
+class NoReadPast(VouchsafeWorker):
+    """The control: only arq's window of the first 100 due jobs is read."""
+
+    async def _read_past_cpu_bound(self, job_ids: list[bytes]) -> list[bytes]:
+        return job_ids
+
+
+async def _short_job_behind_a_backlog(settings: Settings, worker_class: type[VouchsafeWorker]) -> bool:
+    """150 chunks queued before an e-mail: does the e-mail run while the first chunk renders?"""
+    queue = f"{settings.queue_name}:backlog-{uuid.uuid4().hex[:6]}"
+    redis = await open_redis(settings.redis_url, queue_name=queue)
+    short_ran = asyncio.Event()
+
+    async def chunk(ctx: dict[str, Any]) -> None:
+        await asyncio.sleep(30)  # a long render: the worker is busy with it for the whole test
+
+    async def short(ctx: dict[str, Any]) -> None:
+        short_ran.set()
+
+    worker = worker_class(
+        functions=[func(chunk, name="chunk"), func(short, name="short")],
+        redis_pool=redis,
+        queue_name=queue,
+        handle_signals=False,
+        poll_delay=0.05,
+        max_jobs=10,
+        keep_result=0,
+    )
+    task: asyncio.Task[None] | None = None
+    try:
+        for index in range(150):
+            await redis.enqueue_job("chunk", _job_id=f"{queue}:{outbox.job_id(index, pdf.RENDER_PDF_CHUNK)}")
+        await redis.enqueue_job("short", _job_id=f"{queue}:{outbox.job_id(150, 'send_email')}")
+        task = asyncio.create_task(worker.main())
+        try:
+            await asyncio.wait_for(short_ran.wait(), timeout=2)
+        except TimeoutError:
+            return False
+        return True
+    finally:
+        if task is not None:
+            await worker.finish(task, grace=0.1)
+        await redis.delete(queue)
+        await redis.aclose()
+
+
+async def test_short_jobs_do_not_wait_behind_a_backlog_of_chunks(settings: Settings) -> None:
+    assert await _short_job_behind_a_backlog(settings, VouchsafeWorker)
+
+
+async def test_control_without_reading_past_the_window_the_short_job_waits(settings: Settings) -> None:
+    assert not await _short_job_behind_a_backlog(settings, NoReadPast)
