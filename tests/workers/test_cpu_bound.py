@@ -38,6 +38,20 @@ class ArqClaim(VouchsafeWorker):
         await Worker.start_jobs(self, job_ids)
 
 
+def _worker(worker_class: type[VouchsafeWorker], redis: Any, queue: str, chunk: Any, short: Any, **ctx: Any) -> Any:
+    """A worker of the test's queue, polling often, with the usual ten jobs at once."""
+    return worker_class(
+        functions=[func(chunk, name="chunk"), func(short, name="short")],
+        redis_pool=redis,
+        queue_name=queue,
+        handle_signals=False,
+        poll_delay=0.05,
+        max_jobs=10,
+        keep_result=0,
+        ctx=ctx,
+    )
+
+
 async def _run(settings: Settings, worker_class: type[VouchsafeWorker]) -> dict[str, list[tuple[float, float]]]:
     """Six CPU-bound jobs and one short one through two workers: who ran what, when."""
     queue = f"{settings.queue_name}:cpu-{uuid.uuid4().hex[:6]}"
@@ -60,19 +74,7 @@ async def _run(settings: Settings, worker_class: type[VouchsafeWorker]) -> dict[
         runs["short"].append((loop.time(), loop.time()))
         ran()
 
-    workers = [
-        worker_class(
-            functions=[func(chunk, name="chunk"), func(short, name="short")],
-            redis_pool=redis,
-            queue_name=queue,
-            handle_signals=False,
-            poll_delay=0.05,
-            max_jobs=10,
-            keep_result=0,
-            ctx={"name": f"w{index}"},
-        )
-        for index in range(2)
-    ]
+    workers = [_worker(worker_class, redis, queue, chunk, short, name=f"w{index}") for index in range(2)]
     tasks: list[asyncio.Task[None]] = []
     try:
         for index in range(JOBS):
@@ -125,15 +127,7 @@ async def _short_job_behind_a_backlog(settings: Settings, worker_class: type[Vou
     async def short(ctx: dict[str, Any]) -> None:
         short_ran.set()
 
-    worker = worker_class(
-        functions=[func(chunk, name="chunk"), func(short, name="short")],
-        redis_pool=redis,
-        queue_name=queue,
-        handle_signals=False,
-        poll_delay=0.05,
-        max_jobs=10,
-        keep_result=0,
-    )
+    worker = _worker(worker_class, redis, queue, chunk, short)
     task: asyncio.Task[None] | None = None
     try:
         for index in range(150):
