@@ -21,7 +21,7 @@ Targets: CPU per request A/B <= 1.3 and <= 3 statements per request.
 
 "W1 polled" times (latency, one request at a time) the same dashboard asked again with
 nothing changed (A) against the first one after a change (B: a 1.00 deposit just before,
-which the answer must show). Target >= 10x faster; it misses until a response cache exists.
+which the answer must show). Target >= 10x faster (the response cache, answered before GraphQL runs).
 With `vouchsafe serve --workers N` available, the dashboard is also measured on two
 processes each side.
 """
