@@ -92,7 +92,7 @@ class VouchsafeWorker(Worker):
         """arq's claim, offered at most one CPU-bound job: the first that no worker runs yet."""
         job_ids = await self._read_past_cpu_bound(job_ids)
         cpu = [job_id for job_id in job_ids if outbox.is_cpu_bound(job_id.decode())]
-        offered = [job_id for job_id in job_ids if job_id not in cpu]
+        offered = [job_id for job_id in job_ids if not outbox.is_cpu_bound(job_id.decode())]
         if cpu and not self._cpu_bound_running():
             # Jobs running elsewhere stay in the queue until they end: skip them, or a second
             # worker would wait behind the first one's chunk instead of taking the next.
