@@ -3,8 +3,9 @@
 Rows are written on the caller's connection, inside the transaction of the change
 that needs the work. After commit, `notify()` wakes the relay, which hands each
 row to the job queue under the job id `outbox-<id>` (`outbox-<id>:cpu` for CPU-bound
-tasks); a periodic sweep relays what a broker outage left behind. Deliveries are at least once, so `run` claims a row
-with a lease (compare-and-set) and a finished row is never run again.
+tasks); a periodic sweep relays what a broker outage left behind. Deliveries are at
+least once, so `run` claims a row with a lease (compare-and-set) and a finished row is
+never run again.
 """
 
 from __future__ import annotations
