@@ -21,7 +21,7 @@ from server import create_app
 from settings import Settings
 from tests.conftest import Api, OwnRedis, loopback_client, wait_for
 from tests.factories import line, order, partner
-from tests.live import ORDER_FIELDS, ORDER_UPDATED, Stream, latest_event, order_of, served, session_for
+from tests.live import ORDER_FIELDS, ORDER_UPDATED, Stream, order_of, served, session_for
 
 pytestmark = pytest.mark.postgres
 
@@ -84,7 +84,9 @@ async def test_a_dropped_subscription_resyncs_its_clients(
         metrics = (await api.http.get("/metrics")).text
         assert "vouchsafe_live_connected 1" in metrics and "vouchsafe_live_subscribers 2" in metrics
         now = order_of(resynced)
-        assert now["statusCounts"]["cancelled"] == 2 and latest_event(now) == "REFUNDED"
+        # REFUNDED is in, not necessarily first: the worker may finish the PDF once Redis is back
+        assert now["statusCounts"]["cancelled"] == 2
+        assert "REFUNDED" in [e["node"]["kind"] for e in now["history"]["edges"]]
         # what the client would refetch by query is what the stream resynced to
         fetched = (await api(NODE, {"id": a_order["id"]}, token=a["token"]))["data"]["node"]
         assert fetched == now

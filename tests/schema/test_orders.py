@@ -199,8 +199,9 @@ class TestReadingOrders:
         vouchers = read["vouchers"]
         assert vouchers["totalCount"] == 5 and vouchers["pageInfo"]["hasNextPage"] is True
         assert all(MASKED.match(e["node"]["code"]) for e in vouchers["edges"])
-        assert [e["node"]["kind"] for e in read["history"]["edges"]] == ["PAID", "PLACED"]
-        assert read["history"]["edges"][0]["node"]["actor"] == p["email"]
+        # the worker's PDF_READY may already be in: the request's own events are these
+        events = [e["node"] for e in read["history"]["edges"] if e["node"]["kind"] != "PDF_READY"]
+        assert [e["kind"] for e in events] == ["PAID", "PLACED"] and events[0]["actor"] == p["email"]
         assert read["cancellable"] is True and read["cancelBlockers"] == []
 
     async def test_a_voucher_past_its_expiry_reads_expired_without_any_job(self, api: Api) -> None:
@@ -263,7 +264,8 @@ class TestReveal:
         for item in revealed["codes"]:
             assert item["voucher"]["code"].endswith(item["code"][-5:])
         history = (await api(ORDER, {"id": placed["id"]}, token=p["token"]))["data"]["node"]["history"]["edges"]
-        assert history[0]["node"]["kind"] == "CODES_REVEALED" and history[0]["node"]["details"] == {"count": 3}
+        # by kind, not position: the worker's PDF_READY may land after the reveal
+        assert [e["node"]["details"] for e in history if e["node"]["kind"] == "CODES_REVEALED"] == [{"count": 3}]
 
     async def test_members_cannot_reveal(self, api: Api) -> None:
         p = await partner(api)

@@ -63,9 +63,9 @@ async def test_never_stale_after_a_change_the_query_shows(api: Api) -> None:
 
     # the tenant's own mutation
     codes = (await read(api, REVEAL, p["token"], id=mine["id"]))["voucherCodesReveal"]["codes"]
-    assert (await read(api, ORDER, p["token"], id=mine["id"]))["node"]["history"]["edges"][0]["node"]["kind"] == (
-        "CODES_REVEALED"
-    )
+    # in the history at all, not first: the worker's PDF_READY may land after the reveal
+    history = (await read(api, ORDER, p["token"], id=mine["id"]))["node"]["history"]["edges"]
+    assert "CODES_REVEALED" in [e["node"]["kind"] for e in history]
     # another tenant's mutation that changes what the owner sees
     redeemed = await read(
         api, REDEEM, customer["token"], input={"code": codes[0]["code"], "commonName": "c.example.com"}
