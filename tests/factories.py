@@ -116,8 +116,8 @@ async def order(api: Api, token: str, *lines: dict, **extra: Any) -> dict[str, A
     return dict(result["data"]["voucherOrderCreate"])
 
 
-# Written by a worker that carries on a render_pdf job, never by a request. The run's tests
-# share one database, so a later test's worker may carry on a PDF an earlier test left pending.
+# Written by a worker that carries on a render_pdf job, never by a request: a test's own
+# worker may be writing them while the test counts.
 _WORKER_FOLLOW_UPS = ("render_pdf_chunk", "assemble_pdf")
 
 

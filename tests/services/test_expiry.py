@@ -340,15 +340,15 @@ class TestExpiryReminders:
             async def sent() -> list[OutboxMessage]:
                 return [r for r in await reminders(order) if r.status == OutboxStatus.DONE]
 
-            # Generous: the worker may first be busy with the PDFs that earlier tests left pending.
+            # Generous: the worker may first be busy with this test's order PDF.
             [row] = await wait_for(sent, within=60)
 
             async def received() -> list[email.message.EmailMessage]:
                 return [m for m in inbox.messages if m["X-Vouchsafe-Outbox-Id"] == str(row.id)]
 
             [mail] = await wait_for(received, within=20)
-            # The worker also runs what earlier tests left in the outbox (their PDFs): let what
-            # it holds finish before it is stopped, so no job outlives its Redis connection.
+            # The worker also renders the order's PDF: let what it holds finish before it is
+            # stopped, so no job outlives its Redis connection.
             await wait_for(idle, within=60)
             await asyncio.sleep(0.3)
         voucher = await Voucher.filter(order_id=order.id).first()
