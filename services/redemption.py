@@ -3,7 +3,8 @@
 Redemption follows the LOCK ORDER of services.cancellation: it locks the order row
 first, checks the order is still ACTIVE, and only then turns the voucher from
 VALID_UNUSED to VALID_USED by compare-and-set, in the transaction that creates the
-certificate request. A partial unique index allows one live request per voucher.
+certificate request (on PostgreSQL all of it is one statement: `_USE_PG`). A partial
+unique index allows one live request per voucher.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from models import (
@@ -30,7 +32,7 @@ from models import (
 from services import clock, codes, events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
-from services.names import RequestedNames, check_allowance, check_csr, requested_names
+from services.names import check_allowance, check_csr, requested_names
 from services.order_reads import effective_status
 from services.ratelimit import Limit, RateLimiter
 
@@ -117,20 +119,37 @@ async def redeem(
     voucher = await _counted_lookup(request.code, cipher=cipher, client=client, actor=actor, limiter=limiter)
     check_allowance(names, fqdns=voucher.line.fqdns, wildcards=voucher.line.wildcards)
     now = clock.now()
+    created = CertificateRequest(
+        voucher_id=voucher.id,
+        account_id=actor.account_id,
+        user_id=actor.user_id,
+        common_name=names.common_name,
+        additional_fqdns=names.additional_fqdns,
+        wildcards=names.wildcards,
+        csr=csr,
+        status=CertificateRequestStatus.SUBMITTED,
+        created_at=now,
+    )
     event = {"voucher": voucher.code_hint, "commonName": names.common_name, "at": now.isoformat()}
-    if connections.get("default").capabilities.dialect == "postgres":
-        certificate_request = await _use_in_one_statement(voucher, actor, names, csr, event, now)
+    conn = connections.get("default")
+    if conn.capabilities.dialect == "postgres":
+        await _use_in_one_statement(conn, voucher, created, event)
     else:
-        certificate_request = await _use(voucher, actor, names, csr, event, now)
+        await _use(voucher, created, event)
     # The order's owner hears of it, not the redeeming account (usually another tenant).
     await events.publish([events.order_changed(voucher.order_id, voucher.account_id, "VOUCHER_REDEEMED")])
-    return certificate_request
+    return created
 
 
-async def _use(
-    voucher: Voucher, actor: Actor, names: RequestedNames, csr: str | None, event: dict[str, Any], now: datetime
-) -> CertificateRequest:
-    """The voucher used and its certificate request created, in one transaction (SQLite)."""
+async def _refusal(voucher_id: int, now: datetime, conn: BaseDBAsyncClient) -> DomainError:
+    """Why the compare-and-set changed nothing: the voucher's status as of now."""
+    current = await Voucher.get(id=voucher_id, using_db=conn)
+    return _not_redeemable(effective_status(current.status, current.expires_at, now))
+
+
+async def _use(voucher: Voucher, created: CertificateRequest, event: dict[str, Any]) -> None:
+    """The voucher used and `created` saved, in one transaction (SQLite)."""
+    now = created.created_at
     async with in_transaction() as conn:
         # LOCK ORDER: the order row first (services.cancellation).
         order = await VoucherOrder.filter(id=voucher.order_id).using_db(conn).select_for_update().get()
@@ -142,21 +161,9 @@ async def _use(
             .update(status=VoucherStatus.VALID_USED, used_at=now)
         )
         if not used:
-            current = await Voucher.get(id=voucher.id, using_db=conn)
-            raise _not_redeemable(effective_status(current.status, current.expires_at, now))
-        created = await CertificateRequest.create(
-            voucher_id=voucher.id,
-            account_id=actor.account_id,
-            user_id=actor.user_id,
-            common_name=names.common_name,
-            additional_fqdns=names.additional_fqdns,
-            wildcards=names.wildcards,
-            csr=csr,
-            created_at=now,
-            using_db=conn,
-        )
+            raise await _refusal(voucher.id, now, conn)
+        await created.save(using_db=conn)
         await OrderEvent.create(order_id=order.id, kind=OrderEventKind.VOUCHER_REDEEMED, data=event, using_db=conn)
-    return created
 
 
 # The same transaction as _use, as one statement: one round trip where _use makes six
@@ -190,30 +197,18 @@ SELECT (SELECT status FROM o) AS order_status, (SELECT id FROM r) AS request_id
 
 
 async def _use_in_one_statement(
-    voucher: Voucher, actor: Actor, names: RequestedNames, csr: str | None, event: dict[str, Any], now: datetime
-) -> CertificateRequest:
+    conn: BaseDBAsyncClient, voucher: Voucher, created: CertificateRequest, event: dict[str, Any]
+) -> None:
     """_use on PostgreSQL: the lock, the compare-and-set and both inserts in one statement (autocommit)."""
-    conn = connections.get("default")
-    values = [voucher.order_id, voucher.id, now, actor.account_id, actor.user_id, names.common_name]
-    values += [json.dumps(names.additional_fqdns), json.dumps(names.wildcards), csr, json.dumps(event)]
+    now = created.created_at
+    values = [voucher.order_id, voucher.id, now, created.account_id, created.user_id, created.common_name]
+    values += [json.dumps(created.additional_fqdns), json.dumps(created.wildcards), created.csr, json.dumps(event)]
     [row] = await conn.execute_query_dict(_USE_PG, values)
     if row["request_id"] is None:
         if row["order_status"] != VoucherOrderStatus.ACTIVE.value:
             raise _not_redeemable(VoucherStatus.CANCELLED)
-        current = await Voucher.get(id=voucher.id)
-        raise _not_redeemable(effective_status(current.status, current.expires_at, now))
-    return CertificateRequest(
-        id=row["request_id"],
-        voucher_id=voucher.id,
-        account_id=actor.account_id,
-        user_id=actor.user_id,
-        common_name=names.common_name,
-        additional_fqdns=names.additional_fqdns,
-        wildcards=names.wildcards,
-        csr=csr,
-        status=CertificateRequestStatus.SUBMITTED,
-        created_at=now,
-    )
+        raise await _refusal(voucher.id, now, conn)
+    created.id = row["request_id"]
 
 
 @dataclass(frozen=True)

@@ -45,11 +45,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-async def _admin_execute(sql: str) -> None:
+async def _admin_execute(sql: str, url: str | None = BASE_DATABASE_URL) -> None:
     import asyncpg
 
-    assert BASE_DATABASE_URL
-    conn = await asyncpg.connect(BASE_DATABASE_URL.replace("postgres://", "postgresql://", 1))
+    assert url
+    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
     try:
         await conn.execute(sql)
     finally:
@@ -112,17 +112,7 @@ def _drop_leftover_jobs(database_url: str) -> None:
         with contextlib.closing(sqlite3.connect(database_url.split("://", 1)[1], timeout=10)) as conn, conn:
             conn.execute(_LEFTOVER_JOBS)
         return
-
-    async def drop() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
-        try:
-            await conn.execute(_LEFTOVER_JOBS)
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    asyncio.run(_admin_execute(_LEFTOVER_JOBS, database_url))
 
 
 @pytest.fixture
