@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from models import CertificateRequest, Voucher, VoucherStatus
-from services import clock, staff
+from models import CertificateRequest, Voucher, VoucherOrderLine, VoucherStatus
+from services import clock, codes, redemption, staff
+from settings import Settings
 from tests.conftest import Api
 from tests.factories import PASSWORD, line, order, partner, sign_in, tenant, unique_email
 
@@ -64,6 +65,22 @@ class TestVoucherByCode:
             assert found["redeemable"] is True and found["code"].endswith(code[-5:]) and code not in found["code"]
         assert (await api(BY_CODE, {"code": "VS-00000-00000-00000-00000"}))["data"]["voucherByCode"] is None
         assert (await api(BY_CODE, {"code": "not a code"}))["data"]["voucherByCode"] is None
+
+
+class TestLookup:
+    async def test_the_written_out_lookup_reads_what_the_orm_reads(self, api: Api, settings: Settings) -> None:
+        # services.redemption writes its code lookup by hand (for speed); it must build the
+        # same voucher and line as Tortoise's select_related, on either database.
+        p = await partner(api)
+        [code, _] = await codes_of(api, p)
+        found = await redemption._find(code, codes.CodeCipher(settings.code_key))
+        assert found is not None
+        orm = await Voucher.get(id=found.id).select_related("line")
+        fields = set(Voucher._meta.fields_map) - set(Voucher._meta.fetch_fields)
+        assert {f: getattr(found, f) for f in fields} == {f: getattr(orm, f) for f in fields}
+        line_fields = set(VoucherOrderLine._meta.fields_map) - set(VoucherOrderLine._meta.fetch_fields)
+        assert {f: getattr(found.line, f) for f in line_fields} == {f: getattr(orm.line, f) for f in line_fields}
+        assert await redemption._find("VS-00000-00000-00000-00000", codes.CodeCipher(settings.code_key)) is None
 
 
 class TestRedeem:
