@@ -225,7 +225,10 @@ async def service_phase(db_url: str, redis: Any, namespace: str, code_key: bytes
             contention_codes=(2 if sizes.two_processes else 1) * sizes.contention,
         )
         _progress("seeded")
-        pool = await asyncpg.create_pool(asyncpg_dsn(db_url), min_size=CLIENTS, max_size=CLIENTS)
+        # The application's pool settings: no reset statement on release (services.database).
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(db_url), min_size=CLIENTS, max_size=CLIENTS, connection_class=database.PooledConnection
+        )
         try:
             comparison = await service_comparison(fx, pool, sizes)
             _progress("service rounds done")
