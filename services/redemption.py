@@ -147,23 +147,23 @@ async def redeem(
     voucher = await _counted_lookup(request.code, cipher=cipher, client=client, actor=actor, limiter=limiter)
     check_allowance(names, fqdns=voucher.line.fqdns, wildcards=voucher.line.wildcards)
     now = clock.now()
-    created = CertificateRequest(
-        voucher_id=voucher.id,
-        account_id=actor.account_id,
-        user_id=actor.user_id,
-        common_name=names.common_name,
-        additional_fqdns=names.additional_fqdns,
-        wildcards=names.wildcards,
-        csr=csr,
-        status=CertificateRequestStatus.SUBMITTED,
-        created_at=now,
-    )
+    values = {
+        "voucher_id": voucher.id,
+        "account_id": actor.account_id,
+        "user_id": actor.user_id,
+        "common_name": names.common_name,
+        "additional_fqdns": names.additional_fqdns,
+        "wildcards": names.wildcards,
+        "csr": csr,
+        "status": CertificateRequestStatus.SUBMITTED,
+        "created_at": now,
+    }
     event = {"voucher": voucher.code_hint, "commonName": names.common_name, "at": now.isoformat()}
     conn = connections.get("default")
     if conn.capabilities.dialect == "postgres":
-        await _use_in_one_statement(conn, voucher, created, event)
+        created = await _use_in_one_statement(conn, voucher, values, event)
     else:
-        await _use(voucher, created, event)
+        created = await _use(voucher, values, event)
     # The order's owner hears of it, not the redeeming account (usually another tenant).
     await events.publish([events.order_changed(voucher.order_id, voucher.account_id, "VOUCHER_REDEEMED")])
     return created
@@ -175,9 +175,9 @@ async def _refusal(voucher_id: int, now: datetime, conn: BaseDBAsyncClient) -> D
     return _not_redeemable(effective_status(current.status, current.expires_at, now))
 
 
-async def _use(voucher: Voucher, created: CertificateRequest, event: dict[str, Any]) -> None:
-    """The voucher used and `created` saved, in one transaction (SQLite)."""
-    now = created.created_at
+async def _use(voucher: Voucher, values: dict[str, Any], event: dict[str, Any]) -> CertificateRequest:
+    """The voucher used and the request created, in one transaction (SQLite)."""
+    now = values["created_at"]
     async with in_transaction() as conn:
         # LOCK ORDER: the order row first (services.cancellation).
         order = await VoucherOrder.filter(id=voucher.order_id).using_db(conn).select_for_update().get()
@@ -190,8 +190,9 @@ async def _use(voucher: Voucher, created: CertificateRequest, event: dict[str, A
         )
         if not used:
             raise await _refusal(voucher.id, now, conn)
-        await created.save(using_db=conn)
+        created = await CertificateRequest.create(**values, using_db=conn)
         await OrderEvent.create(order_id=order.id, kind=OrderEventKind.VOUCHER_REDEEMED, data=event, using_db=conn)
+    return created
 
 
 # The same transaction as _use, as one statement: one round trip where _use makes six
@@ -214,29 +215,32 @@ r AS (
     INSERT INTO certificate_request
         (voucher_id, account_id, user_id, common_name, additional_fqdns, wildcards, csr, status, created_at)
     SELECT id, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, 'SUBMITTED', $3 FROM v
-    RETURNING id
+    RETURNING *
 ),
 e AS (
     INSERT INTO order_event (order_id, kind, data, created_at)
     SELECT $1, 'VOUCHER_REDEEMED', $10::text::jsonb, $3 FROM v
 )
-SELECT (SELECT status FROM o) AS order_status, (SELECT id FROM r) AS request_id
+SELECT (SELECT status FROM o) AS order_status, r.* FROM (VALUES (1)) AS one LEFT JOIN r ON true
 """
 
 
 async def _use_in_one_statement(
-    conn: BaseDBAsyncClient, voucher: Voucher, created: CertificateRequest, event: dict[str, Any]
-) -> None:
+    conn: BaseDBAsyncClient, voucher: Voucher, values: dict[str, Any], event: dict[str, Any]
+) -> CertificateRequest:
     """_use on PostgreSQL: the lock, the compare-and-set and both inserts in one statement (autocommit)."""
-    now = created.created_at
-    values = [voucher.order_id, voucher.id, now, created.account_id, created.user_id, created.common_name]
-    values += [json.dumps(created.additional_fqdns), json.dumps(created.wildcards), created.csr, json.dumps(event)]
-    [row] = await conn.execute_query_dict(_USE_PG, values)
-    if row["request_id"] is None:
+    now = values["created_at"]
+    args = [voucher.order_id, voucher.id, now, values["account_id"], values["user_id"], values["common_name"]]
+    args += [json.dumps(values["additional_fqdns"]), json.dumps(values["wildcards"]), values["csr"], json.dumps(event)]
+    [row] = await conn.execute_query_dict(_USE_PG, args)
+    if row["id"] is None:
         if row["order_status"] != VoucherOrderStatus.ACTIVE.value:
             raise _not_redeemable(VoucherStatus.CANCELLED)
         raise await _refusal(voucher.id, now, conn)
-    created.id = row["request_id"]
+    # The inserted row as the database has it, made a model as Tortoise makes fetched rows
+    # (cheaper than building an unsaved model first, which costs a redemption ~9% CPU).
+    del row["order_status"]
+    return CertificateRequest._init_from_db(**row)
 
 
 @dataclass(frozen=True)
