@@ -36,6 +36,8 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.nodes import SelectedField, convert_selections
 
+from services import database
+
 DSN_ENV = "W1_BASELINE_DSN"
 DEFAULT_PAGE = 20
 MASK = "\u2022" * 5
@@ -266,7 +268,14 @@ def create_app() -> Starlette:
     dsn = os.environ[DSN_ENV]
 
     async def lifespan(app: Starlette) -> Any:
-        app.state.pool = await asyncpg.create_pool(dsn, min_size=2, max_size=10, server_settings={"TimeZone": "UTC"})
+        # The application's pool settings: no reset statement on release (services.database).
+        app.state.pool = await asyncpg.create_pool(
+            dsn,
+            min_size=2,
+            max_size=10,
+            server_settings={"TimeZone": "UTC"},
+            connection_class=database.PooledConnection,
+        )
         try:
             yield
         finally:
