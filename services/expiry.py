@@ -19,6 +19,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.functions import Count, Max, Min
 from tortoise.transactions import in_transaction
@@ -47,35 +48,36 @@ BATCH_SIZE = 2_500
 EXPIRY_REMINDER = "expiry_reminder"
 _DATE_FORMATS = {"en": "%Y-%m-%d", "de": "%d.%m.%Y", "fr": "%d/%m/%Y"}
 
-# PostgreSQL, statement 1: lock the orders of the range's due vouchers, in id order (so
-# sweeps never deadlock with each other), found by primary key. FOR NO KEY UPDATE
-# conflicts with the order lock of a cancel or a redemption, not with rows that merely
-# reference the order.
-_LOCK_ORDERS_PG = """
-SELECT id, account_id FROM voucher_order
-WHERE id = ANY(ARRAY(
-    SELECT DISTINCT order_id FROM voucher
-    WHERE id >= $1 AND id < $2 AND status = 'VALID_UNUSED' AND expires_at <= $3
-))
-ORDER BY id
-FOR NO KEY UPDATE
-"""
-# Statement 2: expire the locked orders' due vouchers of the range (the compare-and-set)
-# and write one history event per order, without shipping rows to Python.
+# PostgreSQL: one statement a range, its own transaction (no BEGIN or COMMIT round trips).
+# `locked` locks the orders of the range's due vouchers in id order (so sweeps never
+# deadlock with each other), found by primary key; FOR NO KEY UPDATE conflicts with the
+# order lock of a cancel or a redemption, not with rows that merely reference the order.
+# The UPDATE joins `locked`, so no voucher changes before its order is locked. It is the
+# compare-and-set: after waiting for an order, READ COMMITTED re-checks each voucher's
+# newest version, so a redemption that committed meanwhile wins. One history event per
+# order, and the counts per order come back, without shipping voucher rows to Python.
 _EXPIRE_PG = """
-WITH expired AS (
+WITH locked AS MATERIALIZED (
+    SELECT id, account_id FROM voucher_order
+    WHERE id = ANY(ARRAY(
+        SELECT DISTINCT order_id FROM voucher
+        WHERE id >= $1 AND id < $2 AND status = 'VALID_UNUSED' AND expires_at <= $3
+    ))
+    ORDER BY id
+    FOR NO KEY UPDATE
+), expired AS (
     UPDATE voucher AS v SET status = 'EXPIRED'
-    FROM unnest($4::bigint[]) AS locked(order_id)
-    WHERE v.order_id = locked.order_id
+    FROM locked
+    WHERE v.order_id = locked.id
       AND v.id >= $1 AND v.id < $2 AND v.status = 'VALID_UNUSED' AND v.expires_at <= $3
     RETURNING v.order_id
 ), per_order AS (
     SELECT order_id, COUNT(*) AS n FROM expired GROUP BY order_id
 ), history AS (
     INSERT INTO order_event (order_id, kind, data, created_at)
-    SELECT order_id, 'EXPIRED', jsonb_build_object('count', n), $5 FROM per_order ORDER BY order_id
+    SELECT order_id, 'EXPIRED', jsonb_build_object('count', n), $4 FROM per_order ORDER BY order_id
 )
-SELECT COALESCE(SUM(n), 0) AS expired FROM per_order
+SELECT p.order_id, l.account_id, p.n FROM per_order AS p JOIN locked AS l ON l.id = p.order_id
 """
 # SQLite: transactions are serial; the write comes first so that a second process on
 # the same file waits for the write lock instead of failing with "database is locked".
@@ -110,24 +112,20 @@ async def expire_due(*, batch_size: int = BATCH_SIZE, now: datetime | None = Non
 
 async def _expire_range(start: int, stop: int, now: datetime) -> int:
     """One short transaction: the due vouchers with start <= id < stop, and their orders' history."""
-    async with in_transaction() as conn:
-        if conn.capabilities.dialect == "postgres":
-            locked = await conn.execute_query_dict(_LOCK_ORDERS_PG, [start, stop, now])
-            if not locked:
-                return 0
-            owners = {int(row["id"]): int(row["account_id"]) for row in locked}
-            [row] = await conn.execute_query_dict(_EXPIRE_PG, [start, stop, now, list(owners), clock.now()])
-            expired = int(row["expired"])
-        else:
-            rows = await conn.execute_query_dict(_EXPIRE_SQLITE, [start, stop, str(now)])
+    conn = connections.get("default")
+    if conn.capabilities.dialect == "postgres":
+        rows = await conn.execute_query_dict(_EXPIRE_PG, [start, stop, now, clock.now()])
+        per_order = Counter({int(row["order_id"]): int(row["n"]) for row in rows})
+        owners = {int(row["order_id"]): int(row["account_id"]) for row in rows}
+    else:
+        async with in_transaction() as tx:
+            rows = await tx.execute_query_dict(_EXPIRE_SQLITE, [start, stop, str(now)])
             per_order = Counter(int(row["order_id"]) for row in rows)
             owners = {int(row["order_id"]): int(row["account_id"]) for row in rows}
             if per_order:
-                await _history(conn, per_order)
-            expired = sum(per_order.values())
-    # Every locked order had due vouchers in the range, and the lock kept them due: each changed.
+                await _history(tx, per_order)
     await events.publish(events.order_changed(order_id, owner, "EXPIRED") for order_id, owner in owners.items())
-    return expired
+    return sum(per_order.values())
 
 
 async def _history(conn: BaseDBAsyncClient, per_order: Counter[int]) -> None:
