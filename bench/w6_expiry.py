@@ -5,7 +5,7 @@
   B  one statement: UPDATE voucher SET status = 'EXPIRED' WHERE status = 'VALID_UNUSED'
      AND expires_at <= now.
 Targets: time A <= 1.2 x time B; no batch of A holds its locks over 1 s (each range's
-transaction, BEGIN to COMMIT, timed around services.expiry._expire_range); redemptions
+transaction, one statement on PostgreSQL, timed around services.expiry._expire_range); redemptions
 of other, unexpired codes of the same orders, made meanwhile by another process through
 services.redemption.redeem, keep p99 <= 100 ms (pooled over A's rounds; B's are shown too).
 
