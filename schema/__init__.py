@@ -25,7 +25,7 @@ from schema.cache import ResponseCache
 from schema.catalogue import CatalogueQuery
 from schema.common import DECIMAL_SCALAR, DecimalString
 from schema.errors import MaskInternalErrors
-from schema.execution import GraphQLExecutionContext
+from schema.execution import GraphQLExecutionContext, name_enums_by_lookup
 from schema.finance import FinanceMutation
 from schema.limits import PageSizeLimit
 from schema.live import LiveSubscription
@@ -87,7 +87,7 @@ def build_schema(*, production: bool = False) -> Schema:
     if production:
         rules.append(NoSchemaIntrospectionCustomRule)
     extensions.append(lambda: AddValidationRules(rules))
-    return Schema(
+    built = Schema(
         query=merge_types("Query", (_node_query(), *QUERIES)),
         mutation=merge_types("Mutation", MUTATIONS),
         subscription=LiveSubscription,
@@ -99,6 +99,8 @@ def build_schema(*, production: bool = False) -> Schema:
             scalar_map={DecimalString: DECIMAL_SCALAR},
         ),
     )
+    name_enums_by_lookup(built._schema)
+    return built
 
 
 schema = build_schema()

@@ -1,4 +1,4 @@
-"""The awaitable check the schema executes with: remembered per type, generators asked each time."""
+"""The execution tweaks: the awaitable check (remembered per type, generators asked each time), enum output."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from collections.abc import Generator
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from graphql import GraphQLError
+from strawberry.schema.schema_converter import CustomGraphQLEnumType
+
 from models import VoucherStatus
+from schema import build_schema
 from schema.execution import is_awaitable
 
 
@@ -51,3 +56,23 @@ class TestIsAwaitable:
         assert not is_awaitable(plain)
         assert is_awaitable(wrapped)
         assert not is_awaitable(generator())
+
+
+class TestEnumOutput:
+    def test_every_enum_serializes_as_strawberry_does(self) -> None:
+        enums = [t for t in build_schema()._schema.type_map.values() if isinstance(t, CustomGraphQLEnumType)]
+        assert len(enums) >= 5
+        for enum in enums:
+            assert "coerce_output_value" in vars(enum), f"{enum.name} keeps the slow path"
+            for member in enum.wrapped_cls:
+                assert enum.coerce_output_value(member) == CustomGraphQLEnumType.coerce_output_value(enum, member)
+                assert enum.coerce_output_value(member.value) == CustomGraphQLEnumType.coerce_output_value(
+                    enum, member.value
+                )
+
+    def test_what_is_no_member_is_refused_as_before(self) -> None:
+        [status] = [t for t in build_schema()._schema.type_map.values() if t.name == "VoucherStatus"]
+        assert isinstance(status, CustomGraphQLEnumType)
+        for wrong in ("NOT_A_STATUS", 7, ["VALID_USED"]):
+            with pytest.raises(GraphQLError):
+                status.coerce_output_value(wrong)
