@@ -66,6 +66,22 @@ def _in_progress() -> DomainError:
     )
 
 
+async def stored_response(
+    *, account_id: int, key: str | None, operation: str, request: dict[str, Any]
+) -> Response | None:
+    """The first response of a finished request with this key and input, if there is one.
+
+    For checks made before the effect's transaction that must not refuse a replay (a
+    purchase replayed after it spent the balance is answered, not INSUFFICIENT_FUNDS).
+    """
+    if key is None:
+        return None
+    record = await _existing(account_id, key, operation, fingerprint(operation, request))
+    if record is None or record.status != IdempotencyStatus.DONE:
+        return None
+    return record.response
+
+
 async def _existing(account_id: int, key: str, operation: str, digest: str) -> IdempotencyRecord | None:
     """The live record for the key, after checking it is for the same request."""
     record = await IdempotencyRecord.filter(account_id=account_id, key=key).first()

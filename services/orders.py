@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 CUSTOMER_NAME_MAX = 200
 NOTES_MAX = 2_000
 ORDER_PLACED = "order_placed"
+ORDER_OPERATION = "voucherOrderCreate"  # the idempotency records' operation
 # The job services.pdf handles; named here so that placing an order does not load the PDF toolkit.
 RENDER_PDF = "render_pdf"
 _NUMBER_SYMBOLS = codes.CROCKFORD
@@ -118,7 +119,12 @@ async def place_order(
     }
     if method == PaymentMethod.ACCOUNT_BALANCE and account.balance < quote.total:
         # Advisory, to spare the crypto: the conditional debit inside the transaction decides.
-        raise insufficient_funds()
+        # A replay of a purchase that went through is answered, whatever the balance is now.
+        replay = await idempotency.stored_response(
+            account_id=account.id, key=key, operation=ORDER_OPERATION, request=fingerprint
+        )
+        if replay is None:
+            raise insufficient_funds()
     # Codes are made before the transaction (~6 µs each), so it holds its locks only to write.
     sealed = [seal_codes(cipher, priced.quantity) for priced in quote.lines]
     details = _Details(account, actor, quote, method, customer_name, notes, sealed, public_url)
@@ -126,7 +132,7 @@ async def place_order(
         response = await idempotency.once(
             account_id=account.id,
             key=key,
-            operation="voucherOrderCreate",
+            operation=ORDER_OPERATION,
             request=fingerprint,
             effect=lambda conn: _commit(conn, details, charge_reference=None),
         )
@@ -157,7 +163,7 @@ async def _pay_by_card(
 ) -> dict[str, Any]:
     token = clean_text(card_token or "", field="card_token", max_length=255)
     account = details.account
-    begun = await idempotency.begin(account_id=account.id, key=key, operation="voucherOrderCreate", request=fingerprint)
+    begun = await idempotency.begin(account_id=account.id, key=key, operation=ORDER_OPERATION, request=fingerprint)
     if begun.replay is not None:
         return begun.replay
     gateway_key = begun.gateway_key_suffix if begun.record_id else f"order-{secrets.token_hex(12)}"

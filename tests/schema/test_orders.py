@@ -161,6 +161,17 @@ class TestPlaceOrder:
         assert await VoucherOrder.filter(account_id=p["account_id"]).count() == 1
         assert await LedgerEntry.filter(account_id=p["account_id"], kind="PURCHASE").count() == 1
 
+    async def test_a_replay_is_answered_after_the_balance_is_spent(self, api: Api) -> None:  # R06
+        p = await partner(api, balance="400.00")
+        first = await order(api, p["token"], paymentMethod="ACCOUNT_BALANCE", idempotencyKey="o-2")
+        assert first["errors"] == []
+        # 50.00 left: a new order of 350.00 is refused, its replay is not
+        again = await order(api, p["token"], paymentMethod="ACCOUNT_BALANCE", idempotencyKey="o-2")
+        assert again["errors"] == [] and again["order"]["number"] == first["order"]["number"]
+        other = await order(api, p["token"], paymentMethod="ACCOUNT_BALANCE", idempotencyKey="o-3")
+        assert other["errors"][0]["code"] == "INSUFFICIENT_FUNDS"
+        assert await LedgerEntry.filter(account_id=p["account_id"], kind="PURCHASE").count() == 1
+
     async def test_customer_name_and_notes_are_checked_at_the_boundary(self, api: Api) -> None:  # G05
         p = await partner(api)
         cases = [
