@@ -1,0 +1,93 @@
+"""F06: the database connection killed inside a purchase, then the purchase retried with its key (PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from tortoise.transactions import in_transaction
+
+from models import (
+    Account,
+    FinanceSettings,
+    IdempotencyRecord,
+    LedgerEntry,
+    LedgerEntryKind,
+    PaymentMethod,
+    Role,
+    User,
+    Voucher,
+    VoucherOrder,
+)
+from services import ledger, orders
+from services.actors import Actor
+from services.catalogue import LineRequest
+from services.codes import CodeCipher
+from services.errors import DomainError
+from services.payments import SandboxGateway
+
+pytestmark = pytest.mark.postgres
+
+FUNDS = 100_000
+
+
+async def funded_partner() -> Actor:
+    account = await Account.create(name="F06 partner", is_partner=True)
+    await FinanceSettings.create(account=account, bill_to_balance_enabled=True)
+    user = await User.create(
+        email=f"f06-{uuid.uuid4().hex[:12]}@example.com", password_hash="x", account=account, role=Role.ADMIN
+    )
+    async with in_transaction() as conn:
+        await ledger.post_entry(conn, account_id=account.id, kind=LedgerEntryKind.DEPOSIT, amount=FUNDS)
+    return Actor(user_id=user.id, account_id=account.id, role=Role.ADMIN)
+
+
+async def purchase(actor: Actor, key: str) -> VoucherOrder:
+    request = orders.OrderRequest(
+        lines=[LineRequest("BASIC_OV", 3, 1, 1, 0)], payment_method=PaymentMethod.ACCOUNT_BALANCE, idempotency_key=key
+    )
+    return await orders.place_order(
+        actor=actor, request=request, gateway=SandboxGateway(), cipher=CodeCipher(b"6" * 32), public_url="http://x"
+    )
+
+
+class TestKilledConnection:
+    async def test_f06_the_first_attempt_leaves_nothing_and_the_retry_succeeds_once(
+        self, db: None, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # given: a funded partner, and a purchase whose connection the server terminates
+        # after the debit, while the vouchers are being written (inside its transaction)
+        actor = await funded_partner()
+        account_id = actor.require_account()
+        real_insert = orders.insert_vouchers
+        killed: list[int] = []
+
+        async def insert_then_die(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            if not killed:
+                killed.append(1)
+                await conn.execute_query("SELECT pg_terminate_backend(pg_backend_pid())")
+            return await real_insert(conn, *args, **kwargs)
+
+        monkeypatch.setattr(orders, "insert_vouchers", insert_then_die)
+        # when
+        with pytest.raises(Exception) as failed:
+            await purchase(actor, "f06-key")
+        # then: an internal error, not a refusal, and nothing of it is left
+        assert killed and not isinstance(failed.value, DomainError)
+        assert await VoucherOrder.filter(account_id=account_id).count() == 0
+        assert await Voucher.filter(account_id=account_id).count() == 0
+        assert await LedgerEntry.filter(account_id=account_id, kind=LedgerEntryKind.PURCHASE).count() == 0
+        assert (await Account.get(id=account_id)).balance == FUNDS
+        assert not await IdempotencyRecord.filter(account_id=account_id, key="f06-key").exists()
+        # when: the client retries with the same key, twice
+        order = await purchase(actor, "f06-key")
+        again = await purchase(actor, "f06-key")
+        # then: one order, one debit, the ledger in balance
+        assert again.id == order.id
+        assert await VoucherOrder.filter(account_id=account_id).count() == 1
+        assert await Voucher.filter(order_id=order.id).count() == 3
+        debits = await LedgerEntry.filter(account_id=account_id, kind=LedgerEntryKind.PURCHASE)
+        assert [e.amount for e in debits] == [-order.total]
+        assert (await Account.get(id=account_id)).balance == FUNDS - order.total
+        assert account_id not in [m.account_id for m in await ledger.verify()]
