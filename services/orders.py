@@ -117,27 +117,29 @@ async def place_order(
         "method": method.value,
         "card": request.card_token,
     }
+    response = None
     if method == PaymentMethod.ACCOUNT_BALANCE and account.balance < quote.total:
         # Advisory, to spare the crypto: the conditional debit inside the transaction decides.
         # A replay of a purchase that went through is answered, whatever the balance is now.
-        replay = await idempotency.stored_response(
+        response = await idempotency.stored_response(
             account_id=account.id, key=key, operation=ORDER_OPERATION, request=fingerprint
         )
-        if replay is None:
+        if response is None:
             raise insufficient_funds()
-    # Codes are made before the transaction (~6 µs each), so it holds its locks only to write.
-    sealed = [seal_codes(cipher, priced.quantity) for priced in quote.lines]
-    details = _Details(account, actor, quote, method, customer_name, notes, sealed, public_url)
-    if method == PaymentMethod.ACCOUNT_BALANCE:
-        response = await idempotency.once(
-            account_id=account.id,
-            key=key,
-            operation=ORDER_OPERATION,
-            request=fingerprint,
-            effect=lambda conn: _commit(conn, details, charge_reference=None),
-        )
-    else:
-        response = await _pay_by_card(details, request.card_token, key, fingerprint, gateway)
+    if response is None:
+        # Codes are made before the transaction (~6 µs each), so it holds its locks only to write.
+        sealed = [seal_codes(cipher, priced.quantity) for priced in quote.lines]
+        details = _Details(account, actor, quote, method, customer_name, notes, sealed, public_url)
+        if method == PaymentMethod.ACCOUNT_BALANCE:
+            response = await idempotency.once(
+                account_id=account.id,
+                key=key,
+                operation=ORDER_OPERATION,
+                request=fingerprint,
+                effect=lambda conn: _commit(conn, details, charge_reference=None),
+            )
+        else:
+            response = await _pay_by_card(details, request.card_token, key, fingerprint, gateway)
     outbox.notify()
     order = await VoucherOrder.get(id=response["order_id"], account_id=account.id)
     await events.publish(

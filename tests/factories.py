@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.conftest import Api
+
+if TYPE_CHECKING:
+    from services.actors import Actor
 
 PASSWORD = "correct horse battery"
 
@@ -126,3 +129,31 @@ async def request_outbox_rows() -> int:
     from models import OutboxMessage
 
     return await OutboxMessage.exclude(task__in=_WORKER_FOLLOW_UPS).count()
+
+
+async def partner_admin(*, locale: str = "en", name: str = "Reseller Ltd") -> Actor:
+    """A new partner account's ADMIN as an Actor (created directly: no password hashing)."""
+    from models import Account, FinanceSettings, Role, User
+    from services import staff
+    from services.actors import Actor
+
+    account = await Account.create(name=name, locale=locale, is_partner=False)
+    await FinanceSettings.create(account=account)
+    user = await User.create(email=unique_email("admin"), password_hash="x", account=account, role=Role.ADMIN)
+    await staff.set_partner(account_id=account.id, enabled=True)
+    return Actor(user_id=user.id, account_id=account.id, role=Role.ADMIN)
+
+
+async def balance_partner(*, funds: int = 0) -> Actor:
+    """A partner_admin whose account pays by balance, funded with `funds` (minor units) by a deposit entry."""
+    from tortoise.transactions import in_transaction
+
+    from models import FinanceSettings, LedgerEntryKind
+    from services.ledger import post_entry
+
+    actor = await partner_admin()
+    await FinanceSettings.filter(account_id=actor.account_id).update(bill_to_balance_enabled=True)
+    if funds:
+        async with in_transaction() as conn:
+            await post_entry(conn, account_id=actor.account_id, kind=LedgerEntryKind.DEPOSIT, amount=funds)
+    return actor

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
-from tortoise.transactions import in_transaction
 
 from models import (
     Account,
-    FinanceSettings,
     IdempotencyRecord,
     LedgerEntry,
     LedgerEntryKind,
     PaymentMethod,
-    Role,
-    User,
     Voucher,
     VoucherOrder,
 )
@@ -26,21 +21,11 @@ from services.catalogue import LineRequest
 from services.codes import CodeCipher
 from services.errors import DomainError
 from services.payments import SandboxGateway
+from tests.factories import balance_partner
 
 pytestmark = pytest.mark.postgres
 
 FUNDS = 100_000
-
-
-async def funded_partner() -> Actor:
-    account = await Account.create(name="F06 partner", is_partner=True)
-    await FinanceSettings.create(account=account, bill_to_balance_enabled=True)
-    user = await User.create(
-        email=f"f06-{uuid.uuid4().hex[:12]}@example.com", password_hash="x", account=account, role=Role.ADMIN
-    )
-    async with in_transaction() as conn:
-        await ledger.post_entry(conn, account_id=account.id, kind=LedgerEntryKind.DEPOSIT, amount=FUNDS)
-    return Actor(user_id=user.id, account_id=account.id, role=Role.ADMIN)
 
 
 async def purchase(actor: Actor, key: str) -> VoucherOrder:
@@ -58,7 +43,7 @@ class TestKilledConnection:
     ) -> None:
         # given: a funded partner, and a purchase whose connection the server terminates
         # after the debit, while the vouchers are being written (inside its transaction)
-        actor = await funded_partner()
+        actor = await balance_partner(funds=FUNDS)
         account_id = actor.require_account()
         real_insert = orders.insert_vouchers
         killed: list[int] = []

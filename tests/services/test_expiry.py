@@ -17,8 +17,6 @@ import pytest
 from tortoise.transactions import in_transaction
 
 from models import (
-    Account,
-    FinanceSettings,
     OrderEvent,
     OrderEventKind,
     OutboxMessage,
@@ -30,7 +28,7 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import clock, expiry, orders, staff
+from services import clock, expiry, orders
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
@@ -39,18 +37,9 @@ from services.orders import OrderRequest
 from services.payments import SandboxGateway
 from settings import Settings
 from tests.conftest import Api, Inbox, running_worker, wait_for
-from tests.factories import unique_email
+from tests.factories import partner_admin, unique_email
 
 YEAR = timedelta(days=365)
-
-
-async def partner_admin(*, locale: str = "en", name: str = "Reseller Ltd") -> Actor:
-    """A new partner account's ADMIN (created directly: no password hashing needed here)."""
-    account = await Account.create(name=name, locale=locale, is_partner=False)
-    await FinanceSettings.create(account=account)
-    user = await User.create(email=unique_email("admin"), password_hash="x", account=account, role=Role.ADMIN)
-    await staff.set_partner(account_id=account.id, enabled=True)
-    return Actor(user_id=user.id, account_id=account.id, role=Role.ADMIN)
 
 
 async def placed_order(settings: Settings, actor: Actor, quantity: int = 2, *, ago: timedelta) -> VoucherOrder:

@@ -27,7 +27,6 @@ from models import (
     Account,
     CertificateRequest,
     CertificateRequestStatus,
-    FinanceSettings,
     LedgerEntry,
     LedgerEntryKind,
     PaymentMethod,
@@ -46,6 +45,7 @@ from services.errors import DomainError, ErrorCode
 from services.payments import SandboxGateway
 from services.ratelimit import RateLimiter
 from services.reveal import reveal_codes
+from tests.factories import balance_partner, unique_email
 from workers.connections import open_redis
 
 pytestmark = pytest.mark.postgres
@@ -90,16 +90,13 @@ class World:
 
 
 async def new_world(cipher: CodeCipher, limiter: RateLimiter) -> World:
-    async def actor(partner: bool) -> Actor:
-        acct = await Account.create(name="R02 partner" if partner else "R02 customer", is_partner=partner)
-        await FinanceSettings.create(account=acct, bill_to_balance_enabled=partner)
-        user = await User.create(
-            email=f"r02-{uuid.uuid4().hex[:12]}@example.com", password_hash="x", account=acct, role=Role.ADMIN
-        )
-        return Actor(user_id=user.id, account_id=acct.id, role=Role.ADMIN)
+    async def customer() -> Actor:
+        account = await Account.create(name="R02 customer")
+        user = await User.create(email=unique_email("r02"), password_hash="x", account=account, role=Role.ADMIN)
+        return Actor(user_id=user.id, account_id=account.id, role=Role.ADMIN)
 
-    partners = [await actor(True) for _ in range(PARTNERS)]
-    customers = [await actor(False) for _ in range(CUSTOMERS)]
+    partners = [await balance_partner() for _ in range(PARTNERS)]
+    customers = [await customer() for _ in range(CUSTOMERS)]
     expected = {p.require_account(): 0 for p in partners}
     world = World(partners, customers, cipher, limiter, expected, {a: [] for a in expected})
     # Every partner starts funded and with an order, so that the first burst already has
