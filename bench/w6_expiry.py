@@ -1,7 +1,8 @@
 """W6: the expiry sweep of 1,000,000 due vouchers against one set-based UPDATE, with redemptions meanwhile.
 
-  A  services.expiry.expire_due (id ranges of expiry.BATCH_SIZE, each its own transaction: the
-     orders locked in id order, the compare-and-set UPDATE, one history event per order);
+  A  services.expiry.expire_due (id ranges of expiry.BATCH_SIZE, expiry.SWEEP_LANES at a time,
+     each its own transaction: the orders locked in id order, the compare-and-set UPDATE, one
+     history event per order);
   B  one statement: UPDATE voucher SET status = 'EXPIRED' WHERE status = 'VALID_UNUSED'
      AND expires_at <= now.
 Targets: time A <= 1.2 x time B; no batch of A holds its locks over 1 s (each range's
@@ -99,7 +100,7 @@ async def run(ctx: BenchContext) -> list[Comparison]:
         assert redeemer.account_id is not None
         comparison = Comparison(
             workload=f"W6 expire {due:,} vouchers",
-            a_label=f"expire_due, ranges of {expiry.BATCH_SIZE:,}",
+            a_label=f"expire_due, ranges of {expiry.BATCH_SIZE:,}, {expiry.SWEEP_LANES} lanes",
             b_label="one set-based UPDATE",
             unit="s",
             higher_is_better=False,

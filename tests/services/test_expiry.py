@@ -79,12 +79,13 @@ class TestExpireDue:
         low = min(int(i) for vids in ids.values() for i in vids)
         # when
         expired = await expiry.expire_due(batch_size=3)
-        # then: every due voucher expired, one event per order and id range of 3
+        # then: every due voucher expired, one event per order and id range of 3 (in any
+        # order: on PostgreSQL two lanes sweep ranges at once)
         assert expired == 10
         for order in due:
             assert await stored(order) == [VoucherStatus.EXPIRED] * order.voucher_count
             windows = Counter((int(i) - low) // 3 for i in ids[order.id])
-            assert await expired_events(order) == [windows[w] for w in sorted(windows)]
+            assert sorted(await expired_events(order)) == sorted(windows.values())
             assert sum(await expired_events(order)) == order.voucher_count
         assert len(await expired_events(due[0])) >= 2  # 4 consecutive ids span two ranges of 3
         assert await stored(later) == [VoucherStatus.VALID_UNUSED] * 2
