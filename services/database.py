@@ -34,11 +34,12 @@ def tortoise_config(database_url: str, *, pool_size: int = 20) -> dict[str, Any]
     if database_url.startswith("sqlite"):
         path = database_url.split("://", 1)[1]
         connection: dict[str, Any] = {
-            "engine": "tortoise.backends.sqlite",
+            "engine": "services.sqlite_backend",
             "credentials": {
                 "file_path": path,
                 # WAL lets the API read while a worker process writes; busy_timeout
-                # makes a second process wait for the write lock instead of failing.
+                # makes a second process wait for the write lock instead of failing,
+                # and the engine begins transactions IMMEDIATE so that it can (F07).
                 "journal_mode": "WAL",
                 "busy_timeout": 10_000,
                 "foreign_keys": "ON",
