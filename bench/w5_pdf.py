@@ -41,6 +41,8 @@ from workers.connections import ArqQueue, open_redis
 
 PER_PAGE_MAX = 1.3
 TWO_WORKERS_MIN = 1.7
+# P03 "bounded memory": a worker's peak after 10,000 vouchers against its peak after 1,000.
+P03_GROWTH_MB = 50
 ROOT = Path(__file__).resolve().parent.parent
 # (vouchers, rounds): --quick renders one chunk (the two-worker figure means nothing there).
 PLAN_QUICK = [(50, 2)]
@@ -92,6 +94,14 @@ class Workers:
             fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
             result.append((int(fields[11]) + int(fields[12])) / ticks)
         return result
+
+    def peak_rss_mb(self) -> list[float]:
+        """Each worker's peak resident memory since it started (Linux VmHWM), in MB."""
+        peaks = []
+        for process in self.processes:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peaks.append(int(status.split("VmHWM:", 1)[1].split()[0]) / 1024)
+        return peaks
 
     def use(self, count: int) -> None:
         """One worker (the second frozen) or two."""
@@ -244,7 +254,7 @@ async def run(ctx: BenchContext) -> list[Comparison]:
             try:
                 warm = asyncio.to_thread(helper.submit(_warm).result)  # helper start-up, untimed
                 await asyncio.gather(workers.start(redis), warm)
-                pace = 0.0
+                pace, first_peak = 0.0, 0.0
                 for size, rounds in plan:
                     # A round of this size at the pace of the last one, plus placing the order: else skip it.
                     if results and not fits(ctx.deadline, pace * size + 60):
@@ -253,6 +263,14 @@ async def run(ctx: BenchContext) -> list[Comparison]:
                         results.append(skipped)
                         continue
                     measured, pace = await measure(ctx, url, workers, ArqQueue(redis), helper, size, rounds)
+                    # RELIABILITY P03: chunked rendering keeps a worker's memory flat as orders grow.
+                    peaks = workers.peak_rss_mb()
+                    first_peak = first_peak or max(peaks)
+                    grown = max(peaks) - first_peak
+                    text = ", ".join(f"{peak:.0f} MB" for peak in peaks)
+                    if size != plan[0][0]:
+                        text += f"; +{grown:.0f} MB over {plan[0][0]:,} vouchers (target <= {P03_GROWTH_MB} MB)"
+                    measured[0].extra["workers' peak RSS so far (P03)"] = (text, grown <= P03_GROWTH_MB)
                     results += measured
             finally:
                 await workers.stop()
