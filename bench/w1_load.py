@@ -167,8 +167,11 @@ class Side:
         self.body = json.dumps({"query": DOCUMENT, "variables": variables}).encode()
         # cold: every request differs by an unused variable, so the server's response cache
         # (keyed on the variables) never answers it and each request does the whole work.
+        # The prefix keeps the nonces of every Side apart: the servers of a run share one
+        # Redis, and a later Side counting from 1 again was answered from the earlier's entries.
         self.cold = cold
         self.sent = 0
+        self.nonce_prefix = secrets.token_hex(6)
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.rates: list[float] = []
         self.statements: list[float] = []
@@ -178,7 +181,8 @@ class Side:
         body = self.body
         if self.cold if cold is None else cold:
             self.sent += 1
-            body = json.dumps({"query": DOCUMENT, "variables": {**self.variables, "nonce": self.sent}}).encode()
+            variables = {**self.variables, "nonce": f"{self.nonce_prefix}-{self.sent}"}
+            body = json.dumps({"query": DOCUMENT, "variables": variables}).encode()
         response = await self.client.post("/graphql", content=body, headers=self.headers)
         if response.status_code != 200 or b'"errors"' in response.content[:200]:
             raise RuntimeError(f"{self.server.name}: {response.status_code} {response.text[:500]}")
