@@ -20,7 +20,7 @@ from uvicorn.logging import AccessFormatter
 import redeem_page
 from services import codes
 from tests.factories import PASSWORD, SIGN_UP, unique_email
-from tests.test_serve_process import ROOT, command, graphql, serving, sign_in
+from tests.test_serve_process import ROOT, command, graphql, poll, serving, sign_in
 
 CLI_TIMEOUT = 60.0
 ACCESS_FORMAT = '%s - "%s %s HTTP/%s" %d'  # uvicorn's access log call
@@ -29,6 +29,8 @@ ORDER_CREATE = """mutation O($input: VoucherOrderCreateInput!) {
 REVEAL = """mutation R($id: ID!) { voucherCodesReveal(input: {orderId: $id}) {
   codes { code } errors { code message } } }"""
 CSV_URL = """query C($id: ID!) { node(id: $id) { ... on VoucherOrder { csvUrl } } }"""
+PDF_URL = """query P($id: ID!) { node(id: $id) { ... on VoucherOrder { pdf { url } } } }"""
+REDEEM = """mutation R($input: VoucherRedeemInput!) { voucherRedeem(input: $input) { errors { code message } } }"""
 FIXED_CODES = ["VS-7Q2XM-9KD4T-HB3ZR-5WN8P", "vs 7q2xm 9kd4t hb3zr 5wn8p"]
 
 
@@ -270,7 +272,8 @@ def masking_installed_by_serve() -> bool:
 
 
 def test_serve_logs_no_code_and_no_download_token(tmp_path: Path) -> None:
-    """S07 for the page: a real code's page and a signed CSV download leave neither in the server's log."""
+    """S07: an order, its reveal, the code's page, the CSV and PDF downloads and the redemption leave no full
+    code (nor a download token) in the server's log, and no full code in any e-mail sent."""
     data_dir = tmp_path / "data"
     log_path = tmp_path / "serve.log"
     with serving(data_dir, log_path) as http:
@@ -285,6 +288,21 @@ def test_serve_logs_no_code_and_no_download_token(tmp_path: Path) -> None:
         download_token = dict(p.split("=", 1) for p in download.query.split("&"))["t"]
         response = http.get(f"{download.path}?{download.query}")
         assert response.status_code == 200 and code in response.text
+        # the PDF (rendered by the in-process worker), then the code redeemed by a customer
+        pdf_url = poll(
+            lambda: graphql(http, PDF_URL, {"id": order_id}, token=token)["node"]["pdf"]["url"],
+            timeout=60,
+            what="the order's PDF",
+        )
+        pdf = http.get(urlsplit(pdf_url).path + "?" + urlsplit(pdf_url).query)
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+        customer = unique_email("customer")
+        graphql(http, SIGN_UP, {"input": {"email": customer, "password": PASSWORD, "accountName": "Customer"}})
+        redeemed = graphql(
+            http, REDEEM, {"input": {"code": code, "commonName": "www.example.com"}}, token=sign_in(http, customer)
+        )["voucherRedeem"]
+        assert redeemed["errors"] == [], redeemed
+        poll(lambda: list((data_dir / "mail").glob("*.eml")), timeout=30, what="an e-mail")
     log = log_path.read_text()
     if not masking_installed_by_serve():
         pytest.skip("cli.py `serve` does not call redeem_page.install_access_log_masking() yet")
@@ -297,3 +315,8 @@ def test_serve_logs_no_code_and_no_download_token(tmp_path: Path) -> None:
     assert body not in flat, "a full code reached the server's log"
     for line in log.splitlines():
         assert sum(part in line.upper() for part in code_parts(code)) <= 1, line
+    # and no e-mail the run sent holds the code either (receipts, PDF ready, redemption notices)
+    mails = sorted((data_dir / "mail").glob("*.eml"))
+    assert mails
+    for mail in mails:
+        assert body not in re.sub(r"[^0-9A-Z]", "", mail.read_text(errors="replace").upper()), mail.name

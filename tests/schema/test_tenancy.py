@@ -6,11 +6,18 @@ import base64
 
 from services import staff
 from tests.conftest import Api
-from tests.factories import PASSWORD, sign_in, tenant, unique_email
+from tests.factories import PASSWORD, line, order, partner, sign_in, tenant, unique_email
 from tests.schema.test_accounts import API_KEY_CREATE, API_KEY_REVOKE
+from tests.schema.test_redemption import REDEEM, REVEAL
 
 NODE = "query Node($id: ID!) { node(id: $id) { id ... on User { email } ... on Account { name } } }"
 NODES = "query Nodes($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+NODE_ID = "query Node($id: ID!) { node(id: $id) { id } }"
+OWNED = """{
+  viewer { user { id } account {
+    id apiKeys(first: 1) { edges { node { id } } } ledger(first: 1) { edges { node { id } } } } }
+  voucherOrders(first: 1) { edges { node { id vouchers(first: 1) { edges { node { id } } } } } }
+}"""
 IDS = "{ viewer { user { id } account { id } } }"
 PARTNER_ENABLE = """
 mutation PartnerEnable($input: PartnerEnableInput!) {
@@ -44,6 +51,35 @@ class TestNodes:
             assert theirs == nothing == {"data": {"node": None}}
         listed = await api(NODES, {"ids": [a_ids["user"], missing]}, token=b["token"])
         assert listed == {"data": {"nodes": [None, None]}}
+
+    async def test_every_node_type_of_another_tenant_reads_as_missing(self, api: Api) -> None:  # S05
+        # given: one object of every node type, owned by A (a partner) or C (A's customer, who redeemed)
+        a, b, c = await partner(api), await tenant(api), await tenant(api)
+        await api(API_KEY_CREATE, {"input": {"name": "a"}}, token=a["token"])
+        placed = await order(api, a["token"], line(quantity=1), paymentMethod="ACCOUNT_BALANCE")
+        revealed = await api(REVEAL, {"id": placed["order"]["id"]}, token=a["token"])
+        [code] = [x["code"] for x in revealed["data"]["voucherCodesReveal"]["codes"]]
+        redeemed = await api(REDEEM, {"input": {"code": code, "commonName": "www.example.com"}}, token=c["token"])
+        owned = (await api(OWNED, token=a["token"]))["data"]
+        account = owned["viewer"]["account"]
+        order_node = owned["voucherOrders"]["edges"][0]["node"]
+        ids = {
+            "User": (owned["viewer"]["user"]["id"], a),
+            "Account": (account["id"], a),
+            "ApiKey": (account["apiKeys"]["edges"][0]["node"]["id"], a),
+            "LedgerEntry": (account["ledger"]["edges"][0]["node"]["id"], a),
+            "VoucherOrder": (order_node["id"], a),
+            "Voucher": (order_node["vouchers"]["edges"][0]["node"]["id"], a),
+            "CertificateRequest": (redeemed["data"]["voucherRedeem"]["certificateRequest"]["id"], c),
+        }
+        for type_name, (node_id, owner) in ids.items():
+            # the owner reads it (the id is real), B reads it as an id that does not exist
+            assert (await api(NODE_ID, {"id": node_id}, token=owner["token"]))["data"]["node"] == {"id": node_id}
+            theirs = await api(NODE_ID, {"id": node_id}, token=b["token"])
+            nothing = await api(NODE_ID, {"id": global_id(type_name, 10**12)}, token=b["token"])
+            assert theirs == nothing == {"data": {"node": None}}, type_name
+        listed = await api(NODES, {"ids": [node_id for node_id, _ in ids.values()]}, token=b["token"])
+        assert listed == {"data": {"nodes": [None] * len(ids)}}
 
     async def test_anonymous_reads_nothing(self, api: Api) -> None:
         a = await tenant(api)
