@@ -86,8 +86,8 @@ WITH locked AS MATERIALIZED (
 )
 SELECT p.order_id, l.account_id, p.n FROM per_order AS p JOIN locked AS l ON l.id = p.order_id
 """
-# SQLite: transactions are serial; the write comes first so that a second process on
-# the same file waits for the write lock instead of failing with "database is locked".
+# SQLite: transactions are serial and take the write lock as they begin
+# (services.sqlite_backend), so the UPDATE needs no order lock before it.
 _EXPIRE_SQLITE = """
 UPDATE voucher SET status = 'EXPIRED'
 WHERE id >= ? AND id < ? AND status = 'VALID_UNUSED' AND expires_at <= ?

@@ -176,8 +176,8 @@ class _Stale(Exception):
 
 
 async def _lock_order(conn: BaseDBAsyncClient, order_id: int) -> bool:
-    # A write first, changing nothing: PostgreSQL locks the row until commit, and SQLite
-    # takes its write lock before any read (a read first fails across processes).
+    # A write changing nothing: PostgreSQL locks the row until commit. SQLite's transaction
+    # already holds the write lock from its BEGIN IMMEDIATE (services.sqlite_backend).
     return bool(await VoucherOrder.filter(id=order_id).using_db(conn).update(pdf_status=F("pdf_status")))
 
 

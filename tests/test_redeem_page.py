@@ -20,6 +20,7 @@ from uvicorn.logging import AccessFormatter
 import redeem_page
 from services import codes
 from tests.factories import PASSWORD, SIGN_UP, unique_email
+from tests.schema.test_redemption import REDEEM
 from tests.test_serve_process import ROOT, command, graphql, poll, serving, sign_in
 
 CLI_TIMEOUT = 60.0
@@ -30,7 +31,6 @@ REVEAL = """mutation R($id: ID!) { voucherCodesReveal(input: {orderId: $id}) {
   codes { code } errors { code message } } }"""
 CSV_URL = """query C($id: ID!) { node(id: $id) { ... on VoucherOrder { csvUrl } } }"""
 PDF_URL = """query P($id: ID!) { node(id: $id) { ... on VoucherOrder { pdf { url } } } }"""
-REDEEM = """mutation R($input: VoucherRedeemInput!) { voucherRedeem(input: $input) { errors { code message } } }"""
 FIXED_CODES = ["VS-7Q2XM-9KD4T-HB3ZR-5WN8P", "vs 7q2xm 9kd4t hb3zr 5wn8p"]
 
 
