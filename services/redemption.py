@@ -3,8 +3,8 @@
 Redemption follows the LOCK ORDER of services.cancellation: it locks the order row
 first, checks the order is still ACTIVE, and only then turns the voucher from
 VALID_UNUSED to VALID_USED by compare-and-set, in the transaction that creates the
-certificate request (on PostgreSQL all of it is one statement: `_USE_PG`). A partial
-unique index allows one live request per voucher.
+certificate request (on PostgreSQL the code's lookup and all of this are one statement:
+`_REDEEM_PG`). A partial unique index allows one live request per voucher.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from models import (
 from services import clock, codes, events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
-from services.names import check_allowance, check_csr, requested_names
+from services.names import RequestedNames, check_allowance, check_csr, requested_names
 from services.order_reads import effective_status
 from services.ratelimit import Limit, RateLimiter
 
@@ -104,13 +104,19 @@ async def _find(code: str, cipher: codes.CodeCipher) -> Voucher | None:
     return voucher
 
 
+def _subjects(client: str, actor: Actor | None) -> list[tuple[Limit, str]]:
+    """What a lookup counts against: the client, and the account when one is signed in."""
+    subjects = [(LOOKUPS_PER_CLIENT, client)]
+    if actor is not None and actor.account_id is not None:
+        subjects.append((LOOKUPS_PER_ACCOUNT, str(actor.account_id)))
+    return subjects
+
+
 async def _counted_lookup(
     code: str, *, cipher: codes.CodeCipher, client: str, actor: Actor | None, limiter: RateLimiter
 ) -> Voucher:
     """Find a code (with its line), counting the try against the client and the account; a hit is forgiven."""
-    subjects = [(LOOKUPS_PER_CLIENT, client)]
-    if actor is not None and actor.account_id is not None:
-        subjects.append((LOOKUPS_PER_ACCOUNT, str(actor.account_id)))
+    subjects = _subjects(client, actor)
     await limiter.attempt_all(subjects)
     voucher = await _find(code, cipher)
     if voucher is None:
@@ -144,11 +150,8 @@ async def redeem(
         raise DomainError(ErrorCode.PERMISSION_DENIED, "Sign in as a person to request a certificate.")
     names = requested_names(request.common_name, request.additional_fqdns, request.wildcards)
     csr = check_csr(request.csr, names) if request.csr and request.csr.strip() else None
-    voucher = await _counted_lookup(request.code, cipher=cipher, client=client, actor=actor, limiter=limiter)
-    check_allowance(names, fqdns=voucher.line.fqdns, wildcards=voucher.line.wildcards)
     now = clock.now()
     values = {
-        "voucher_id": voucher.id,
         "account_id": actor.account_id,
         "user_id": actor.user_id,
         "common_name": names.common_name,
@@ -158,14 +161,24 @@ async def redeem(
         "status": CertificateRequestStatus.SUBMITTED,
         "created_at": now,
     }
-    event = {"voucher": voucher.code_hint, "commonName": names.common_name, "at": now.isoformat()}
+    event = {"commonName": names.common_name, "at": now.isoformat()}
     conn = connections.get("default")
     if conn.capabilities.dialect == "postgres":
-        created = await _use_in_one_statement(conn, voucher, values, event)
+        subjects = _subjects(client, actor)
+        await limiter.attempt_all(subjects)
+        used = await _redeem_in_one_statement(conn, request.code, cipher, names, values, event)
+        await limiter.forgive_all(subjects)  # a hit: unknown codes raised before this
+        if used.request is None:
+            raise await _why_not(used.voucher_id, names, now)
+        created, order_id, owner_id = used.request, used.order_id, used.owner_id
     else:
-        created = await _use(voucher, values, event)
+        voucher = await _counted_lookup(request.code, cipher=cipher, client=client, actor=actor, limiter=limiter)
+        check_allowance(names, fqdns=voucher.line.fqdns, wildcards=voucher.line.wildcards)
+        event["voucher"] = voucher.code_hint
+        created = await _use(voucher, {**values, "voucher_id": voucher.id}, event)
+        order_id, owner_id = voucher.order_id, voucher.account_id
     # The order's owner hears of it, not the redeeming account (usually another tenant).
-    await events.publish([events.order_changed(voucher.order_id, voucher.account_id, "VOUCHER_REDEEMED")])
+    await events.publish([events.order_changed(order_id, owner_id, "VOUCHER_REDEEMED")])
     return created
 
 
@@ -195,52 +208,90 @@ async def _use(voucher: Voucher, values: dict[str, Any], event: dict[str, Any]) 
     return created
 
 
-# The same transaction as _use, as one statement: one round trip where _use makes six
-# (BEGIN, lock, compare-and-set, two inserts, COMMIT), which is most of a redemption's
-# cost under load. LOCK ORDER holds: the voucher's UPDATE reads the locked order row
-# (`o`), so the order row is locked before the voucher row is. Under READ COMMITTED a
-# row changed since the statement's snapshot is re-read when locked, so a cancellation
-# or a rival redemption that committed while this waited is seen: the order is not
-# ACTIVE any more, or the voucher not VALID_UNUSED, and nothing is written.
+# The lookup and the transaction of _use as one statement (autocommit): one round trip
+# where _find and _use make seven (the lookup, BEGIN, lock, compare-and-set, two inserts,
+# COMMIT), which is most of a redemption's cost under load (cProfile of bench W3).
+# LOCK ORDER holds: the voucher's UPDATE reads the locked order row (`o`), so the order
+# row is locked before the voucher row is. Under READ COMMITTED a row changed since the
+# statement's snapshot is re-read when locked, so a cancellation or a rival redemption
+# that committed while this waited is seen: the order is not ACTIVE any more, or the
+# voucher not VALID_UNUSED, and nothing is written. The allowance is checked in the
+# UPDATE too (the names' counts, $3 and $4); when nothing was written, the caller finds
+# out why from the found row (`f`), the order's status and, last, the voucher's.
 # FOR NO KEY UPDATE, as the expiry sweep: it conflicts with a cancel's or another
 # redemption's order lock, not with a worker inserting rows that merely reference the order.
-_USE_PG = """
-WITH o AS (SELECT status FROM voucher_order WHERE id = $1 FOR NO KEY UPDATE),
+_REDEEM_PG = """
+WITH f AS (
+    SELECT v.id, v.order_id, v.account_id, v.code_hint, l.fqdns, l.wildcards
+    FROM voucher v JOIN voucher_order_line l ON l.id = v.line_id WHERE v.code_digest = $1
+),
+o AS (SELECT status FROM voucher_order WHERE id = (SELECT order_id FROM f) FOR NO KEY UPDATE),
 v AS (
-    UPDATE voucher SET status = 'VALID_USED', used_at = $3
-    WHERE id = $2 AND status = 'VALID_UNUSED' AND expires_at > $3 AND EXISTS (SELECT 1 FROM o WHERE status = 'ACTIVE')
+    UPDATE voucher SET status = 'VALID_USED', used_at = $2
+    WHERE id = (SELECT id FROM f WHERE fqdns >= $3 AND wildcards >= $4)
+        AND status = 'VALID_UNUSED' AND expires_at > $2 AND EXISTS (SELECT 1 FROM o WHERE status = 'ACTIVE')
     RETURNING id
 ),
 r AS (
     INSERT INTO certificate_request
         (voucher_id, account_id, user_id, common_name, additional_fqdns, wildcards, csr, status, created_at)
-    SELECT id, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, 'SUBMITTED', $3 FROM v
+    SELECT id, $5, $6, $7, $8::text::jsonb, $9::text::jsonb, $10, 'SUBMITTED', $2 FROM v
     RETURNING *
 ),
 e AS (
     INSERT INTO order_event (order_id, kind, data, created_at)
-    SELECT $1, 'VOUCHER_REDEEMED', $10::text::jsonb, $3 FROM v
+    SELECT f.order_id, 'VOUCHER_REDEEMED', $11::text::jsonb || jsonb_build_object('voucher', f.code_hint), $2
+    FROM v, f
 )
-SELECT (SELECT status FROM o) AS order_status, r.* FROM (VALUES (1)) AS one LEFT JOIN r ON true
+SELECT f.id AS found_voucher_id, f.order_id AS found_order_id, f.account_id AS found_owner_id, r.*
+FROM (VALUES (1)) AS one LEFT JOIN f ON true LEFT JOIN r ON true
 """
 
 
-async def _use_in_one_statement(
-    conn: BaseDBAsyncClient, voucher: Voucher, values: dict[str, Any], event: dict[str, Any]
-) -> CertificateRequest:
-    """_use on PostgreSQL: the lock, the compare-and-set and both inserts in one statement (autocommit)."""
+@dataclass(frozen=True)
+class _Used:
+    request: CertificateRequest | None  # None: the statement wrote nothing (see _why_not)
+    voucher_id: int
+    order_id: int
+    owner_id: int  # the order's account
+
+
+async def _redeem_in_one_statement(
+    conn: BaseDBAsyncClient,
+    code: str,
+    cipher: codes.CodeCipher,
+    names: RequestedNames,
+    values: dict[str, Any],
+    event: dict[str, Any],
+) -> _Used:
+    """What _REDEEM_PG did with a known code; unknown codes raise."""
+    body = codes.normalize(code)
+    if body is None:
+        raise _unknown()
     now = values["created_at"]
-    args = [voucher.order_id, voucher.id, now, values["account_id"], values["user_id"], values["common_name"]]
-    args += [json.dumps(values["additional_fqdns"]), json.dumps(values["wildcards"]), values["csr"], json.dumps(event)]
-    [row] = await conn.execute_query_dict(_USE_PG, args)
-    if row["id"] is None:
-        if row["order_status"] != VoucherOrderStatus.ACTIVE.value:
-            raise _not_redeemable(VoucherStatus.CANCELLED)
-        raise await _refusal(voucher.id, now, conn)
+    args = [cipher.digest(body), now, names.plain_count, names.wildcard_count, values["account_id"]]
+    args += [values["user_id"], values["common_name"], json.dumps(values["additional_fqdns"])]
+    args += [json.dumps(values["wildcards"]), values["csr"], json.dumps(event)]
+    [row] = await conn.execute_query_dict(_REDEEM_PG, args)
+    voucher_id, order_id, owner_id = (row.pop(f"found_{key}") for key in ("voucher_id", "order_id", "owner_id"))
+    if voucher_id is None:
+        raise _unknown()
     # The inserted row as the database has it, made a model as Tortoise makes fetched rows
     # (cheaper than building an unsaved model first, which costs a redemption ~9% CPU).
-    del row["order_status"]
-    return CertificateRequest._init_from_db(**row)
+    created = CertificateRequest._init_from_db(**row) if row["id"] is not None else None
+    return _Used(created, voucher_id, order_id, owner_id)
+
+
+async def _why_not(voucher_id: int, names: RequestedNames, now: datetime) -> DomainError:
+    """Why _REDEEM_PG wrote nothing for a known code: its allowance, its order or its status, as of now."""
+    voucher = await Voucher.get(id=voucher_id).select_related("line", "order")
+    try:
+        check_allowance(names, fqdns=voucher.line.fqdns, wildcards=voucher.line.wildcards)
+    except DomainError as exceeded:
+        return exceeded
+    if voucher.order.status != VoucherOrderStatus.ACTIVE:
+        return _not_redeemable(VoucherStatus.CANCELLED)
+    return _not_redeemable(effective_status(voucher.status, voucher.expires_at, now))
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ class TestRedeem:
         assert done["certificateRequest"]["additionalFqdns"] == ["example.com"]
         again = await redeem(api, customer["token"], code)
         assert [(e["code"], e["field"]) for e in again["errors"]] == [("VOUCHER_NOT_REDEEMABLE", ["input", "code"])]
+        assert again["errors"][0]["message"] == "This voucher has been used."
         assert (await api(BY_CODE, {"code": code}))["data"]["voucherByCode"]["status"] == "VALID_USED"
         listed = await api(
             "{ certificateRequests { totalCount edges { node { commonName } } } }", token=customer["token"]
@@ -106,6 +107,7 @@ class TestRedeem:
         # the worker's PDF_READY may land before or after the use: look the use up by its kind
         [used] = [e["node"] for e in events if e["node"]["kind"] == "VOUCHER_REDEEMED"]
         assert used["details"]["commonName"] == "www.example.com"
+        assert used["details"]["voucher"] == code[-5:]
         # and the order can no longer be cancelled
         order_id = (await api("{ voucherOrders { edges { node { id } } } }", token=p["token"]))["data"][
             "voucherOrders"
@@ -166,11 +168,16 @@ class TestRedeem:
             {"id": order_id},
             token=p["token"],
         )
-        assert (await redeem(api, customer["token"], codes[0]))["errors"][0]["code"] == "VOUCHER_NOT_REDEEMABLE"
+        [refused] = (await redeem(api, customer["token"], codes[0]))["errors"]
+        assert (refused["code"], refused["message"]) == ("VOUCHER_NOT_REDEEMABLE", "This voucher was cancelled.")
         [fresh, _] = await codes_of(api, p)
         with clock.shifted(timedelta(days=366)):
             token = await sign_in(api, customer["email"])
-            assert (await redeem(api, token, fresh))["errors"][0]["code"] == "VOUCHER_NOT_REDEEMABLE"
+            [refused] = (await redeem(api, token, fresh))["errors"]
+            assert (refused["code"], refused["message"]) == ("VOUCHER_NOT_REDEEMABLE", "This voucher has expired.")
+            # a request that also exceeds the allowance is told that first, as before the lookup moved into SQL
+            [refused] = (await redeem(api, token, fresh, wildcards=["*.a.example.com", "*.b.example.com"]))["errors"]
+            assert refused["code"] == "ALLOWANCE_EXCEEDED"
 
 
 class TestReuse:
