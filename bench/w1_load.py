@@ -244,7 +244,7 @@ class Polled:
         return await self.side.round(n, cold=True)
 
 
-def _py_spy() -> str | None:
+def py_spy() -> str | None:
     beside = Path(sys.prefix) / "bin" / "py-spy"
     return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
 
@@ -298,7 +298,7 @@ def summarise_profile(path: Path, top: int = 20) -> str:
 
 async def profile(servers: Any, token: str, size: dict[str, int], workdir: Path, seconds: float = 10.0) -> None:
     """py-spy on the A server while it answers dashboards for `seconds`; the summary is printed."""
-    spy = _py_spy()
+    spy = py_spy()
     pids = servers.a.python_pids()
     if spy is None or not pids:
         print("  W1 profile: py-spy not found (uv pip install py-spy), skipped")

@@ -1,6 +1,6 @@
 """W3, redeem under concurrency: 32 clients at once, each redeeming fresh codes of its own.
 
-    uv run python -m bench.w3_redeem [--quick] [--rounds N] [--timeout S]
+    uv run python -m bench.w3_redeem [--quick] [--rounds N] [--timeout S] [--profile]
 
 DATABASE_URL names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/test),
 REDIS_URL the Redis (default redis://127.0.0.1:6379/0); loopback only. The suite's entry
@@ -22,6 +22,8 @@ Three comparisons, rounds of A and B interleaved (bench.harness):
   HTTP x2  the same with `serve --workers 2` against the bare app on 2 processes: reported,
            full runs only (--quick, the CI smoke step, keeps to one process a server)
 At the end every code handed to a round must be VALID_USED with exactly one request.
+--profile: after the HTTP rounds, py-spy records the one-process `vouchsafe serve` for
+10 s of the same load and prints where its time goes (bench.w1_load.summarise_profile).
 
 Each client redeems codes of its own order, as customers of different partners do: the
 redemption locks the code's order row, so codes of one order are redeemed one at a time
@@ -38,7 +40,9 @@ import asyncio
 import base64
 import os
 import secrets
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +54,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from bench import w3_http, w3_service
+from bench import w1_load, w3_http, w3_service
 from bench.context import BenchContext
 from bench.harness import Comparison, interleave, report
 from bench.postgres import admin_execute, asyncpg_dsn, server_url, with_database
@@ -72,10 +76,11 @@ class Sizes:
     warmup: int  # redeems per client before each side's first rounds, not counted
     contention: int  # codes each redeemed by 8 clients at once, per server
     two_processes: bool  # also `serve --workers 2` against the bare app on 2 processes
+    profile: int = 0  # redeems per client kept for --profile's load
 
     def codes_per_client(self) -> int:
         pairs = 2 if self.two_processes else 1
-        return self.rounds * 2 * (self.service + pairs * self.http) + 2 * (1 + pairs) * self.warmup
+        return self.rounds * 2 * (self.service + pairs * self.http) + 2 * (1 + pairs) * self.warmup + self.profile
 
 
 FULL = Sizes(rounds=5, service=60, http=30, warmup=5, contention=40, two_processes=True)
@@ -212,6 +217,40 @@ async def http_comparison(
     return comparison
 
 
+PROFILE_SECONDS = 10
+PROFILE_BATCH = 10  # redeems per client between checks that py-spy is still recording
+
+
+async def profile_serve(fx: w3_service.Fixture, serve: w3_http.Server, per_client: int, workdir: Path) -> None:
+    """py-spy on the one-process server while 32 clients redeem over HTTP, as in the measured rounds."""
+    spy = w1_load.py_spy()
+    if spy is None or serve.process is None:
+        print("  W3 profile: py-spy not found (uv pip install py-spy), skipped")
+        return
+    output = workdir / "w3-http-profile.txt"
+    argv = [spy, "record", "--pid", str(serve.process.pid), "--rate", "250", "--gil", "--format", "raw"]
+    argv += ["--duration", str(PROFILE_SECONDS), "--output", str(output)]
+    spy_process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+    left, tally = per_client, w3_http.Tally()
+    try:
+        while spy_process.poll() is None and left >= PROFILE_BATCH:
+            batches = fx.take(PROFILE_BATCH)
+            await w3_http.http_round(serve.port, w3_http.graphql_redeem, batches, fx.client_tokens, tally)
+            left -= PROFILE_BATCH
+    finally:
+        if spy_process.poll() is None:
+            spy_process.terminate()  # out of codes: what was recorded so far is written
+        spy_process.wait(timeout=30)
+    if tally.failures:
+        raise RuntimeError(f"w3 profile: {len(tally.failures)} redeems failed, first: {tally.failures[0]}")
+    if output.exists():
+        summary = w1_load.summarise_profile(output)
+        print(f"\n  W3 profile of `vouchsafe serve` ({len(tally.latencies)} redeems under py-spy):\n{summary}")
+        kept = Path(tempfile.gettempdir()) / "w3-http-profile.txt"
+        shutil.copy(output, kept)
+        print(f"  collapsed stacks kept in {kept}")
+
+
 async def service_phase(db_url: str, redis: Any, namespace: str, code_key: bytes, sizes: Sizes) -> Phase:
     """Seeding and the service rounds: the ORM (32 connections) and the baseline's pool (32) are open only here."""
     await database.open_db(db_url, pool_size=CLIENTS)
@@ -269,6 +308,8 @@ async def measure(db_url: str, redis_url: str, namespace: str, sizes: Sizes, dea
                 await procs["bare"].wait_ready(deadline)
                 one = await http_comparison(fx, procs["serve"], procs["bare"], sizes, reported_only=False)
                 _progress("HTTP rounds done")
+                if sizes.profile:
+                    await profile_serve(fx, procs["serve"], sizes.profile, Path(tmp))
             comparisons = [service, one]
             if sizes.two_processes:
                 with w3_http.running([procs["serve2"], procs["bare2"]]):
@@ -335,8 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--timeout", type=float, default=None, help="give up after this many seconds (default 60 quick, 600)"
     )
+    p.add_argument("--profile", action="store_true", help=f"py-spy the one-process server for {PROFILE_SECONDS} s")
     args = p.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.profile:
+        sizes = replace(sizes, profile=PROFILE_BATCH * 40)
     if args.rounds is not None:
         if not 1 <= args.rounds <= 50:
             p.error("--rounds from 1 to 50")
