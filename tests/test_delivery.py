@@ -10,13 +10,11 @@ SMTP server instead and count what arrives.
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.message
-import os
+import io
 import re
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -25,18 +23,21 @@ from typing import Any
 
 import httpx
 import pytest
+from pypdf import PdfReader
 
-from models import OutboxMessage, OutboxStatus, VoucherOrder
+from models import OrderEvent, OrderEventKind, OutboxMessage, OutboxStatus, PdfStatus, VoucherOrder
 from services import outbox
 from services.mail import SEND_EMAIL, SmtpMailer, email_payload, send_email_handler
+from services.orders import RENDER_PDF
 from settings import Settings
 from tests.conftest import REDIS_URL, Api, Inbox, OwnRedis, loopback_client, wait_for
 from tests.factories import line, order, partner
+from tests.processes import STOP_TIMEOUT, command, deployed_env
+from tests.services.test_pdf import stored_pdf
 from workers.connections import ArqQueue, open_redis
 
 pytestmark = pytest.mark.postgres
 
-STOP_TIMEOUT = 15.0
 REMINDER_CONTEXT = {
     "account_name": "Delivery Ltd",
     "number": "VO-TEST",
@@ -47,32 +48,10 @@ REMINDER_CONTEXT = {
 }
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("vouchsafe")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-
-
-def _key(value: bytes) -> str:
-    return base64.urlsafe_b64encode(value).decode()
-
-
 def worker_env(settings: Settings, data_dir: Path, *, redis_url: str, smtp_url: str | None = None) -> dict[str, str]:
-    """What a deployed worker is given: the run's database and queue, the test's keys."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", str(data_dir)),
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": redis_url,
-        "VOUCHSAFE_QUEUE_NAME": settings.queue_name,
-        "VOUCHSAFE_DATA_DIR": str(data_dir),
-        "VOUCHSAFE_CODE_KEY": _key(settings.code_key),
-        "VOUCHSAFE_SECRET_KEY": _key(settings.secret_key),
-        "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "0.5",
-        "VOUCHSAFE_LOG_LEVEL": "INFO",
-    }
-    if smtp_url:
-        env["VOUCHSAFE_SMTP_URL"] = smtp_url
-    return env
+    """What a deployed worker is given, its mail to `smtp_url` (else files in its data dir)."""
+    mail = {"VOUCHSAFE_SMTP_URL": smtp_url} if smtp_url else {}
+    return deployed_env(settings, data_dir, redis_url=redis_url, VOUCHSAFE_LOG_LEVEL="INFO", **mail)
 
 
 class Workers:
@@ -91,7 +70,7 @@ class Workers:
         log_path = self.root / f"worker-{n}.log"
         with log_path.open("ab") as log:
             process = subprocess.Popen(
-                [*_command(), "worker"],
+                [*command(), "worker"],
                 env=worker_env(self.settings, data_dir, redis_url=redis_url, smtp_url=smtp_url),
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
@@ -226,6 +205,21 @@ class TestRedisOutage:
         for path in files:
             mail = email.message_from_bytes(path.read_bytes())
             assert mail["To"] == buyer["email"] and mail["Subject"].startswith("Voucher order VO-")
+        # and exactly 20 PDFs: each order's rendered once, one page for its one voucher
+        orders = await VoucherOrder.filter(account_id=buyer["account_id"])
+
+        async def all_rendered() -> bool:
+            return await VoucherOrder.filter(account_id=buyer["account_id"], pdf_status=PdfStatus.READY).count() == 20
+
+        await settled(workers, all_rendered, within=90, what="20 PDFs READY")
+        ready = await OrderEvent.filter(order_id__in=[o.id for o in orders], kind=OrderEventKind.PDF_READY)
+        assert sorted(e.order_id for e in ready) == sorted(o.id for o in orders)
+        renders = [
+            r for r in await OutboxMessage.filter(task=RENDER_PDF) if r.payload["order_id"] in {o.id for o in orders}
+        ]
+        assert len(renders) == 20 and {(r.status, r.attempts) for r in renders} == {(OutboxStatus.DONE, 1)}
+        for o in orders:
+            assert len(PdfReader(io.BytesIO(await stored_pdf(o))).pages) == 1
 
 
 # --- F02 -----------------------------------------------------------------------------------------
@@ -336,7 +330,7 @@ class TestTwiceConcurrently:
 def cli(settings: Settings, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert REDIS_URL
     return subprocess.run(
-        [*_command(), *args],
+        [*command(), *args],
         env=worker_env(settings, data_dir, redis_url=REDIS_URL),
         capture_output=True,
         text=True,

@@ -19,7 +19,8 @@ from settings import Settings
 from tests.conftest import REDIS_URL, Api, free_port
 from tests.factories import line, order, partner, tenant
 from tests.live import ACCOUNT_UPDATED, ORDER_UPDATED, Stream, latest_event, order_of, session_for
-from tests.test_delivery import STOP_TIMEOUT, Workers, _command, worker_env
+from tests.processes import command, stop
+from tests.test_delivery import Workers, worker_env
 
 pytestmark = pytest.mark.postgres
 
@@ -40,7 +41,7 @@ def api_instance(settings: Settings, root: Path, name: str) -> Iterator[str]:
     assert REDIS_URL
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [*_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=worker_env(settings, data_dir, redis_url=REDIS_URL),
             cwd=root,
             stdin=subprocess.DEVNULL,
@@ -61,12 +62,7 @@ def api_instance(settings: Settings, root: Path, name: str) -> Iterator[str]:
             time.sleep(0.1)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
+        stop(process)
 
 
 @pytest.fixture

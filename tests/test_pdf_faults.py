@@ -10,13 +10,10 @@ in-progress mark (job timeout + 10 s) expires, and the row is free by then.
 
 from __future__ import annotations
 
-import base64
 import io
-import os
 import secrets
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +26,7 @@ from services import database, outbox, pdf
 from services.catalogue import LineRequest
 from settings import Settings
 from tests.conftest import REDIS_URL, _admin_execute, _with_database, wait_for
+from tests.processes import command, deployed_env
 from tests.services.test_pdf import partner, placed, stored_pdf
 from workers.connections import ArqQueue, open_redis
 
@@ -48,33 +46,22 @@ class Workers:
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def env(self, data_dir: Path) -> dict[str, str]:
-        def key(value: bytes) -> str:
-            return base64.urlsafe_b64encode(value).decode()
-
         assert REDIS_URL
-        return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(data_dir),
-            "DATABASE_URL": self.settings.database_url,
-            "REDIS_URL": REDIS_URL,
-            "VOUCHSAFE_QUEUE_NAME": self.settings.queue_name,
-            "VOUCHSAFE_DATA_DIR": str(data_dir),
-            "VOUCHSAFE_CODE_KEY": key(self.settings.code_key),
-            "VOUCHSAFE_SECRET_KEY": key(self.settings.secret_key),
-            "VOUCHSAFE_PUBLIC_URL": self.settings.public_url,
-            "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "0.5",
-            "VOUCHSAFE_JOB_TIMEOUT_SECONDS": str(JOB_TIMEOUT_SECONDS),
-        }
+        return deployed_env(
+            self.settings,
+            data_dir,
+            redis_url=REDIS_URL,
+            VOUCHSAFE_PUBLIC_URL=self.settings.public_url,
+            VOUCHSAFE_JOB_TIMEOUT_SECONDS=str(JOB_TIMEOUT_SECONDS),
+        )
 
     def start(self) -> subprocess.Popen[bytes]:
         n = len(self.processes) + 1
         data_dir = self.root / f"worker-{n}"
         data_dir.mkdir(parents=True, exist_ok=True)
-        script = Path(sys.executable).with_name("vouchsafe")
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
         with (self.root / f"worker-{n}.log").open("ab") as log:
             process = subprocess.Popen(
-                [*command, "worker"],
+                [*command(), "worker"],
                 env=self.env(data_dir),
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -20,8 +19,9 @@ from uvicorn.logging import AccessFormatter
 import redeem_page
 from services import codes
 from tests.factories import PASSWORD, SIGN_UP, unique_email
+from tests.processes import ROOT, command, process_env
 from tests.schema.test_redemption import REDEEM
-from tests.test_serve_process import ROOT, command, graphql, poll, serving, sign_in
+from tests.test_serve_process import graphql, poll, serving, sign_in
 
 CLI_TIMEOUT = 60.0
 ACCESS_FORMAT = '%s - "%s %s HTTP/%s" %d'  # uvicorn's access log call
@@ -220,20 +220,12 @@ class TestLogMasking:
 # ---- a real server: a partner's order over HTTP, as the browser test uses it too ----
 
 
-def cli_env(data_dir: Path) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", str(data_dir)),
-        "VOUCHSAFE_DATA_DIR": str(data_dir),
-    }
-
-
 def enable_partner(data_dir: Path, email: str) -> None:
     """`vouchsafe partner enable EMAIL` on the server's data dir, as staff do it."""
     done = subprocess.run(
         [*command(), "partner", "enable", email],
         cwd=data_dir.parent,
-        env=cli_env(data_dir),
+        env=process_env(data_dir),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

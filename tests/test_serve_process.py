@@ -13,9 +13,7 @@ import email
 import email.policy
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -25,28 +23,15 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, free_port
 from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, unique_email
+from tests.processes import STOP_TIMEOUT, command, process_env, stop
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
 MAIL_TIMEOUT = 15.0
-STOP_TIMEOUT = 15.0
 VIEWER = "{ viewer { user { email role } account { name locale } } }"
 
 T = TypeVar("T")
-
-
-def command() -> list[str]:
-    """The installed console script next to this interpreter, else the module (cli.py has a __main__ guard)."""
-    script = Path(sys.executable).with_name("vouchsafe")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def poll(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1) -> T:
@@ -67,12 +52,7 @@ def serving(
 ) -> Iterator[httpx.Client]:
     """`vouchsafe serve` on a free loopback port with an empty environment (plus `extra_env`); stopped on exit."""
     port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", str(data_dir)),
-        "VOUCHSAFE_DATA_DIR": str(data_dir),
-        **(extra_env or {}),
-    }
+    env = process_env(data_dir, **(extra_env or {}))
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [*command(), "serve", "--host", "127.0.0.1", "--port", str(port), *extra_args],
@@ -98,12 +78,7 @@ def serving(
                 raise AssertionError(f"{exc}\n{log_path.read_text()}") from None
             yield http
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
+        stop(process)
 
 
 def graphql(http: httpx.Client, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
@@ -191,7 +166,7 @@ def test_serve_embedded_from_nothing_and_again(tmp_path: Path) -> None:
 
 def test_serve_refuses_several_workers_on_the_embedded_default(tmp_path: Path) -> None:
     # given: no DATABASE_URL, no REDIS_URL (whichever database the suite runs on)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "VOUCHSAFE_DATA_DIR": str(tmp_path / "data")}
+    env = process_env(tmp_path / "data")
     # when
     result = subprocess.run(
         [*command(), "serve", "--workers", "2", "--port", str(free_port())],

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
@@ -42,10 +41,12 @@ from services.money import to_minor
 from services.payments import SandboxGateway
 from services.ratelimit import RateLimiter
 from settings import Settings, load_settings
+from tests.conftest import free_port
 from tests.factories import DEPOSIT, ORDER_CREATE, balance_partner, line
+from tests.processes import ROOT, command, process_env, stop
 from tests.schema.test_live import CANCEL, REVEAL, SETTINGS
 from tests.services.test_stateful import World, check
-from tests.test_serve_process import ROOT, command, free_port, poll
+from tests.test_serve_process import poll
 from workers import tasks
 from workers.connections import open_redis
 
@@ -74,11 +75,6 @@ class Seeded:
     tokens: list[str]  # one API key per partner
     expected: dict[int, int]  # account id -> balance, in the tokens' order
     jobs: list[int]  # the worker's outbox rows
-
-
-def embedded_env(data_dir: Path) -> dict[str, str]:
-    """Nothing but a data dir: the embedded default, for the server and the worker alike."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(data_dir), "VOUCHSAFE_DATA_DIR": str(data_dir)}
 
 
 def due(start: float, n: int) -> float:
@@ -206,16 +202,6 @@ def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess
         return subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
 
-def stop(process: subprocess.Popen[bytes]) -> int:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return process.wait(timeout=15)
-
-
 def drained(http: httpx.Client) -> bool:
     """No outbox row left waiting: the server's own worker has done what the API writes asked for."""
     text = http.get("/metrics").text
@@ -244,7 +230,7 @@ def assert_lock_free(logs: dict[str, Path]) -> None:
 def test_f07_api_and_worker_processes_write_to_one_sqlite_file(tmp_path: Path) -> None:
     # given: the embedded default's data dir, two partners, and 200 e-mail jobs queued for the worker
     data_dir = tmp_path / "data"
-    env = embedded_env(data_dir)
+    env = process_env(data_dir)  # the embedded default, for the server and the worker alike
     settings = load_settings(env)  # writes the keys now: two processes starting at once would race for them
     seeded = asyncio.run(seed(settings))
     assert len(seeded.jobs) == WRITES, seeded.jobs
