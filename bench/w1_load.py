@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import secrets
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -22,6 +17,7 @@ import httpx
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from bench import spy
 from bench.pgcount import StatementCounter
 from bench.processes import ServerProcess
 from models import LedgerEntryKind, PaymentMethod, Role
@@ -244,79 +240,19 @@ class Polled:
         return await self.side.round(n, cold=True)
 
 
-def py_spy() -> str | None:
-    beside = Path(sys.prefix) / "bin" / "py-spy"
-    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
-
-
-BUCKETS = [
-    ("graphql-core", "(graphql/"),
-    ("strawberry", "(strawberry/"),
-    ("vouchsafe schema/", "(schema/"),
-    ("vouchsafe services/", "(services/"),
-    ("tortoise + pypika", "(tortoise/"),
-    ("tortoise + pypika", "(pypika_tortoise/"),
-    ("asyncpg", "(asyncpg/"),
-    ("http: uvicorn, starlette", "(uvicorn/"),
-    ("http: uvicorn, starlette", "(starlette/"),
-    ("json", "(json/"),
-    ("asyncio", "(asyncio/"),
-    ("logging", "(logging/"),
-]
-PROJECT = ("(schema/", "(services/", "(server.py", "(redeem_page.py")
-
-
-def summarise_profile(path: Path, top: int = 20) -> str:
-    """Self time by package and by function, and the inclusive time of our own code, from collapsed stacks."""
-    by_bucket: collections.Counter[str] = collections.Counter()
-    by_function: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        count = int(count_text)
-        frames = stack.split(";")
-        total += count
-        by_function[frames[-1]] += count
-        by_bucket[next((name for name, marker in BUCKETS if marker in frames[-1]), "other")] += count
-        for function in {
-            frame.partition(" (")[0] + " " + frame.partition(" (")[2].rpartition(":")[0] + ")"
-            for frame in frames
-            if frame.startswith(PROJECT, frame.find(" (") + 1)
-        }:
-            inclusive[function] += count
-    if not total:
-        return "no samples"
-    out = [f"{total} samples (threads holding the GIL); self time by package:"]
-    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in by_bucket.most_common()]
-    out.append("self time by function:")
-    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in by_function.most_common(top)]
-    out.append("inclusive time of the project's own functions:")
-    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in inclusive.most_common(top)]
-    return "\n".join(out)
-
-
 async def profile(servers: Any, token: str, size: dict[str, int], workdir: Path, seconds: float = 10.0) -> None:
     """py-spy on the A server while it answers dashboards for `seconds`; the summary is printed."""
-    spy = py_spy()
     pids = servers.a.python_pids()
-    if spy is None or not pids:
-        print("  W1 profile: py-spy not found (uv pip install py-spy), skipped")
+    recording = spy.record(pids[0] if pids else None, workdir / "w1-profile.txt", seconds)
+    if recording is None:
         return
-    output = workdir / "w1-profile.txt"
-    argv = [spy, "record", "--pid", str(pids[0]), "--rate", "250", "--gil", "--format", "raw"]
-    argv += ["--duration", str(int(seconds)), "--output", str(output)]
-    spy_process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
     variables = {"orders": size["orders"], "vouchers": size["vouchers"]}
     # Cold, as the measured rounds: a repeated request would profile the response cache.
     side = Side(servers.a, servers.proxies[0], token, variables, 4, cold=True)
     try:
-        while spy_process.poll() is None:
+        while recording.running():
             await side.round(8)
     finally:
         await side.close()
-    if output.exists():
-        print(f"\n  W1 profile of the A server ({seconds:.0f} s under load):\n{summarise_profile(output)}")
-        kept = Path(tempfile.gettempdir()) / "w1-profile.txt"
-        shutil.copy(output, kept)
-        print(f"  collapsed stacks kept in {kept}")
+        recording.stop()
+    recording.report(f"W1 profile of the A server ({seconds:.0f} s under load)")

@@ -23,7 +23,7 @@ Three comparisons, rounds of A and B interleaved (bench.harness):
            full runs only (--quick, the CI smoke step, keeps to one process a server)
 At the end every code handed to a round must be VALID_USED with exactly one request.
 --profile: after the HTTP rounds, py-spy records the one-process `vouchsafe serve` for
-10 s of the same load and prints where its time goes (bench.w1_load.summarise_profile).
+10 s of the same load and prints where its time goes (bench.spy).
 
 Each client redeems codes of its own order, as customers of different partners do: the
 redemption locks the code's order row, so codes of one order are redeemed one at a time
@@ -40,9 +40,7 @@ import asyncio
 import base64
 import os
 import secrets
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +52,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from bench import w1_load, w3_http, w3_service
+from bench import spy, w3_http, w3_service
 from bench.context import BenchContext
 from bench.harness import Comparison, interleave, report
 from bench.postgres import admin_execute, asyncpg_dsn, server_url, with_database
@@ -90,6 +88,15 @@ QUICK = Sizes(rounds=2, service=4, http=2, warmup=1, contention=3, two_processes
 
 def p99_ms(latencies: list[float]) -> float:
     return statistics.quantiles(latencies, n=100)[98] * 1000 if len(latencies) >= 2 else float("nan")
+
+
+def spread(latencies: list[float]) -> str:
+    """Mean, median, p90 and max in ms: whether a p99 is the whole distribution's or a few stalls'."""
+    if len(latencies) < 2:
+        return "n/a"
+    p = statistics.quantiles(latencies, n=100)
+    mean, top = statistics.fmean(latencies) * 1000, max(latencies) * 1000
+    return f"mean {mean:.1f}, p50 {p[49] * 1000:.1f}, p90 {p[89] * 1000:.1f}, max {top:.1f} ms"
 
 
 def server_env(db_url: str, redis_url: str, namespace: str, data_dir: Path) -> dict[str, str]:
@@ -206,6 +213,7 @@ async def http_comparison(
         f"A {a_p99:.1f} ms (target <= {P99_TARGET_MS:.0f} ms), B {b_p99:.1f} ms",
         None if reported_only else a_p99 <= P99_TARGET_MS,
     )
+    comparison.extra["latency"] = (f"A {spread(a_tally.latencies)}; B {spread(b_tally.latencies)}", None)
     _failures(comparison, a_tally, b_tally)
     codes = fx.take_contention(sizes.contention)
     winners = await w3_http.contention(serve.port, codes, fx.contender_tokens)
@@ -223,32 +231,21 @@ PROFILE_BATCH = 10  # redeems per client between checks that py-spy is still rec
 
 async def profile_serve(fx: w3_service.Fixture, serve: w3_http.Server, per_client: int, workdir: Path) -> None:
     """py-spy on the one-process server while 32 clients redeem over HTTP, as in the measured rounds."""
-    spy = w1_load.py_spy()
-    if spy is None or serve.process is None:
-        print("  W3 profile: py-spy not found (uv pip install py-spy), skipped")
+    pid = serve.process.pid if serve.process else None
+    recording = spy.record(pid, workdir / "w3-http-profile.txt", PROFILE_SECONDS)
+    if recording is None:
         return
-    output = workdir / "w3-http-profile.txt"
-    argv = [spy, "record", "--pid", str(serve.process.pid), "--rate", "250", "--gil", "--format", "raw"]
-    argv += ["--duration", str(PROFILE_SECONDS), "--output", str(output)]
-    spy_process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
     left, tally = per_client, w3_http.Tally()
     try:
-        while spy_process.poll() is None and left >= PROFILE_BATCH:
+        while recording.running() and left >= PROFILE_BATCH:
             batches = fx.take(PROFILE_BATCH)
             await w3_http.http_round(serve.port, w3_http.graphql_redeem, batches, fx.client_tokens, tally)
             left -= PROFILE_BATCH
     finally:
-        if spy_process.poll() is None:
-            spy_process.terminate()  # out of codes: what was recorded so far is written
-        spy_process.wait(timeout=30)
+        recording.stop()  # out of codes before the end: what was recorded so far is written
     if tally.failures:
         raise RuntimeError(f"w3 profile: {len(tally.failures)} redeems failed, first: {tally.failures[0]}")
-    if output.exists():
-        summary = w1_load.summarise_profile(output)
-        print(f"\n  W3 profile of `vouchsafe serve` ({len(tally.latencies)} redeems under py-spy):\n{summary}")
-        kept = Path(tempfile.gettempdir()) / "w3-http-profile.txt"
-        shutil.copy(output, kept)
-        print(f"  collapsed stacks kept in {kept}")
+    recording.report(f"W3 profile of `vouchsafe serve` ({len(tally.latencies)} redeems under py-spy)")
 
 
 async def service_phase(db_url: str, redis: Any, namespace: str, code_key: bytes, sizes: Sizes) -> Phase:
