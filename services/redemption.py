@@ -10,6 +10,7 @@ certificate request (on PostgreSQL the code's lookup and all of this are one sta
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -36,6 +37,8 @@ from services.errors import DomainError, ErrorCode, not_found
 from services.names import RequestedNames, check_allowance, check_csr, requested_names
 from services.order_reads import effective_status
 from services.ratelimit import Limit, RateLimiter
+
+log = logging.getLogger(__name__)
 
 REUSE_WINDOW = timedelta(days=30)
 LOOKUPS_PER_CLIENT = Limit("redeem:client", 10, 15 * 60)
@@ -112,6 +115,19 @@ def _subjects(client: str, actor: Actor | None) -> list[tuple[Limit, str]]:
     return subjects
 
 
+async def _forgive(limiter: RateLimiter, subjects: list[tuple[Limit, str]]) -> None:
+    """A hit is forgiven, best effort: on PostgreSQL the redemption has committed by now.
+
+    A Redis failure here must not turn a used voucher into an error for its customer (who
+    would try again and be told it is used). The attempt then stays counted: the limit
+    errs on the strict side, and its window ends it.
+    """
+    try:
+        await limiter.forgive_all(subjects)
+    except Exception as exc:
+        log.warning("a voucher lookup's attempt was not forgiven: %s", exc)
+
+
 async def _counted_lookup(
     code: str, *, cipher: codes.CodeCipher, client: str, actor: Actor | None, limiter: RateLimiter
 ) -> Voucher:
@@ -121,7 +137,7 @@ async def _counted_lookup(
     voucher = await _find(code, cipher)
     if voucher is None:
         raise _unknown()
-    await limiter.forgive_all(subjects)
+    await _forgive(limiter, subjects)
     return voucher
 
 
@@ -167,7 +183,7 @@ async def redeem(
         subjects = _subjects(client, actor)
         await limiter.attempt_all(subjects)
         used = await _redeem_in_one_statement(conn, request.code, cipher, names, values, event)
-        await limiter.forgive_all(subjects)  # a hit: unknown codes raised before this
+        await _forgive(limiter, subjects)  # a hit: unknown codes raised before this
         if used.request is None:
             raise await _why_not(used.voucher_id, names, now)
         created, order_id, owner_id = used.request, used.order_id, used.owner_id
