@@ -198,10 +198,9 @@ async def redeem(
     return created
 
 
-async def _refusal(voucher_id: int, now: datetime, conn: BaseDBAsyncClient) -> DomainError:
-    """Why the compare-and-set changed nothing: the voucher's status as of now."""
-    current = await Voucher.get(id=voucher_id, using_db=conn)
-    return _not_redeemable(effective_status(current.status, current.expires_at, now))
+def _refusal(voucher: Voucher, now: datetime) -> DomainError:
+    """Why a compare-and-set changed nothing: the voucher's status as of now (read after it)."""
+    return _not_redeemable(effective_status(voucher.status, voucher.expires_at, now))
 
 
 async def _use(voucher: Voucher, values: dict[str, Any], event: dict[str, Any]) -> CertificateRequest:
@@ -218,7 +217,7 @@ async def _use(voucher: Voucher, values: dict[str, Any], event: dict[str, Any]) 
             .update(status=VoucherStatus.VALID_USED, used_at=now)
         )
         if not used:
-            raise await _refusal(voucher.id, now, conn)
+            raise _refusal(await Voucher.get(id=voucher.id, using_db=conn), now)
         created = await CertificateRequest.create(**values, using_db=conn)
         await OrderEvent.create(order_id=order.id, kind=OrderEventKind.VOUCHER_REDEEMED, data=event, using_db=conn)
     return created
@@ -307,7 +306,7 @@ async def _why_not(voucher_id: int, names: RequestedNames, now: datetime) -> Dom
         return exceeded
     if voucher.order.status != VoucherOrderStatus.ACTIVE:
         return _not_redeemable(VoucherStatus.CANCELLED)
-    return _not_redeemable(effective_status(voucher.status, voucher.expires_at, now))
+    return _refusal(voucher, now)
 
 
 @dataclass(frozen=True)

@@ -207,16 +207,15 @@ class TestRedisOutage:
             assert mail["To"] == buyer["email"] and mail["Subject"].startswith("Voucher order VO-")
         # and exactly 20 PDFs: each order's rendered once, one page for its one voucher
         orders = await VoucherOrder.filter(account_id=buyer["account_id"])
+        order_ids = {o.id for o in orders}
 
         async def all_rendered() -> bool:
-            return await VoucherOrder.filter(account_id=buyer["account_id"], pdf_status=PdfStatus.READY).count() == 20
+            return await VoucherOrder.filter(id__in=order_ids, pdf_status=PdfStatus.READY).count() == 20
 
         await settled(workers, all_rendered, within=90, what="20 PDFs READY")
-        ready = await OrderEvent.filter(order_id__in=[o.id for o in orders], kind=OrderEventKind.PDF_READY)
-        assert sorted(e.order_id for e in ready) == sorted(o.id for o in orders)
-        renders = [
-            r for r in await OutboxMessage.filter(task=RENDER_PDF) if r.payload["order_id"] in {o.id for o in orders}
-        ]
+        ready = await OrderEvent.filter(order_id__in=order_ids, kind=OrderEventKind.PDF_READY)
+        assert sorted(e.order_id for e in ready) == sorted(order_ids)
+        renders = [r for r in await OutboxMessage.filter(task=RENDER_PDF) if r.payload["order_id"] in order_ids]
         assert len(renders) == 20 and {(r.status, r.attempts) for r in renders} == {(OutboxStatus.DONE, 1)}
         for o in orders:
             assert len(PdfReader(io.BytesIO(await stored_pdf(o))).pages) == 1
