@@ -18,7 +18,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from schema.context import Context
-from services import response_cache
+from services import redis_batch, response_cache
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +29,23 @@ class ResponseCache(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         ec = self.execution_context
         context = ec.context
-        if not isinstance(context, Context) or context.actor is None or context.actor.account_id is None:
+        if not isinstance(context, Context):
             yield
             return
         actor, redis, namespace = context.actor, context.resources.redis, context.settings.queue_name
-        account_id = context.actor.account_id
         if ec.operation_type == OperationType.MUTATION:
+            # What the mutation writes to Redis after its commits (rate-limit forgiving, change
+            # events) and the bump of the caller's own answers go in one round trip, once it is
+            # done (services.redis_batch); a failure there is logged, as each write's was.
+            async with redis_batch.batch(redis):
+                try:
+                    yield
+                finally:
+                    if actor is not None and actor.account_id is not None:
+                        await response_cache.invalidate(redis, namespace, [actor.account_id])
+            return
+        if actor is None or actor.account_id is None:
             yield
-            try:
-                await response_cache.invalidate(redis, namespace, [account_id])
-            except Exception as exc:  # Redis down: its entries are unreachable too
-                log.warning("response cache not invalidated for account %s: %s", account_id, exc)
             return
         if ec.operation_type != OperationType.QUERY or not self._cacheable():
             yield

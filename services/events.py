@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from models import VoucherOrder
-from services import response_cache
+from services import redis_batch, response_cache
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class RedisEventBus:
     """One message per commit on the deployment's channel (named after its queue namespace).
 
     In the same round trip it bumps the owners' data versions, which retires their
-    cached answers (services.response_cache) before the caller answers its client.
+    cached answers (services.response_cache) before the caller answers its client. In
+    an API request it is one of the writes after the commits (services.redis_batch).
     """
 
     def __init__(self, redis: Any, namespace: str) -> None:
@@ -81,10 +82,13 @@ class RedisEventBus:
         self.channel = channel_for(namespace)
 
     async def publish(self, changes: Sequence[Change]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
+        message = encode(changes)
+
+        def queue(pipe: Any) -> None:
             response_cache.invalidate_in(pipe, self.namespace, (change.account_id for change in changes))
-            pipe.publish(self.channel, encode(changes))
-            await pipe.execute()
+            pipe.publish(self.channel, message)
+
+        await redis_batch.write(self.redis, "change events", queue)
 
 
 def channel_for(namespace: str) -> str:

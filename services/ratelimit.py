@@ -7,13 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from services import redis_batch
 from services.errors import DomainError, ErrorCode
 
 
 class Counter(Protocol):
-    """The slice of a Redis client the limiter uses: server-side scripts."""
+    """The slice of a Redis client the limiter uses: a server-side script and pipelines."""
 
     def register_script(self, script: str) -> Any: ...
+
+    def pipeline(self, transaction: bool = True) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -52,23 +55,17 @@ if refused then
 end
 return 1
 """
-# A window that ended while the attempt ran: DECR makes a new key, and it expires too.
-_FORGIVE = """
-for i, key in ipairs(KEYS) do
-    redis.call('DECR', key)
-    redis.call('EXPIRE', key, ARGV[i], 'NX')
-end
-return 1
-"""
 
 
 class RateLimiter:
     """Counts attempts before they run, so concurrent tries cannot slip past the limit.
 
     All the subjects of one attempt (e.g. the client address and the account) are
-    counted by one script in one round trip to Redis, and forgiven by another. Scripts
-    rather than a pipeline of INCR and EXPIRE: a redemption spent a third of its CPU
-    packing and parsing those commands (cProfile of bench W3, README "Performance").
+    counted by one script in one round trip to Redis: a script rather than a pipeline
+    of INCR and EXPIRE, whose packing and parsing cost a redemption a third of its CPU
+    (cProfile of bench W3, README "Performance"). Forgiving is a write after the
+    attempt's commit (services.redis_batch): in a batch, it shares the request's one
+    round trip after its commits.
     """
 
     def __init__(self, redis: Counter, *, namespace: str = "vouchsafe") -> None:
@@ -76,7 +73,6 @@ class RateLimiter:
         self._namespace = namespace
         # redis-py sends EVALSHA and loads a script the server does not know yet (a restarted Redis).
         self._attempt = redis.register_script(_ATTEMPT)
-        self._forgive = redis.register_script(_FORGIVE)
 
     async def attempt(self, limit: Limit, subject: str) -> None:
         """Count one attempt; refuse it when the window's allowance is used up."""
@@ -92,9 +88,20 @@ class RateLimiter:
     async def attempt_all(self, subjects: Sequence[tuple[Limit, str]]) -> None:
         """Count one attempt against every subject; refuse it when any window's allowance is used up."""
         args = [value for limit, _ in subjects for value in (limit.window_seconds, limit.max_hits)]
+        # The same request's earlier hits, still queued, are forgiven before this one counts.
+        await redis_batch.flush(self._redis)
         if not int(await self._attempt(keys=self._keys(subjects), args=args)):
             raise DomainError(ErrorCode.RATE_LIMITED, "Too many failed attempts. Try again later.")
 
     async def forgive_all(self, subjects: Sequence[tuple[Limit, str]]) -> None:
         """The attempt succeeded: it does not count against any of its subjects."""
-        await self._forgive(keys=self._keys(subjects), args=[limit.window_seconds for limit, _ in subjects])
+        keys = self._keys(subjects)
+        windows = [limit.window_seconds for limit, _ in subjects]
+
+        def queue(pipe: Any) -> None:
+            for key, window in zip(keys, windows, strict=True):
+                pipe.decr(key)
+                # A window that ended while the attempt ran: DECR made a new key, and it expires too.
+                pipe.expire(key, window, nx=True)
+
+        await redis_batch.write(self._redis, "rate-limit forgive", queue)

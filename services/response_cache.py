@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from services import redis_batch
 from services.actors import Actor
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,9 @@ def invalidate_in(pipe: Any, namespace: str, account_ids: Iterable[int]) -> None
 
 
 async def invalidate(redis: Any, namespace: str, account_ids: Iterable[int]) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        invalidate_in(pipe, namespace, account_ids)
-        await pipe.execute()
+    """Bump the versions now, or with the open batch of writes after the commits (services.redis_batch)."""
+    accounts = list(account_ids)
+    await redis_batch.write(redis, "cached-answer versions", lambda pipe: invalidate_in(pipe, namespace, accounts))
 
 
 async def version(redis: Any, namespace: str, account_id: int) -> int:
