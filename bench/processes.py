@@ -49,6 +49,11 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU used so far by a process and its descendants (user + system)."""
+    return sum(_cpu_ticks(p) for p in _descendants(pid)) / TICK
+
+
 def _cpu_ticks(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -105,7 +110,7 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         """CPU used so far by the server's process tree (user + system)."""
         assert self.process is not None
-        return sum(_cpu_ticks(pid) for pid in _descendants(self.process.pid)) / TICK
+        return tree_cpu_seconds(self.process.pid)
 
     def python_pids(self) -> list[int]:
         """The server's Python processes (for a profiler), below `uv run`."""

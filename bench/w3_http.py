@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.processes import tree_cpu_seconds
+
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 30.0
@@ -120,6 +122,10 @@ class Server:
             return "(not started)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def cpu_seconds(self) -> float:
+        """CPU used so far by the server's process tree (bench.processes)."""
+        return tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -172,6 +178,11 @@ def redeem_payload(answer: Any) -> dict[str, Any]:
 class Tally:
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    server_cpu: float = 0.0  # seconds of the server's CPU over the counted rounds
+    served: int = 0  # redeems in those rounds
+
+    def cpu_ms_per_request(self) -> float:
+        return self.server_cpu * 1000 / self.served if self.served else float("nan")
 
 
 async def http_round(

@@ -195,13 +195,22 @@ async def http_comparison(
     a_tally, b_tally = w3_http.Tally(), w3_http.Tally()
 
     def side(server: w3_http.Server, shape: Any, per_client: int, tally: w3_http.Tally) -> Side:
-        return lambda: w3_http.http_round(server.port, shape, fx.take(per_client), fx.client_tokens, tally)
+        async def one_round() -> float:
+            # The server's CPU a redeem: what the latency of a closed loop of 32 clients follows.
+            batches, cpu = fx.take(per_client), server.cpu_seconds()
+            rate = await w3_http.http_round(server.port, shape, batches, fx.client_tokens, tally)
+            tally.server_cpu += server.cpu_seconds() - cpu
+            tally.served += sum(len(b) for b in batches)
+            return rate
+
+        return one_round
 
     # Warm-up, not counted: connections, pools, Strawberry's parser and validation caches (every process).
     await side(serve, w3_http.graphql_redeem, sizes.warmup, a_tally)()
     await side(bare, w3_http.bare_redeem, sizes.warmup, b_tally)()
-    a_tally.latencies.clear()
-    b_tally.latencies.clear()
+    for tally in (a_tally, b_tally):
+        tally.latencies.clear()
+        tally.server_cpu, tally.served = 0.0, 0
     comparison.rounds = await interleave(
         side(serve, w3_http.graphql_redeem, sizes.http, a_tally),
         side(bare, w3_http.bare_redeem, sizes.http, b_tally),
@@ -214,6 +223,8 @@ async def http_comparison(
         None if reported_only else a_p99 <= P99_TARGET_MS,
     )
     comparison.extra["latency"] = (f"A {spread(a_tally.latencies)}; B {spread(b_tally.latencies)}", None)
+    a_cpu, b_cpu = a_tally.cpu_ms_per_request(), b_tally.cpu_ms_per_request()
+    comparison.extra["server CPU a redeem"] = (f"A {a_cpu:.2f} ms, B {b_cpu:.2f} ms (A/B {a_cpu / b_cpu:.2f})", None)
     _failures(comparison, a_tally, b_tally)
     codes = fx.take_contention(sizes.contention)
     winners = await w3_http.contention(serve.port, codes, fx.contender_tokens)

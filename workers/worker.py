@@ -7,7 +7,7 @@ import contextlib
 import logging
 from typing import Any
 
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from services import outbox
 from settings import Settings
+from workers.connections import open_redis
 from workers.options import worker_options
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,7 @@ class VouchsafeWorker(Worker):
 
     async def main(self) -> None:
         if self._pool is None:  # a standalone worker (`vouchsafe worker`) opens its own connection
-            self._pool = await create_pool(
-                self.redis_settings,
-                job_deserializer=self.job_deserializer,
-                job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name,
-                expires_extra_ms=self.expires_extra_ms,
-            )
+            self._pool = await self.open_pool()
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
@@ -70,6 +65,14 @@ class VouchsafeWorker(Worker):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
+
+    async def open_pool(self) -> ArqRedis:
+        """The client arq's create_pool would make, on the project's pool (workers.connections)."""
+        settings: Settings = self.ctx["settings"]
+        redis = await open_redis(settings.redis_url, queue_name=self.queue_name)
+        redis.job_serializer, redis.job_deserializer = self.job_serializer, self.job_deserializer
+        redis.expires_extra_ms = self.expires_extra_ms
+        return redis
 
     def _cpu_bound_running(self) -> bool:
         return any(not task.done() for job_id, task in self.tasks.items() if outbox.is_cpu_bound(job_id))

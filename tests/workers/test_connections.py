@@ -7,6 +7,7 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool
 
+from settings import Settings
 from workers.connections import CheckOutsideLockPool, open_redis
 
 
@@ -63,3 +64,18 @@ async def test_the_stock_pool_would_fail_that_test() -> None:
     for connection in await asyncio.gather(stuck, second):
         await pool.release(connection)
     await pool.disconnect()
+
+
+async def test_a_standalone_worker_connects_on_the_same_pool(settings: Settings) -> None:
+    # `vouchsafe worker` opens its own connection: on this pool too, for its queue, with arq's job options
+    from workers.worker import standalone_worker
+
+    worker = standalone_worker(settings)
+    redis = await worker.open_pool()
+    try:
+        assert isinstance(redis.connection_pool, CheckOutsideLockPool)
+        assert redis.default_queue_name == settings.queue_name == worker.queue_name
+        assert redis.expires_extra_ms == worker.expires_extra_ms
+        assert await redis.ping()
+    finally:
+        await redis.aclose()
