@@ -131,17 +131,24 @@ async def request_outbox_rows() -> int:
     return await OutboxMessage.exclude(task__in=_WORKER_FOLLOW_UPS).count()
 
 
-async def partner_admin(*, locale: str = "en", name: str = "Reseller Ltd") -> Actor:
-    """A new partner account's ADMIN as an Actor (created directly: no password hashing)."""
+async def tenant_admin(*, locale: str = "en", name: str = "Customer Ltd") -> Actor:
+    """A new (not partner) account's ADMIN as an Actor (created directly: no password hashing)."""
     from models import Account, FinanceSettings, Role, User
-    from services import staff
     from services.actors import Actor
 
     account = await Account.create(name=name, locale=locale, is_partner=False)
     await FinanceSettings.create(account=account)
     user = await User.create(email=unique_email("admin"), password_hash="x", account=account, role=Role.ADMIN)
-    await staff.set_partner(account_id=account.id, enabled=True)
     return Actor(user_id=user.id, account_id=account.id, role=Role.ADMIN)
+
+
+async def partner_admin(*, locale: str = "en", name: str = "Reseller Ltd") -> Actor:
+    """A new partner account's ADMIN as an Actor: a tenant_admin whose account staff made a partner."""
+    from services import staff
+
+    actor = await tenant_admin(locale=locale, name=name)
+    await staff.set_partner(account_id=actor.require_account(), enabled=True)
+    return actor
 
 
 async def balance_partner(*, funds: int = 0) -> Actor:

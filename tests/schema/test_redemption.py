@@ -262,39 +262,19 @@ class TestRaces:
         assert await CertificateRequest.filter(voucher_id=voucher.id).count() == 1
 
     async def test_r03_cancel_and_redeem_never_both_win(self, db: None, settings: object) -> None:
-        from tortoise.transactions import in_transaction
-
-        from models import (
-            Account,
-            FinanceSettings,
-            LedgerEntryKind,
-            PaymentMethod,
-            Role,
-            User,
-            VoucherOrder,
-            VoucherOrderStatus,
-        )
+        from models import LedgerEntryKind, PaymentMethod, VoucherOrder, VoucherOrderStatus
         from services import cancellation, ledger, orders, redemption
-        from services.actors import Actor
         from services.catalogue import LineRequest
         from services.codes import CodeCipher
         from services.errors import DomainError
         from services.payments import SandboxGateway
         from services.ratelimit import RateLimiter
         from services.reveal import reveal_codes
+        from tests.factories import balance_partner, tenant_admin
         from workers.connections import open_redis
 
-        account = await Account.create(name="R03", is_partner=True)
-        await FinanceSettings.create(account=account, bill_to_balance_enabled=True)
-        owner = await User.create(email=unique_email("r03"), password_hash="x", account=account, role=Role.ADMIN)
-        buyer = Actor(user_id=owner.id, account_id=account.id, role=Role.ADMIN)
-        customer_account = await Account.create(name="R03 customer")
-        customer = await User.create(
-            email=unique_email("c"), password_hash="x", account=customer_account, role=Role.ADMIN
-        )
-        redeemer = Actor(user_id=customer.id, account_id=customer_account.id, role=Role.ADMIN)
-        async with in_transaction() as conn:
-            await ledger.post_entry(conn, account_id=account.id, kind=LedgerEntryKind.DEPOSIT, amount=200 * 17_500)
+        buyer = await balance_partner(funds=200 * 17_500)
+        redeemer = await tenant_admin(name="R03 customer")
         cipher, gateway = CodeCipher(b"r" * 32), SandboxGateway()
         redis = await open_redis(None)
         limiter = RateLimiter(redis)
@@ -341,7 +321,7 @@ class TestRaces:
                 assert fresh.status == VoucherOrderStatus.CANCELLED and voucher.status == VoucherStatus.CANCELLED
             else:
                 assert fresh.status == VoucherOrderStatus.ACTIVE and voucher.status == VoucherStatus.VALID_USED
-        refunds = await ledger.LedgerEntry.filter(account_id=account.id, kind=LedgerEntryKind.REFUND).count()
+        refunds = await ledger.LedgerEntry.filter(account_id=buyer.account_id, kind=LedgerEntryKind.REFUND).count()
         assert refunds == sum(1 for c, _ in outcomes if c)
-        assert account.id not in [m.account_id for m in await ledger.verify()]
+        assert buyer.account_id not in [m.account_id for m in await ledger.verify()]
         await redis.aclose()

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models import OrderEvent, OrderEventKind, Role, Voucher, VoucherOrder, VoucherOrderLine, VoucherStatus
-from services import accounts, clock, orders, staff
+from models import OrderEvent, OrderEventKind, Voucher, VoucherOrder, VoucherOrderLine, VoucherStatus
+from services import clock, orders
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
@@ -19,24 +19,10 @@ from services.orders import OrderRequest
 from services.payments import SandboxGateway
 from services.reveal import reveal_codes
 from settings import Settings
-from tests.factories import PASSWORD, unique_email
+from tests.factories import partner_admin
 
 BASIC_OV = LineRequest(product_code="BASIC_OV", quantity=3, validity_years=2, fqdns=3, wildcards=1)
 BASIC_EV = LineRequest(product_code="BASIC_EV", quantity=2, validity_years=1, fqdns=1, wildcards=0)
-
-
-async def partner_admin(settings: Settings) -> Actor:
-    """A new partner account's ADMIN, as an actor."""
-    user = await accounts.sign_up(
-        email=unique_email("partner"),
-        password=PASSWORD,
-        account_name="Reseller Ltd",
-        locale="en",
-        public_url=settings.public_url,
-    )
-    assert user.account_id is not None
-    await staff.set_partner(account_id=user.account_id, enabled=True)
-    return Actor(user_id=user.id, account_id=user.account_id, role=Role.ADMIN)
 
 
 async def placed_order(settings: Settings, actor: Actor, *lines: LineRequest) -> VoucherOrder:
@@ -86,7 +72,7 @@ class TestCell:
 class TestCsvChunks:
     async def test_rows_are_the_revealed_codes_with_their_line(self, db: None, settings: Settings) -> None:
         # given
-        actor = await partner_admin(settings)
+        actor = await partner_admin()
         order = await placed_order(settings, actor, BASIC_OV, BASIC_EV)
         # when
         body = await csv_body(settings, order)
@@ -107,7 +93,7 @@ class TestCsvChunks:
         assert details == [("Basic OV", "2", "3", "1")] * 3 + [("Basic EV", "1", "1", "0")] * 2
 
     async def test_only_this_orders_codes(self, db: None, settings: Settings) -> None:
-        actor = await partner_admin(settings)
+        actor = await partner_admin()
         order = await placed_order(settings, actor, BASIC_EV)
         other = await placed_order(settings, actor, BASIC_OV)
         codes = {row["code"] for row in parse(await csv_body(settings, order))}
@@ -116,7 +102,7 @@ class TestCsvChunks:
 
     async def test_statuses_read_as_of_now(self, db: None, settings: Settings) -> None:
         # given: one voucher used, one cancelled, one untouched, and a year and a day gone by
-        actor = await partner_admin(settings)
+        actor = await partner_admin()
         order = await placed_order(settings, actor, BASIC_OV)
         used, cancelled, untouched = await Voucher.filter(order_id=order.id).order_by("id").values_list("id", flat=True)
         await Voucher.filter(id=used).update(status=VoucherStatus.VALID_USED)
@@ -135,7 +121,7 @@ class TestCsvChunks:
 
     async def test_a_product_name_that_is_a_formula_is_neutralised(self, db: None, settings: Settings) -> None:
         # The line keeps the name it was sold under; a staff edit could have made it a formula.
-        actor = await partner_admin(settings)
+        actor = await partner_admin()
         order = await placed_order(settings, actor, BASIC_EV)
         await VoucherOrderLine.filter(order_id=order.id).update(product_name='=HYPERLINK("http://evil.example")')
         rows = parse(await csv_body(settings, order))
@@ -143,7 +129,7 @@ class TestCsvChunks:
 
     async def test_a_large_order_streams_in_batches(self, db: None, settings: Settings) -> None:
         # given
-        actor = await partner_admin(settings)
+        actor = await partner_admin()
         order = await placed_order(settings, actor, LineRequest("BASIC_OV", 2_500, 1, 1, 0))
         # when
         chunks = [
@@ -161,13 +147,13 @@ class TestCsvChunks:
         assert len(set(codes)) == 2_500
 
     async def test_an_exact_multiple_of_the_batch_size(self, db: None, settings: Settings) -> None:
-        actor = await partner_admin(settings)
+        actor = await partner_admin()
         order = await placed_order(settings, actor, LineRequest("BASIC_OV", 4, 1, 1, 0))
         body = await csv_body(settings, order, batch_size=2)
         assert len(parse(body)) == 4
 
     async def test_batch_size_must_be_positive(self, db: None, settings: Settings) -> None:
-        actor = await partner_admin(settings)
+        actor = await partner_admin()
         order = await placed_order(settings, actor)
         with pytest.raises(ValueError):
             await csv_body(settings, order, batch_size=0)
@@ -175,7 +161,7 @@ class TestCsvChunks:
 
 class TestRecordDownload:
     async def test_the_history_records_who_downloaded_which_file(self, db: None, settings: Settings) -> None:
-        actor = await partner_admin(settings)
+        actor = await partner_admin()
         order = await placed_order(settings, actor)
         grant = Grant(
             order_id=order.id,
