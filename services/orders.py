@@ -117,29 +117,12 @@ async def place_order(
         "method": method.value,
         "card": request.card_token,
     }
-    response = None
-    if method == PaymentMethod.ACCOUNT_BALANCE and account.balance < quote.total:
-        # Advisory, to spare the crypto: the conditional debit inside the transaction decides.
-        # A replay of a purchase that went through is answered, whatever the balance is now.
-        response = await idempotency.stored_response(
-            account_id=account.id, key=key, operation=ORDER_OPERATION, request=fingerprint
-        )
-        if response is None:
-            raise insufficient_funds()
+    response = await _replay_if_short(account, quote, method, key, fingerprint)
     if response is None:
         # Codes are made before the transaction (~6 µs each), so it holds its locks only to write.
         sealed = [seal_codes(cipher, priced.quantity) for priced in quote.lines]
         details = _Details(account, actor, quote, method, customer_name, notes, sealed, public_url)
-        if method == PaymentMethod.ACCOUNT_BALANCE:
-            response = await idempotency.once(
-                account_id=account.id,
-                key=key,
-                operation=ORDER_OPERATION,
-                request=fingerprint,
-                effect=lambda conn: _commit(conn, details, charge_reference=None),
-            )
-        else:
-            response = await _pay_by_card(details, request.card_token, key, fingerprint, gateway)
+        response = await _buy(details, request.card_token, key, fingerprint, gateway)
     outbox.notify()
     order = await VoucherOrder.get(id=response["order_id"], account_id=account.id)
     await events.publish(
@@ -158,6 +141,38 @@ class _Details:
     notes: str | None
     sealed: list[list[codes.SealedCode]]
     public_url: str
+
+
+async def _replay_if_short(
+    account: Account, quote: Quote, method: PaymentMethod, key: str | None, fingerprint: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A balance too low for the order: the answer of a purchase that went through, else INSUFFICIENT_FUNDS.
+
+    Advisory, to spare the crypto: the conditional debit inside the transaction decides.
+    A replay of a purchase that went through is answered, whatever the balance is now.
+    """
+    if method != PaymentMethod.ACCOUNT_BALANCE or account.balance >= quote.total:
+        return None
+    response = await idempotency.stored_response(
+        account_id=account.id, key=key, operation=ORDER_OPERATION, request=fingerprint
+    )
+    if response is None:
+        raise insufficient_funds()
+    return response
+
+
+async def _buy(
+    details: _Details, card_token: str | None, key: str | None, fingerprint: dict[str, Any], gateway: PaymentGateway
+) -> dict[str, Any]:
+    if details.method == PaymentMethod.ACCOUNT_BALANCE:
+        return await idempotency.once(
+            account_id=details.account.id,
+            key=key,
+            operation=ORDER_OPERATION,
+            request=fingerprint,
+            effect=lambda conn: _commit(conn, details, charge_reference=None),
+        )
+    return await _pay_by_card(details, card_token, key, fingerprint, gateway)
 
 
 async def _pay_by_card(
