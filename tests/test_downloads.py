@@ -24,8 +24,8 @@ from services.errors import DomainError, ErrorCode
 from services.reveal import reveal_codes
 from settings import Settings
 from tests.conftest import Api
-from tests.factories import PASSWORD, unique_email
-from tests.services.test_exports import partner_admin, placed_order
+from tests.factories import PASSWORD, partner_admin, unique_email
+from tests.services.test_exports import placed_order
 
 SECRET = b"s" * 32
 ADMIN = Actor(user_id=41, account_id=7, role=Role.ADMIN)
@@ -132,7 +132,7 @@ class TestDownloadCsv:
         self, api: Api, app_settings: Settings
     ) -> None:
         # given
-        admin = await partner_admin(app_settings)
+        admin = await partner_admin()
         order = await placed_order(app_settings, admin)
         url = mint(app_settings, order.id, admin)
         assert url.startswith(f"{app_settings.public_url}/downloads/orders/{order.id}/codes.csv?t=")
@@ -149,7 +149,7 @@ class TestDownloadCsv:
         assert (event.actor_user_id, event.actor_api_key_id) == (admin.user_id, None)
 
     async def test_finance_users_and_api_keys_download_too(self, api: Api, app_settings: Settings) -> None:
-        admin = await partner_admin(app_settings)
+        admin = await partner_admin()
         order = await placed_order(app_settings, admin)
         finance_user = await accounts.user_create(
             actor=admin, email=unique_email("finance"), password=PASSWORD, role=Role.FINANCE
@@ -167,7 +167,7 @@ class TestDownloadCsv:
         ]
 
     async def test_a_link_works_until_it_expires(self, api: Api, app_settings: Settings) -> None:
-        admin = await partner_admin(app_settings)
+        admin = await partner_admin()
         order = await placed_order(app_settings, admin)
         path = path_of(mint(app_settings, order.id, admin))
         with clock.shifted(DOWNLOAD_TTL - timedelta(seconds=5)):
@@ -177,7 +177,7 @@ class TestDownloadCsv:
         assert len(await downloads_of(order)) == 1
 
     async def test_a_missing_or_tampered_token(self, api: Api, app_settings: Settings) -> None:
-        admin = await partner_admin(app_settings)
+        admin = await partner_admin()
         order = await placed_order(app_settings, admin)
         token = token_of(mint(app_settings, order.id, admin))
         principal, expires, mac = token.split(".")
@@ -195,7 +195,7 @@ class TestDownloadCsv:
         assert await downloads_of(order) == []
 
     async def test_another_order_or_another_file(self, api: Api, app_settings: Settings) -> None:
-        admin = await partner_admin(app_settings)
+        admin = await partner_admin()
         order = await placed_order(app_settings, admin)
         other = await placed_order(app_settings, admin)
         token = token_of(mint(app_settings, order.id, admin))
@@ -205,14 +205,14 @@ class TestDownloadCsv:
         assert await downloads_of(order) == [] and await downloads_of(other) == []
 
     async def test_an_unknown_order(self, api: Api, app_settings: Settings) -> None:
-        admin = await partner_admin(app_settings)
+        admin = await partner_admin()
         await assert_not_found(api, path_of(mint(app_settings, 9_000_000_000, admin)))
 
     async def test_another_tenants_user(self, api: Api, app_settings: Settings) -> None:
         # given: a link minted for another tenant's admin, with a valid signature
-        admin = await partner_admin(app_settings)
+        admin = await partner_admin()
         order = await placed_order(app_settings, admin)
-        stranger = await partner_admin(app_settings)
+        stranger = await partner_admin()
         # then
         await assert_not_found(api, path_of(mint(app_settings, order.id, stranger)))
         assert await downloads_of(order) == []
@@ -221,7 +221,7 @@ class TestDownloadCsv:
         self, api: Api, app_settings: Settings
     ) -> None:
         # given
-        admin = await partner_admin(app_settings)
+        admin = await partner_admin()
         order = await placed_order(app_settings, admin)
         path = path_of(mint(app_settings, order.id, admin))
         # when: the role changes to MEMBER
@@ -235,7 +235,7 @@ class TestDownloadCsv:
         assert (await api.http.get(path)).status_code == 200
 
     async def test_a_revoked_api_key(self, api: Api, app_settings: Settings) -> None:
-        admin = await partner_admin(app_settings)
+        admin = await partner_admin()
         order = await placed_order(app_settings, admin)
         created = await accounts.api_key_create(actor=admin, name="shop", channel=ApiKeyChannel.API)
         key = Actor(user_id=None, account_id=admin.account_id, role=Role.FINANCE, api_key_id=created.api_key.id)
@@ -245,7 +245,7 @@ class TestDownloadCsv:
         assert await downloads_of(order) == []
 
     async def test_head_sends_no_codes_and_records_nothing(self, api: Api, app_settings: Settings) -> None:
-        admin = await partner_admin(app_settings)
+        admin = await partner_admin()
         order = await placed_order(app_settings, admin)
         response = await api.http.head(path_of(mint(app_settings, order.id, admin)))
         assert response.status_code == 200 and response.content == b""
