@@ -1,6 +1,6 @@
 """W3, redeem under concurrency: 32 clients at once, each redeeming fresh codes of its own.
 
-    uv run python -m bench.w3_redeem [--quick] [--rounds N] [--timeout S] [--profile]
+    uv run python -m bench.w3_redeem [--quick] [--rounds N] [--timeout S] [--profile] [--against VOUCHSAFE]
 
 DATABASE_URL names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/test),
 REDIS_URL the Redis (default redis://127.0.0.1:6379/0); loopback only. The suite's entry
@@ -22,6 +22,10 @@ Three comparisons, rounds of A and B interleaved (bench.harness):
   HTTP x2  the same with `serve --workers 2` against the bare app on 2 processes: reported,
            full runs only (--quick, the CI smoke step, keeps to one process a server)
 At the end every code handed to a round must be VALID_USED with exactly one request.
+--against VOUCHSAFE: over HTTP, B is that executable's `serve` (another checkout's
+.venv/bin/vouchsafe, e.g. of `git worktree add /tmp/old REF` after `uv sync` there) and
+is sent the same mutation: the code before a change against the code after it, rounds
+interleaved on one machine at one time (reported, not judged; one process a server).
 --profile: after the HTTP rounds, py-spy records the one-process `vouchsafe serve` for
 10 s of the same load and prints where its time goes (bench.spy).
 
@@ -75,6 +79,9 @@ class Sizes:
     contention: int  # codes each redeemed by 8 clients at once, per server
     two_processes: bool  # also `serve --workers 2` against the bare app on 2 processes
     profile: int = 0  # redeems per client kept for --profile's load
+    # --against: B over HTTP is this `vouchsafe` executable's serve (another checkout's
+    # .venv/bin/vouchsafe) instead of the bare app: old code against new, in one run.
+    against: str | None = None
 
     def codes_per_client(self) -> int:
         pairs = 2 if self.two_processes else 1
@@ -117,10 +124,10 @@ def server_env(db_url: str, redis_url: str, namespace: str, data_dir: Path) -> d
     }
 
 
-def servers(env: dict[str, str], log_dir: Path) -> dict[str, w3_http.Server]:
-    """The four servers: `vouchsafe serve` and the bare app, on one process and on two."""
+def servers(env: dict[str, str], log_dir: Path, against: str | None = None) -> dict[str, w3_http.Server]:
+    """The four servers: `vouchsafe serve` and the bare app (or `against`'s serve), on one process and on two."""
     serve = [str(Path(sys.executable).with_name("vouchsafe")), "serve"]
-    bare = [sys.executable, "-m", "bench.w3_bare"]
+    bare = [against, "serve"] if against else [sys.executable, "-m", "bench.w3_bare"]
     specs = {
         "serve": (serve, 1),
         "bare": (bare, 1),
@@ -183,10 +190,12 @@ async def http_comparison(
     fx: w3_service.Fixture, serve: w3_http.Server, bare: w3_http.Server, sizes: Sizes, *, reported_only: bool
 ) -> Comparison:
     processes = f", {serve.processes} processes each" if serve.processes > 1 else ""
+    reported_only = reported_only or sizes.against is not None
+    b_shape = w3_http.graphql_redeem if sizes.against else w3_http.bare_redeem
     comparison = Comparison(
         workload=f"W3 redeem over HTTP, {CLIENTS} clients{processes}",
         a_label="voucherRedeem, vouchsafe serve" + (f" --workers {serve.processes}" if serve.processes > 1 else ""),
-        b_label="bare Starlette endpoint, same service",
+        b_label=f"voucherRedeem, {sizes.against} serve" if sizes.against else "bare Starlette endpoint, same service",
         unit="ops/s",
         higher_is_better=True,
         target="report only" if reported_only else f"ratio >= {HTTP_TARGET}",
@@ -207,13 +216,13 @@ async def http_comparison(
 
     # Warm-up, not counted: connections, pools, Strawberry's parser and validation caches (every process).
     await side(serve, w3_http.graphql_redeem, sizes.warmup, a_tally)()
-    await side(bare, w3_http.bare_redeem, sizes.warmup, b_tally)()
+    await side(bare, b_shape, sizes.warmup, b_tally)()
     for tally in (a_tally, b_tally):
         tally.latencies.clear()
         tally.server_cpu, tally.served = 0.0, 0
     comparison.rounds = await interleave(
         side(serve, w3_http.graphql_redeem, sizes.http, a_tally),
-        side(bare, w3_http.bare_redeem, sizes.http, b_tally),
+        side(bare, b_shape, sizes.http, b_tally),
         sizes.rounds,
         show=comparison,
     )
@@ -302,7 +311,7 @@ async def measure(db_url: str, redis_url: str, namespace: str, sizes: Sizes, dea
     """
     with tempfile.TemporaryDirectory(prefix="w3-") as tmp:
         env = server_env(db_url, redis_url, namespace, Path(tmp))
-        procs = servers(env, Path(tmp))
+        procs = servers(env, Path(tmp), sizes.against)
         redis = await open_redis(redis_url, queue_name=namespace)
         try:
             # The first pair starts at once: its start-up overlaps the migration and the seeding,
@@ -385,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=None, help="give up after this many seconds (default 60 quick, 600)"
     )
     p.add_argument("--profile", action="store_true", help=f"py-spy the one-process server for {PROFILE_SECONDS} s")
+    p.add_argument(
+        "--against",
+        metavar="VOUCHSAFE",
+        help="over HTTP, B is this vouchsafe executable's serve (e.g. another checkout's .venv/bin/vouchsafe)",
+    )
     args = p.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.profile:
@@ -393,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= args.rounds <= 50:
             p.error("--rounds from 1 to 50")
         sizes = replace(sizes, rounds=args.rounds)
+    if args.against:
+        if not os.access(args.against, os.X_OK):
+            p.error(f"--against: {args.against} is not an executable")
+        sizes = replace(sizes, against=os.path.abspath(args.against), two_processes=False)
     timeout = args.timeout or (60.0 if args.quick else 600.0)
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     if urlsplit(redis_url).hostname not in ("127.0.0.1", "localhost", "::1"):
