@@ -30,6 +30,9 @@ class CountingRedis(fakeredis.FakeAsyncRedis):
         return pipe
 
 
+LIMIT = Limit("test", 3, 60)
+
+
 def redis() -> CountingRedis:
     return CountingRedis(server=fakeredis.FakeServer())
 
@@ -94,20 +97,20 @@ async def test_hits_forgiven_in_a_batch_do_not_count_against_the_next_attempt() 
     # One request may redeem more codes than the limit allows attempts in flight: each hit
     # is forgiven before the next attempt counts, as it was before forgiving was batched.
     r = redis()
-    limiter, limit = RateLimiter(r, namespace="t"), Limit("test", 3, 60)
+    limiter = RateLimiter(r, namespace="t")
     async with redis_batch.batch(r):
         for _ in range(10):
-            await limiter.attempt(limit, "office")
-            await limiter.forgive(limit, "office")
+            await limiter.attempt(LIMIT, "office")
+            await limiter.forgive(LIMIT, "office")
     [key] = [k async for k in r.scan_iter(match="t:rl:test:*")]
     assert int(await r.get(key)) == 0 and 0 < await r.ttl(key) <= 60
 
 
 async def test_failures_in_a_batch_still_count() -> None:
     r = redis()
-    limiter, limit = RateLimiter(r, namespace="t"), Limit("test", 3, 60)
+    limiter = RateLimiter(r, namespace="t")
     async with redis_batch.batch(r):
-        for _ in range(3):
-            await limiter.attempt(limit, "office")
+        for _ in range(LIMIT.max_hits):
+            await limiter.attempt(LIMIT, "office")
         with pytest.raises(DomainError):
-            await limiter.attempt(limit, "office")
+            await limiter.attempt(LIMIT, "office")
