@@ -179,10 +179,14 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     server_cpu: float = 0.0  # seconds of the server's CPU over the counted rounds
+    client_cpu: float = 0.0  # seconds of this (the load client's) process's CPU over them
     served: int = 0  # redeems in those rounds
 
     def cpu_ms_per_request(self) -> float:
         return self.server_cpu * 1000 / self.served if self.served else float("nan")
+
+    def client_ms_per_request(self) -> float:
+        return self.client_cpu * 1000 / self.served if self.served else float("nan")
 
 
 async def http_round(

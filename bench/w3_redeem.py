@@ -206,9 +206,10 @@ async def http_comparison(
     def side(server: w3_http.Server, shape: Any, per_client: int, tally: w3_http.Tally) -> Side:
         async def one_round() -> float:
             # The server's CPU a redeem: what the latency of a closed loop of 32 clients follows.
-            batches, cpu = fx.take(per_client), server.cpu_seconds()
+            batches, cpu, own = fx.take(per_client), server.cpu_seconds(), time.process_time()
             rate = await w3_http.http_round(server.port, shape, batches, fx.client_tokens, tally)
             tally.server_cpu += server.cpu_seconds() - cpu
+            tally.client_cpu += time.process_time() - own
             tally.served += sum(len(b) for b in batches)
             return rate
 
@@ -219,7 +220,7 @@ async def http_comparison(
     await side(bare, b_shape, sizes.warmup, b_tally)()
     for tally in (a_tally, b_tally):
         tally.latencies.clear()
-        tally.server_cpu, tally.served = 0.0, 0
+        tally.server_cpu, tally.client_cpu, tally.served = 0.0, 0.0, 0
     comparison.rounds = await interleave(
         side(serve, w3_http.graphql_redeem, sizes.http, a_tally),
         side(bare, b_shape, sizes.http, b_tally),
@@ -234,6 +235,10 @@ async def http_comparison(
     comparison.extra["latency"] = (f"A {spread(a_tally.latencies)}; B {spread(b_tally.latencies)}", None)
     a_cpu, b_cpu = a_tally.cpu_ms_per_request(), b_tally.cpu_ms_per_request()
     comparison.extra["server CPU a redeem"] = (f"A {a_cpu:.2f} ms, B {b_cpu:.2f} ms (A/B {a_cpu / b_cpu:.2f})", None)
+    comparison.extra["load client's CPU a redeem"] = (
+        f"A {a_tally.client_ms_per_request():.2f} ms, B {b_tally.client_ms_per_request():.2f} ms",
+        None,
+    )
     _failures(comparison, a_tally, b_tally)
     codes = fx.take_contention(sizes.contention)
     winners = await w3_http.contention(serve.port, codes, fx.contender_tokens)

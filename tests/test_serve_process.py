@@ -155,13 +155,20 @@ def test_serve_embedded_from_nothing_and_again(tmp_path: Path) -> None:
     assert all(keys.values())
     assert all((data_dir / "keys" / name).stat().st_mode & 0o777 == 0o600 for name in keys)
 
-    # second start: the same data dir, the same keys, the same user
-    with serving(data_dir, log_path) as http:
+    first_log = log_path.read_text()
+    assert '"POST /graphql HTTP/1.1" 200' in first_log, first_log
+
+    # second start: the same data dir, the same keys, the same user; no access log asked for
+    with serving(data_dir, log_path, extra_args=("--no-access-log",)) as http:
         assert key_files(data_dir) == keys
         token = sign_in(http, address)
         viewer = graphql(http, VIEWER, token=token)["viewer"]
         assert viewer["user"]["email"] == address
         assert viewer["account"]["name"] == account_name
+
+    second_log = log_path.read_text()[len(first_log) :]
+    assert "Application startup complete" in second_log, second_log
+    assert "HTTP/1.1" not in second_log, second_log
 
 
 def test_serve_refuses_several_workers_on_the_embedded_default(tmp_path: Path) -> None:
