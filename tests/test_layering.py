@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-OUTER_LAYERS = {"strawberry", "starlette", "schema", "workers", "server", "cli", "redeem_page"}
+OUTER_LAYERS = {"strawberry", "starlette", "schema", "workers", "server", "cli", "cli_products", "redeem_page"}
 MODELS_MAY_IMPORT = {"tortoise", "models"} | set(sys.stdlib_module_names)
 
 
