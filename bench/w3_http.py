@@ -13,12 +13,15 @@ customers would: the redemption rate limit counts per client address.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -148,6 +151,42 @@ def running(servers: list[Server]) -> Iterator[list[Server]]:
     finally:
         for server in servers:
             server.stop()
+
+
+def server_env(db_url: str, redis_url: str, namespace: str, data_dir: Path) -> dict[str, str]:
+    def key() -> str:
+        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", str(data_dir)),
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "VOUCHSAFE_QUEUE_NAME": namespace,
+        "VOUCHSAFE_DATA_DIR": str(data_dir),
+        "VOUCHSAFE_SECRET_KEY": key(),
+        "VOUCHSAFE_CODE_KEY": key(),
+        # The seeding's outbox rows are deleted; the relay's periodic sweep should not queue them first.
+        "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "3600",
+    }
+
+
+def servers(env: dict[str, str], log_dir: Path, against: str | None = None) -> dict[str, Server]:
+    """The four servers: `vouchsafe serve` and the bare app (or `against`'s serve), on one process and on two."""
+    serve = [str(Path(sys.executable).with_name("vouchsafe")), "serve"]
+    bare = [against, "serve"] if against else [sys.executable, "-m", "bench.w3_bare"]
+    specs = {
+        "serve": (serve, 1),
+        "bare": (bare, 1),
+        "serve2": ([*serve, "--workers", "2"], 2),
+        "bare2": ([*bare, "--workers", "2"], 2),
+    }
+    # Two processes share the 32 clients: 16 connections each (the default 20 for one).
+    env2 = {**env, "VOUCHSAFE_DB_POOL_SIZE": "16"}
+    return {
+        name: Server(name, argv, env if n == 1 else env2, log_dir / f"{name}.log", n)
+        for name, (argv, n) in specs.items()
+    }
 
 
 REDEEM_MUTATION = (

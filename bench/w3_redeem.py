@@ -106,42 +106,6 @@ def spread(latencies: list[float]) -> str:
     return f"mean {mean:.1f}, p50 {p[49] * 1000:.1f}, p90 {p[89] * 1000:.1f}, max {top:.1f} ms"
 
 
-def server_env(db_url: str, redis_url: str, namespace: str, data_dir: Path) -> dict[str, str]:
-    def key() -> str:
-        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", str(data_dir)),
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
-        "VOUCHSAFE_QUEUE_NAME": namespace,
-        "VOUCHSAFE_DATA_DIR": str(data_dir),
-        "VOUCHSAFE_SECRET_KEY": key(),
-        "VOUCHSAFE_CODE_KEY": key(),
-        # The seeding's outbox rows are deleted; the relay's periodic sweep should not queue them first.
-        "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "3600",
-    }
-
-
-def servers(env: dict[str, str], log_dir: Path, against: str | None = None) -> dict[str, w3_http.Server]:
-    """The four servers: `vouchsafe serve` and the bare app (or `against`'s serve), on one process and on two."""
-    serve = [str(Path(sys.executable).with_name("vouchsafe")), "serve"]
-    bare = [against, "serve"] if against else [sys.executable, "-m", "bench.w3_bare"]
-    specs = {
-        "serve": (serve, 1),
-        "bare": (bare, 1),
-        "serve2": ([*serve, "--workers", "2"], 2),
-        "bare2": ([*bare, "--workers", "2"], 2),
-    }
-    # Two processes share the 32 clients: 16 connections each (the default 20 for one).
-    env2 = {**env, "VOUCHSAFE_DB_POOL_SIZE": "16"}
-    return {
-        name: w3_http.Server(name, argv, env if n == 1 else env2, log_dir / f"{name}.log", n)
-        for name, (argv, n) in specs.items()
-    }
-
-
 Side = Callable[[], Awaitable[float]]
 
 
@@ -315,8 +279,8 @@ async def measure(db_url: str, redis_url: str, namespace: str, sizes: Sizes, dea
     runs at a time (up to 20 connections a process, 16 with two processes each).
     """
     with tempfile.TemporaryDirectory(prefix="w3-") as tmp:
-        env = server_env(db_url, redis_url, namespace, Path(tmp))
-        procs = servers(env, Path(tmp), sizes.against)
+        env = w3_http.server_env(db_url, redis_url, namespace, Path(tmp))
+        procs = w3_http.servers(env, Path(tmp), sizes.against)
         redis = await open_redis(redis_url, queue_name=namespace)
         try:
             # The first pair starts at once: its start-up overlaps the migration and the seeding,
