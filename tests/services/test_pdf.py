@@ -1,4 +1,4 @@
-"""The vouchers PDF: one page per voucher, escaped user text, every script, chunks run twice, failure, download."""
+"""The vouchers PDF: one page per voucher, escaped user text, every script, chunks run twice, failure."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import threading
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import segno
@@ -34,12 +33,11 @@ from services import accounts, outbox, pdf, pdf_store, staff
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
-from services.downloads import download_url
 from services.orders import OrderRequest, place_order
 from services.payments import SandboxGateway
 from services.reveal import RevealedCode, reveal_codes
 from settings import Settings
-from tests.conftest import Api, free_port
+from tests.conftest import free_port
 from tests.factories import PASSWORD, unique_email
 
 OV = LineRequest(product_code="BASIC_OV", quantity=3, validity_years=2, fqdns=3, wildcards=1)
@@ -340,68 +338,6 @@ class TestFailure:
         await hook({"order_id": order.id, "generation": generation}, "RuntimeError: late")
         assert (await VoucherOrder.get(id=order.id)).pdf_status == PdfStatus.READY
         assert await events(order, OrderEventKind.PDF_FAILED) == []
-
-
-def pdf_path(settings: Settings, order_id: int, actor: Actor, kind: str = "pdf") -> str:
-    url = download_url(
-        secret=settings.secret_key, public_url=settings.public_url, order_id=order_id, kind=kind, actor=actor
-    )
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}"
-
-
-@pytest.fixture
-def app_settings(app: Any) -> Settings:
-    settings: Settings = app.state.resources.settings
-    return settings
-
-
-class TestDownload:
-    async def test_the_pdf_once_ready_and_the_history_records_it(
-        self, api: Api, app_settings: Settings, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        # given: a PDF stored in several parts
-        monkeypatch.setattr(pdf, "PART_BYTES", 30_000)
-        actor = await partner(app_settings)
-        order = await placed(app_settings, actor, EV)
-        path = pdf_path(app_settings, order.id, actor)
-        await drain(order, handlers(app_settings))  # the in-process worker, if any, may run rows too
-        # then: nothing while the PDF is not READY, even with its parts stored
-        await VoucherOrder.filter(id=order.id).update(pdf_status=PdfStatus.PENDING)
-        await assert_not_found(api, path)
-        await VoucherOrder.filter(id=order.id).update(pdf_status=PdfStatus.READY)
-        # when
-        response = await api.http.get(path)
-        # then
-        assert response.status_code == 200 and response.content.startswith(b"%PDF-")
-        assert response.content == await stored_pdf(order)
-        assert await PdfPart.filter(order_id=order.id).count() > 1
-        assert len(PdfReader(io.BytesIO(response.content)).pages) == 2
-        assert response.headers["content-type"] == "application/pdf"
-        assert response.headers["content-disposition"] == f'attachment; filename="{order.number}.pdf"'
-        assert response.headers["cache-control"] == "no-store"
-        [event] = await events(order, OrderEventKind.PDF_DOWNLOADED)
-        assert (event.actor_user_id, event.data) == (actor.user_id, {"file": "pdf"})
-
-    async def test_refused_for_another_tenant_a_csv_token_and_head_records_nothing(
-        self, api: Api, app_settings: Settings
-    ) -> None:
-        actor = await partner(app_settings)
-        order = await placed(app_settings, actor, EV)
-        await drain(order, handlers(app_settings))
-        stranger = await partner(app_settings)
-        await assert_not_found(api, pdf_path(app_settings, order.id, stranger))
-        csv_token = pdf_path(app_settings, order.id, actor, kind="csv").split("?")[1]
-        await assert_not_found(api, f"/downloads/orders/{order.id}/vouchers.pdf?{csv_token}")
-        head = await api.http.head(pdf_path(app_settings, order.id, actor))
-        assert head.status_code == 200 and head.content == b""
-        assert await events(order, OrderEventKind.PDF_DOWNLOADED) == []
-
-
-async def assert_not_found(api: Api, path: str) -> None:
-    response = await api.http.get(path)
-    assert (response.status_code, response.text) == (404, "Not Found")
-    assert "content-disposition" not in response.headers
 
 
 def qr_modules(image: Any) -> list[list[bool]]:
