@@ -76,29 +76,20 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    log_level = settings.log_level.lower()
+    # The same options for one process and for N: a flag added to one path reaches the other.
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": args.access_log,
+        "ws": WEBSOCKETS,
+    }
     if args.workers > 1:
         # uvicorn's supervisor spawns each process afresh: the factory builds the app there (see serve_app).
-        uvicorn.run(
-            "cli:serve_app",
-            factory=True,
-            workers=args.workers,
-            host=args.host,
-            port=args.port,
-            log_level=log_level,
-            access_log=args.access_log,
-            ws=WEBSOCKETS,
-        )
+        uvicorn.run("cli:serve_app", factory=True, workers=args.workers, **options)
         return 0
     redeem_page.install_access_log_masking()
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=log_level,
-        access_log=args.access_log,
-        ws=WEBSOCKETS,
-    )
+    uvicorn.run(create_app(settings), **options)
     return 0
 
 
