@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cli_products
-from services import database, events
+from infra import database
+from models import ORM_APPS
+from services import events
 from services.errors import DomainError
 from settings import Settings, SettingsError, load_settings
 
@@ -40,8 +42,8 @@ def _with_db(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
 
     async def run() -> Any:
         if settings.uses_sqlite:
-            await database.migrate(settings.database_url)
-        await database.open_db(settings.database_url, pool_size=2)
+            await database.migrate(settings.database_url, apps=ORM_APPS)
+        await database.open_db(settings.database_url, pool_size=2, apps=ORM_APPS)
         bus, redis = None, None
         if settings.redis_url:
             # A change made here (a partner enabled, a job retried) reaches the running servers'
@@ -65,8 +67,8 @@ def _with_db(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    import redeem_page
     from server import create_app
+    from web import redeem as redeem_page
 
     if args.workers > 1 and (settings.uses_sqlite or settings.embedded_redis):
         print(
@@ -101,8 +103,8 @@ def serve_app() -> Starlette:
     files the parent already wrote give the same values), and the logging and the
     access-log masking are installed again before the first request is logged.
     """
-    import redeem_page
     from server import create_app
+    from web import redeem as redeem_page
 
     settings = load_settings()
     _setup_logging(settings)
@@ -124,7 +126,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    asyncio.run(database.migrate(settings.database_url))
+    asyncio.run(database.migrate(settings.database_url, apps=ORM_APPS))
     print("migrated")
     return 0
 

@@ -35,7 +35,8 @@ from bench import harness
 from bench.context import BenchContext
 from bench.postgres import LOOPBACK, admin_execute, server_url, with_database
 from bench.seed import SeedPlan, seed
-from services import database
+from infra import database
+from models import ORM_APPS
 
 # (key, module, written by this suite's core): the others come from their own branch and are run if present.
 WORKLOADS = [
@@ -116,8 +117,8 @@ async def suite(args: argparse.Namespace) -> int:
     print(f"database {name} on {urlsplit(server).hostname}; {'quick' if args.quick else 'full'} run", flush=True)
     try:
         async with asyncio.timeout(args.timeout):
-            await database.migrate(url)
-            await database.open_db(url, pool_size=6)
+            await database.migrate(url, apps=ORM_APPS)
+            await database.open_db(url, pool_size=6, apps=ORM_APPS)
             try:
                 seeded = await seed(plan, code_key)
             finally:

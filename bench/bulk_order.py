@@ -36,8 +36,9 @@ import asyncpg
 from tortoise.transactions import in_transaction
 
 from bench.postgres import admin_execute, asyncpg_dsn, server_url, with_database
-from models import LedgerEntryKind, PaymentMethod, Role, VoucherOrderLine, VoucherStatus
-from services import accounts, catalogue, codes, database, finance, staff
+from infra import database
+from models import ORM_APPS, LedgerEntryKind, PaymentMethod, Role, VoucherOrderLine, VoucherStatus
+from services import accounts, catalogue, codes, finance, staff
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.ledger import post_entry
@@ -238,8 +239,8 @@ async def run(args: argparse.Namespace) -> bool:
     print(f"database {name} on {urlsplit(server).hostname}; sizes {args.sizes}, {args.rounds} rounds", flush=True)
     try:
         async with asyncio.timeout(args.timeout):
-            await database.migrate(url)
-            await database.open_db(url, pool_size=5)
+            await database.migrate(url, apps=ORM_APPS)
+            await database.open_db(url, pool_size=5, apps=ORM_APPS)
             raw = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
             try:
                 fx = await set_up(args.sizes, args.rounds)

@@ -45,8 +45,9 @@ import asyncpg
 from tortoise.transactions import in_transaction
 
 from bench.postgres import admin_execute, asyncpg_dsn, server_url, with_database
-from models import Role, VoucherOrder, VoucherOrderLine
-from services import accounts, catalogue, codes, database, exports, staff
+from infra import database
+from models import ORM_APPS, Role, VoucherOrder, VoucherOrderLine
+from services import accounts, catalogue, codes, exports, staff
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.orders import OrderRequest, expiry_of, insert_vouchers, place_order, seal_codes
@@ -134,7 +135,7 @@ class Runner:
 
 
 async def service_export(url: str, order_id: int, code_key: bytes, path: Path, batch_size: int) -> Runner:
-    await database.open_db(url, pool_size=2)
+    await database.open_db(url, pool_size=2, apps=ORM_APPS)
     order = await VoucherOrder.get(id=order_id)
     cipher = codes.CodeCipher(code_key)
 
@@ -261,8 +262,8 @@ def in_fresh_process(*args: Any) -> dict:
 
 
 async def _seed_database(url: str, vouchers: int, code_key: bytes) -> tuple[int, float]:
-    await database.migrate(url)
-    await database.open_db(url, pool_size=4)
+    await database.migrate(url, apps=ORM_APPS)
+    await database.open_db(url, pool_size=4, apps=ORM_APPS)
     try:
         started = time.perf_counter()
         order_id = await seed(vouchers, code_key)

@@ -46,8 +46,9 @@ from tortoise.transactions import in_transaction
 from xhtml2pdf.config.resources import ResourceAccessPolicy
 
 from bench.postgres import LOOPBACK
-from models import OutboxMessage, OutboxStatus, PdfChunk, PdfPart, PdfStatus, Role, VoucherOrder
-from services import accounts, database, outbox, pdf, pdf_join, pdf_store, staff
+from infra import database, pdf_join
+from models import ORM_APPS, OutboxMessage, OutboxStatus, PdfChunk, PdfPart, PdfStatus, Role, VoucherOrder
+from services import accounts, outbox, pdf, pdf_store, staff
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
@@ -110,7 +111,7 @@ def _measure(
     """Run `work` on an open database: its time, RSS and traced peak; then count the pages it made."""
 
     async def run() -> dict[str, float]:
-        await database.open_db(database_url, pool_size=4)
+        await database.open_db(database_url, pool_size=4, apps=ORM_APPS)
         try:
             rss_before = _reset_rss_peak()
             if trace:
@@ -232,8 +233,8 @@ def fresh(function: Callable[..., Any], *args: Any) -> Any:
 
 
 async def seed(database_url: str, vouchers: int, key: bytes) -> int:
-    await database.migrate(database_url)
-    await database.open_db(database_url, pool_size=4)
+    await database.migrate(database_url, apps=ORM_APPS)
+    await database.open_db(database_url, pool_size=4, apps=ORM_APPS)
     try:
         user = await accounts.sign_up(
             email=f"bench-{secrets.token_hex(6)}@example.com",

@@ -20,12 +20,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from models import Role
-from services import database, redemption
+from infra import database
+from infra.ratelimit import RateLimiter
+from models import ORM_APPS, Role
+from services import redemption
 from services.actors import Actor
 from services.codes import CodeCipher
 from services.errors import DomainError
-from services.ratelimit import RateLimiter
 
 CLIENT = "127.0.0.1"
 
@@ -101,7 +102,7 @@ async def _next_command(conn: Connection) -> object:
 
 
 async def _serve(conn: Connection, spec: LoadSpec) -> None:
-    await database.open_db(spec.database_url, pool_size=spec.workers + 2)
+    await database.open_db(spec.database_url, pool_size=spec.workers + 2, apps=ORM_APPS)
     redis = Redis.from_url(spec.redis_url)
     limiter = RateLimiter(redis, namespace=spec.namespace)
     codes = iter(spec.codes)

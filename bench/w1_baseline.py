@@ -36,7 +36,7 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.nodes import SelectedField, convert_selections
 
-from services import database
+from infra import database
 
 DSN_ENV = "W1_BASELINE_DSN"
 DEFAULT_PAGE = 20
@@ -268,7 +268,7 @@ def create_app() -> Starlette:
     dsn = os.environ[DSN_ENV]
 
     async def lifespan(app: Starlette) -> Any:
-        # The application's pool settings: no reset statement on release (services.database).
+        # The application's pool settings: no reset statement on release (infra.database).
         app.state.pool = await asyncpg.create_pool(
             dsn,
             min_size=2,

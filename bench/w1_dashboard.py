@@ -49,7 +49,8 @@ from bench.harness import Comparison, interleave, report
 from bench.pgcount import StatementCounter
 from bench.postgres import admin_execute, asyncpg_dsn, server_url, with_database
 from bench.processes import ServerProcess, free_port, uv
-from services import database
+from infra import database
+from models import ORM_APPS
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 CPU_TARGET = 1.3
@@ -283,7 +284,7 @@ async def run(ctx: BenchContext, *, profile: bool = False) -> list[Comparison]:
 
 async def _seed(ctx: BenchContext, size: dict[str, int]) -> str:
     """Our partner, seeded while the servers start; its e-mail."""
-    await database.open_db(ctx.database_url, pool_size=4)
+    await database.open_db(ctx.database_url, pool_size=4, apps=ORM_APPS)
     try:
         email = await w1_load.seed_partner(size["orders"], size["per_order"], ctx.code_key)
         await w1_load.quiet_outbox(connections.get("default"))
@@ -294,7 +295,7 @@ async def _seed(ctx: BenchContext, size: dict[str, int]) -> str:
 
 async def _clean_up(ctx: BenchContext, queue: str) -> None:
     """Our outbox rows (e-mails of the deposits) marked done, our Redis keys deleted."""
-    await database.open_db(ctx.database_url, pool_size=2)
+    await database.open_db(ctx.database_url, pool_size=2, apps=ORM_APPS)
     try:
         await w1_load.quiet_outbox(connections.get("default"))
     finally:
@@ -328,7 +329,7 @@ async def standalone(args: argparse.Namespace) -> bool:
     print(f"database {name}; {'quick' if args.quick else 'full'} run", flush=True)
     try:
         async with asyncio.timeout(args.timeout):
-            await database.migrate(url)
+            await database.migrate(url, apps=ORM_APPS)
             ctx = BenchContext(
                 server_url=server,
                 database_url=url,

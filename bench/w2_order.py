@@ -21,7 +21,9 @@ from bench.context import BenchContext
 from bench.harness import Comparison, interleave
 from bench.postgres import asyncpg_dsn
 from bench.seed import quiet_outbox
-from services import codes, database
+from infra import database
+from models import ORM_APPS
+from services import codes
 
 
 async def run(ctx: BenchContext) -> list[Comparison]:
@@ -35,7 +37,7 @@ async def run(ctx: BenchContext) -> list[Comparison]:
         target="time A/B <= 2.0",
         max_ratio=2.0,
     )
-    await database.open_db(ctx.database_url, pool_size=5)
+    await database.open_db(ctx.database_url, pool_size=5, apps=ORM_APPS)
     raw = await asyncpg.connect(asyncpg_dsn(ctx.database_url), timeout=10)
     try:
         fx = await bulk_order.set_up([size], rounds)

@@ -22,13 +22,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services import database, redemption
+from infra import database
+from infra.ratelimit import RateLimiter
+from infra.redis import open_redis
+from models import ORM_APPS
+from services import redemption
 from services.actors import authenticate
 from services.codes import CodeCipher
 from services.errors import DomainError
-from services.ratelimit import RateLimiter
 from settings import load_settings
-from workers.connections import open_redis
 
 
 def create_app() -> Starlette:
@@ -37,7 +39,7 @@ def create_app() -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await database.open_db(settings.database_url, pool_size=settings.db_pool_size)
+        await database.open_db(settings.database_url, pool_size=settings.db_pool_size, apps=ORM_APPS)
         redis = await open_redis(settings.redis_url, queue_name=settings.queue_name)
         app.state.limiter = RateLimiter(redis, namespace=settings.queue_name)
         try:

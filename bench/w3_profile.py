@@ -28,8 +28,9 @@ from bench import w3_service
 from bench.postgres import LOOPBACK, admin_execute, server_url, with_database
 from bench.w3_http import Tally
 from bench.w3_redeem import CLIENTS, DEFAULT_REDIS_URL, _drop_namespace
-from services import database
-from workers.connections import open_redis
+from infra import database
+from infra.redis import open_redis
+from models import ORM_APPS
 
 TOP = 30
 
@@ -38,8 +39,8 @@ async def profile(db_url: str, redis_url: str, rounds: int, per_client: int) -> 
     namespace = f"bench-w3p:{secrets.token_hex(4)}"
     redis = await open_redis(redis_url, queue_name=namespace)
     try:
-        await database.migrate(db_url)
-        await database.open_db(db_url, pool_size=CLIENTS)
+        await database.migrate(db_url, apps=ORM_APPS)
+        await database.open_db(db_url, pool_size=CLIENTS, apps=ORM_APPS)
         try:
             fx = await w3_service.seed(
                 code_key=secrets.token_bytes(32),

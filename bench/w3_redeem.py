@@ -60,8 +60,9 @@ from bench import spy, w3_http, w3_service
 from bench.context import BenchContext
 from bench.harness import Comparison, interleave, report
 from bench.postgres import admin_execute, asyncpg_dsn, server_url, with_database
-from services import database
-from workers.connections import open_redis
+from infra import database
+from infra.redis import open_redis
+from models import ORM_APPS
 
 CLIENTS = 32
 SERVICE_TARGET = 0.5
@@ -239,7 +240,7 @@ async def profile_serve(fx: w3_service.Fixture, serve: w3_http.Server, per_clien
 
 async def service_phase(db_url: str, redis: Any, namespace: str, code_key: bytes, sizes: Sizes) -> Phase:
     """Seeding and the service rounds: the ORM (32 connections) and the baseline's pool (32) are open only here."""
-    await database.open_db(db_url, pool_size=CLIENTS)
+    await database.open_db(db_url, pool_size=CLIENTS, apps=ORM_APPS)
     try:
         fx = await w3_service.seed(
             code_key=code_key,
@@ -250,7 +251,7 @@ async def service_phase(db_url: str, redis: Any, namespace: str, code_key: bytes
             contention_codes=(2 if sizes.two_processes else 1) * sizes.contention,
         )
         _progress("seeded")
-        # The application's pool settings: no reset statement on release (services.database).
+        # The application's pool settings: no reset statement on release (infra.database).
         pool = await asyncpg.create_pool(
             asyncpg_dsn(db_url), min_size=CLIENTS, max_size=CLIENTS, connection_class=database.PooledConnection
         )
@@ -286,7 +287,7 @@ async def measure(db_url: str, redis_url: str, namespace: str, sizes: Sizes, dea
             # The first pair starts at once: its start-up overlaps the migration and the seeding,
             # and it idles through the service rounds (opening the database needs no tables).
             with w3_http.running([procs["serve"], procs["bare"]]):
-                await database.migrate(db_url)
+                await database.migrate(db_url, apps=ORM_APPS)
                 _progress("migrated")
                 code_key = base64.urlsafe_b64decode(env["VOUCHSAFE_CODE_KEY"])
                 fx, service = await service_phase(db_url, redis, namespace, code_key, sizes)

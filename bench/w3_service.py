@@ -22,6 +22,7 @@ from tortoise.transactions import in_transaction
 
 from bench.postgres import asyncpg_dsn
 from bench.w3_http import COMMON_NAME, Tally, client_address
+from infra.ratelimit import RateLimiter
 from models import LedgerEntryKind, OutboxMessage, PaymentMethod, Role, Voucher
 from services import accounts, catalogue, codes, finance, redemption, staff
 from services.actors import Actor, authenticate
@@ -30,7 +31,6 @@ from services.errors import DomainError
 from services.ledger import post_entry
 from services.orders import OrderRequest, place_order
 from services.payments import SandboxGateway
-from services.ratelimit import RateLimiter
 
 PUBLIC_URL = "http://127.0.0.1:8000"
 PRODUCT = "BASIC_OV"

@@ -37,8 +37,9 @@ from bench.context import BenchContext
 from bench.harness import Comparison, interleave
 from bench.postgres import admin_execute, with_database
 from bench.seed import SHAPES, new_partner, place
-from models import Product
-from services import catalogue, codes, database, exports
+from infra import database
+from models import ORM_APPS, Product
+from services import catalogue, codes, exports
 
 TIME_RATIO_MAX = 1.5
 GROWTH_MAX_MB = 20.0
@@ -164,7 +165,7 @@ async def compare(ctx: BenchContext, url: str, order_id: int, size: int, rounds:
 
 
 async def _largest_order(url: str) -> tuple[int, int]:
-    await database.open_db(url, pool_size=2)
+    await database.open_db(url, pool_size=2, apps=ORM_APPS)
     try:
         [row] = await connections.get("default").execute_query_dict(
             "SELECT id, voucher_count FROM voucher_order ORDER BY voucher_count DESC, id LIMIT 1"
@@ -176,8 +177,8 @@ async def _largest_order(url: str) -> tuple[int, int]:
 
 async def _order_of(url: str, size: int, code_key: bytes) -> int:
     """A database of W4's own holding one order of `size` vouchers, placed as the seed places its largest."""
-    await database.migrate(url)
-    await database.open_db(url, pool_size=3)
+    await database.migrate(url, apps=ORM_APPS)
+    await database.open_db(url, pool_size=3, apps=ORM_APPS)
     try:
         shape = SHAPES[0]
         product = await Product.get(code=shape[0])

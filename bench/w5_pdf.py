@@ -35,9 +35,10 @@ from bench.context import BenchContext
 from bench.harness import Comparison, fits, show_round
 from bench.postgres import admin_execute, with_database
 from bench.seed import SHAPES, new_partner, place, quiet_outbox
-from models import OrderEvent, OrderEventKind, OutboxMessage, OutboxStatus, PdfStatus, Product, VoucherOrder
-from services import catalogue, codes, database, outbox
-from workers.connections import ArqQueue, open_redis
+from infra import database
+from infra.redis import ArqQueue, open_redis
+from models import ORM_APPS, OrderEvent, OrderEventKind, OutboxMessage, OutboxStatus, PdfStatus, Product, VoucherOrder
+from services import catalogue, codes, outbox
 
 PER_PAGE_MAX = 1.3
 TWO_WORKERS_MIN = 1.7
@@ -245,8 +246,8 @@ async def run(ctx: BenchContext) -> list[Comparison]:
     await admin_execute(ctx.server_url, f'CREATE DATABASE "{name}"')
     results: list[Comparison] = []
     try:
-        await database.migrate(url)
-        await database.open_db(url, pool_size=4)
+        await database.migrate(url, apps=ORM_APPS)
+        await database.open_db(url, pool_size=4, apps=ORM_APPS)
         redis = await open_redis(ctx.redis_url, queue_name=queue_name)
         helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         with tempfile.TemporaryDirectory(prefix="vouchsafe-w5-") as data_dir:

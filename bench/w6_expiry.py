@@ -32,7 +32,9 @@ from bench.harness import Comparison, interleave
 from bench.postgres import asyncpg_dsn
 from bench.redeem_load import Latencies, LoadSpec, RedeemLoad
 from bench.seed import PASSWORD
-from services import accounts, clock, codes, database, expiry
+from infra import clock, database
+from models import ORM_APPS
+from services import accounts, codes, expiry
 
 LOCK_HOLD_MAX = 1.0
 P99_MAX = 0.100
@@ -80,7 +82,7 @@ async def run(ctx: BenchContext) -> list[Comparison]:
         skipped = Comparison(f"W6 expire {wanted:,} vouchers", "", "", "s", False, "not run", 1.2)
         skipped.check("ran", False, f"not run: {ctx.time_left():.0f} s left, a round takes minutes")
         return [skipped]
-    await database.open_db(ctx.database_url, pool_size=6)
+    await database.open_db(ctx.database_url, pool_size=6, apps=ORM_APPS)
     raw = await asyncpg.connect(asyncpg_dsn(ctx.database_url), timeout=10, command_timeout=600)
     try:
         await raw.execute("ALTER TABLE voucher SET (autovacuum_enabled = false)")

@@ -34,10 +34,13 @@ MODEL_MODULES = [
     "models.outbox",
     "models.redemption",
 ]
+# The ORM's configuration of this app (infra.database opens and migrates what it is given).
+ORM_APPS = {APP_LABEL: {"models": MODEL_MODULES, "migrations": "migrations"}}
 
 __all__ = [
     "APP_LABEL",
     "MODEL_MODULES",
+    "ORM_APPS",
     "Account",
     "ApiKey",
     "ApiKeyChannel",

@@ -26,10 +26,11 @@ from schema.catalogue import CatalogueQuery
 from schema.common import DECIMAL_SCALAR, DecimalString
 from schema.errors import MaskInternalErrors
 from schema.execution import GraphQLExecutionContext, name_enums_by_lookup
-from schema.finance import FinanceMutation
+from schema.finance.mutations import FinanceMutation
 from schema.limits import PageSizeLimit
 from schema.live import LiveSubscription
-from schema.order_mutations import OrderMutation, OrderQuery
+from schema.orders.mutations import OrderMutation
+from schema.orders.queries import OrderQuery
 from schema.pagination import MAX_PAGE_SIZE
 from schema.redemption import RedemptionMutation, RedemptionQuery
 from schema.staff import JobMutation, StaffMutation, StaffQuery

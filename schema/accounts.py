@@ -18,7 +18,7 @@ from models import User as UserModel
 from schema.common import Money, node_pk, ordered, pks
 from schema.context import Info
 from schema.errors import UserError, user_errors
-from schema.ledger import FinanceSettings, LedgerEntry, LedgerFilter
+from schema.finance.types import FinanceSettings, LedgerEntry, LedgerFilter
 from schema.pagination import Connection, paginate
 from schema.permissions import IsAuthenticated, actor_of
 from services import accounts

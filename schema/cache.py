@@ -4,7 +4,7 @@ Only read operations whose every root field is in CACHEABLE are cached, for a
 tenant's user or API key; never mutations, subscriptions, staff, anonymous callers
 or answers with errors. `voucherByCode` is left out on purpose: each lookup must
 count against the guessing limit. A mutation by a tenant retires the tenant's
-answers whatever it changed (see services.response_cache for the versioning).
+answers whatever it changed (see infra.response_cache for the versioning).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from graphql import ExecutionResult, FieldNode, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
+from infra import redis_batch, response_cache
 from schema.context import Context
-from services import redis_batch, response_cache
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class ResponseCache(SchemaExtension):
         if ec.operation_type == OperationType.MUTATION:
             # What the mutation writes to Redis after its commits (rate-limit forgiving, change
             # events) and the bump of the caller's own answers go in one round trip, once it is
-            # done (services.redis_batch); a failure there is logged, as each write's was.
+            # done (infra.redis_batch); a failure there is logged, as each write's was.
             async with redis_batch.batch(redis):
                 try:
                     yield
@@ -50,7 +50,7 @@ class ResponseCache(SchemaExtension):
         if ec.operation_type != OperationType.QUERY or not self._cacheable():
             yield
             return
-        # The HTTP front (server.CachedAnswers) looked this request up already, before the
+        # The HTTP front (web.graphql.CachedAnswers) looked this request up already, before the
         # session was read; anything else (a WebSocket, a form post) looks it up here.
         lookup = context.cache_lookup or await response_cache.look_up(
             redis, namespace, actor, [ec.query, ec.variables or {}, ec.operation_name]

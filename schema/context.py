@@ -7,13 +7,13 @@ from typing import Any
 
 from strawberry.types import Info as StrawberryInfo
 
+from infra.live import Hub
+from infra.ratelimit import RateLimiter
+from infra.response_cache import Lookup
 from schema.loaders import Loaders
 from services.actors import Actor
 from services.codes import CodeCipher
-from services.live import Hub
 from services.payments import PaymentGateway
-from services.ratelimit import RateLimiter
-from services.response_cache import Lookup
 from settings import Settings
 
 

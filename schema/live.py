@@ -14,6 +14,7 @@ from typing import TypeVar
 import strawberry
 from strawberry import relay
 
+from infra.live import Hub
 from models import Account as AccountModel
 from models import VoucherOrder as VoucherOrderModel
 from schema.accounts import Account
@@ -21,11 +22,10 @@ from schema.common import node_pk
 from schema.context import Info
 from schema.errors import ClientError
 from schema.loaders import Loaders
-from schema.orders import VoucherOrder
+from schema.orders.types import VoucherOrder
 from schema.permissions import actor_of
 from services.actors import authenticate
 from services.events import Topic
-from services.live import Hub
 
 T = TypeVar("T")
 

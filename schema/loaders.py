@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 from tortoise.functions import Count
 
+from infra import clock
 from models import ApiKey, OrderEvent, User, VoucherOrderLine, VoucherStatus
-from services import cancellation, clock, order_reads
+from services import cancellation, order_reads
 from services.cancellation import Blocker, OrderFacts
 
 K = TypeVar("K", bound=Hashable)

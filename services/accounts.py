@@ -9,13 +9,9 @@ from datetime import datetime, timedelta
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import Account, ApiKey, ApiKeyChannel, FinanceSettings, Role, Session, User
-from services import clock, outbox
-from services.actors import Actor
-from services.errors import DomainError, ErrorCode, not_found
-from services.mail import SEND_EMAIL, email_payload
-from services.ratelimit import SIGN_IN_PER_CLIENT, SIGN_IN_PER_EMAIL, RateLimiter
-from services.security import (
+from infra import clock
+from infra.ratelimit import Limit, RateLimiter
+from infra.security import (
     API_KEY_PREFIX,
     SESSION_PREFIX,
     hash_password,
@@ -23,9 +19,17 @@ from services.security import (
     token_digest,
     verify_password,
 )
+from models import Account, ApiKey, ApiKeyChannel, FinanceSettings, Role, Session, User
+from services import outbox
+from services.actors import Actor
+from services.errors import DomainError, ErrorCode, not_found
+from services.limits import count_attempt
+from services.mail import SEND_EMAIL, email_payload
 from services.validation import check_password, clean_email, clean_locale, clean_text
 
 SESSION_LIFETIME = timedelta(days=14)
+SIGN_IN_PER_EMAIL = Limit("signin:email", 10, 15 * 60)
+SIGN_IN_PER_CLIENT = Limit("signin:client", 30, 15 * 60)
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,8 @@ async def sign_up(*, email: str, password: str, account_name: str, locale: str |
 async def sign_in(*, email: str, password: str, client: str, limiter: RateLimiter) -> SignedIn:
     """A new session for valid credentials; failures are rate-limited per e-mail and per client."""
     email = email.strip().lower()
-    await limiter.attempt(SIGN_IN_PER_CLIENT, client)
-    await limiter.attempt(SIGN_IN_PER_EMAIL, email)
+    await count_attempt(limiter, [(SIGN_IN_PER_CLIENT, client)])
+    await count_attempt(limiter, [(SIGN_IN_PER_EMAIL, email)])
     user = await User.filter(email=email, is_active=True).first()
     ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
     if user is None or not ok:

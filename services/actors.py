@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from tortoise import connections
 
+from infra import clock
+from infra.security import API_KEY_PREFIX, SESSION_PREFIX, token_digest
+from infra.sql import Sql
 from models import ApiKeyChannel, Role
-from services import clock
 from services.errors import DomainError, ErrorCode
-from services.security import API_KEY_PREFIX, SESSION_PREFIX, token_digest
-from services.sql import Sql
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 
+from infra import clock
 from models import (
     Account,
     LedgerEntryKind,
@@ -35,7 +36,7 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import clock, events, idempotency, outbox
+from services import events, idempotency, outbox
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
 from services.ledger import finance_contacts, post_entry

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.expressions import Subquery
 
+from infra import clock
 from models import ApiKey, Role, User, VoucherOrder
-from services import clock
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode
 

@@ -7,7 +7,7 @@ event can neither leak nor carry a stale value.
 
 Publishing is best effort. The change is committed whatever happens here, and Redis
 pub/sub keeps nothing anyway: a subscriber that missed events resynchronises by
-reading the current state (services.live does so after a reconnect). So a failed
+reading the current state (infra.live does so after a reconnect). So a failed
 publish is logged and swallowed, never turned into an error for a committed change.
 """
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from infra import redis_batch, response_cache
 from models import VoucherOrder
-from services import redis_batch, response_cache
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ class RedisEventBus:
     """One message per commit on the deployment's channel (named after its queue namespace).
 
     In the same round trip it bumps the owners' data versions, which retires their
-    cached answers (services.response_cache) before the caller answers its client. In
-    an API request it is one of the writes after the commits (services.redis_batch).
+    cached answers (infra.response_cache) before the caller answers its client. In
+    an API request it is one of the writes after the commits (infra.redis_batch).
     """
 
     def __init__(self, redis: Any, namespace: str) -> None:

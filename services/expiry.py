@@ -26,6 +26,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.functions import Count, Max, Min
 from tortoise.transactions import in_transaction
 
+from infra import clock
 from models import (
     Account,
     OrderEvent,
@@ -35,7 +36,7 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import clock, events, outbox
+from services import events, outbox
 from services.ledger import finance_contacts
 from services.mail import SEND_EMAIL, email_payload
 
@@ -87,7 +88,7 @@ WITH locked AS MATERIALIZED (
 SELECT p.order_id, l.account_id, p.n FROM per_order AS p JOIN locked AS l ON l.id = p.order_id
 """
 # SQLite: transactions are serial and take the write lock as they begin
-# (services.sqlite_backend), so the UPDATE needs no order lock before it.
+# (infra.sqlite_backend), so the UPDATE needs no order lock before it.
 _EXPIRE_SQLITE = """
 UPDATE voucher SET status = 'EXPIRED'
 WHERE id >= ? AND id < ? AND status = 'VALID_UNUSED' AND expires_at <= ?

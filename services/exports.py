@@ -16,8 +16,9 @@ from typing import Any
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from infra import clock
 from models import OrderEvent, OrderEventKind, Voucher, VoucherOrder, VoucherOrderLine
-from services import clock, events
+from services import events
 from services.codes import CodeCipher, display
 from services.downloads import Grant
 from services.order_reads import effective_status

@@ -27,8 +27,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from infra import clock
 from models import IdempotencyRecord, IdempotencyStatus
-from services import clock
 from services.errors import DomainError, ErrorCode, invalid
 
 KEEP = timedelta(hours=25)

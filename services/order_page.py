@@ -24,9 +24,9 @@ from typing import Any
 
 from tortoise import connections
 
+from infra.sql import Sql
 from models import PaymentMethod, PdfStatus, VoucherOrder, VoucherOrderStatus, VoucherStatus
 from services.order_reads import EventRow, VoucherRow, status_condition
-from services.sql import Sql
 
 _STATUS = {status.value: status for status in VoucherStatus}
 _FIELDS = VoucherOrder._meta.fields_map

@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 
 from tortoise import connections
 
+from infra.sql import Sql
 from models import OrderEvent, Voucher, VoucherStatus
-from services.sql import Sql
 
 _EXPIRES_AT = Voucher._meta.fields_map["expires_at"]
 _DATETIME_COLUMNS = ("expires_at", "created_at", "used_at")

@@ -17,6 +17,7 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from infra import clock
 from models import (
     Account,
     ApiKeyChannel,
@@ -32,7 +33,7 @@ from models import (
     VoucherOrderLine,
     VoucherStatus,
 )
-from services import catalogue, clock, codes, events, idempotency, outbox
+from services import catalogue, codes, events, idempotency, outbox
 from services.actors import Actor
 from services.catalogue import LineRequest, Quote
 from services.errors import DomainError, ErrorCode

@@ -19,9 +19,10 @@ from typing import Any, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F, Q
+from tortoise.functions import Count
 
+from infra import clock
 from models import OutboxMessage, OutboxStatus
-from services import clock
 from services.errors import DomainError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,13 @@ async def run(
 
 def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(300, 2**attempts))
+
+
+async def counts_by_status() -> dict[str, int]:
+    """How many outbox messages are in each status (every status named, zeros included)."""
+    rows = await OutboxMessage.annotate(n=Count("id")).group_by("status").values_list("status", "n")
+    counts = {str(status): int(n) for status, n in rows}
+    return {status.value: counts.get(status.value, 0) for status in OutboxStatus}
 
 
 async def failed_messages(limit: int = 100) -> list[OutboxMessage]:

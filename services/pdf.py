@@ -39,6 +39,8 @@ from tortoise.transactions import in_transaction
 from xhtml2pdf import pisa
 from xhtml2pdf.config.resources import ResourceAccessPolicy
 
+from infra import clock
+from infra.pdf_join import PdfJoiner
 from models import (
     Account,
     OrderEvent,
@@ -51,10 +53,9 @@ from models import (
     VoucherOrder,
     VoucherOrderLine,
 )
-from services import clock, events, outbox
+from services import events, outbox
 from services.codes import CodeCipher, display
 from services.outbox import FailureHook, Handler
-from services.pdf_join import PdfJoiner
 
 RENDER_PDF = "render_pdf"
 RENDER_PDF_CHUNK = "render_pdf_chunk"
@@ -177,7 +178,7 @@ class _Stale(Exception):
 
 async def _lock_order(conn: BaseDBAsyncClient, order_id: int) -> bool:
     # A write changing nothing: PostgreSQL locks the row until commit. SQLite's transaction
-    # already holds the write lock from its BEGIN IMMEDIATE (services.sqlite_backend).
+    # already holds the write lock from its BEGIN IMMEDIATE (infra.sqlite_backend).
     return bool(await VoucherOrder.filter(id=order_id).using_db(conn).update(pdf_status=F("pdf_status")))
 
 

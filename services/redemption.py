@@ -20,6 +20,8 @@ from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from infra import clock
+from infra.ratelimit import Limit, RateLimiter
 from models import (
     CertificateRequest,
     CertificateRequestStatus,
@@ -31,12 +33,12 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import clock, codes, events
+from services import codes, events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
+from services.limits import count_attempt
 from services.names import RequestedNames, check_allowance, check_csr, requested_names
 from services.order_reads import effective_status
-from services.ratelimit import Limit, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +135,7 @@ async def _counted_lookup(
 ) -> Voucher:
     """Find a code (with its line), counting the try against the client and the account; a hit is forgiven."""
     subjects = _subjects(client, actor)
-    await limiter.attempt_all(subjects)
+    await count_attempt(limiter, subjects)
     voucher = await _find(code, cipher)
     if voucher is None:
         raise _unknown()
@@ -181,7 +183,7 @@ async def redeem(
     conn = connections.get("default")
     if conn.capabilities.dialect == "postgres":
         subjects = _subjects(client, actor)
-        await limiter.attempt_all(subjects)
+        await count_attempt(limiter, subjects)
         used = await _redeem_in_one_statement(conn, request.code, cipher, names, values, event)
         await _forgive(limiter, subjects)  # a hit: unknown codes raised before this
         if used.request is None:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
+from infra import clock
 from models import OrderEvent, OrderEventKind, Role, Voucher, VoucherOrder
-from services import clock, events
+from services import events
 from services.actors import Actor
 from services.codes import CodeCipher, display
 from services.errors import not_found

@@ -6,11 +6,11 @@ import asyncio
 
 from tortoise.exceptions import IntegrityError
 
+from infra.security import hash_password
 from models import Account, User
 from services import events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
-from services.security import hash_password
 from services.validation import check_password, clean_email
 
 

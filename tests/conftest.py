@@ -28,7 +28,8 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from services import database
+from infra import database
+from models import ORM_APPS
 from settings import Settings, load_settings
 
 BASE_DATABASE_URL = os.environ.get("DATABASE_URL")
@@ -66,7 +67,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database of this run's own, migrated; dropped at the end."""
     if not ON_POSTGRES:
         url = f"sqlite://{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
-        asyncio.run(database.migrate(url))
+        asyncio.run(database.migrate(url, apps=ORM_APPS))
         yield url
         return
     assert BASE_DATABASE_URL
@@ -74,7 +75,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
     url = _with_database(BASE_DATABASE_URL, name)
     try:
-        asyncio.run(database.migrate(url))
+        asyncio.run(database.migrate(url, apps=ORM_APPS))
         yield url
     finally:
         asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -135,7 +136,7 @@ def settings(tmp_path: Path, database_url: str, queue_name: str, run_keys: dict[
 @pytest.fixture
 async def db(settings: Settings) -> AsyncIterator[None]:
     """The ORM open on the run's database, for tests that call services directly."""
-    await database.open_db(settings.database_url, pool_size=settings.db_pool_size)
+    await database.open_db(settings.database_url, pool_size=settings.db_pool_size, apps=ORM_APPS)
     try:
         yield
     finally:
@@ -206,7 +207,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[None]:
     if settings.embedded_redis:
         yield
         return
-    from workers.connections import open_redis
+    from infra.redis import open_redis
     from workers.worker import embedded_worker
 
     redis = await open_redis(settings.redis_url, queue_name=settings.queue_name)

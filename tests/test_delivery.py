@@ -25,6 +25,7 @@ import httpx
 import pytest
 from pypdf import PdfReader
 
+from infra.redis import ArqQueue, open_redis
 from models import OrderEvent, OrderEventKind, OutboxMessage, OutboxStatus, PdfStatus, VoucherOrder
 from services import outbox
 from services.mail import SEND_EMAIL, SmtpMailer, email_payload, send_email_handler
@@ -34,7 +35,6 @@ from tests.conftest import REDIS_URL, Api, Inbox, OwnRedis, loopback_client, wai
 from tests.factories import line, order, partner
 from tests.processes import STOP_TIMEOUT, command, deployed_env
 from tests.services.test_pdf import stored_pdf
-from workers.connections import ArqQueue, open_redis
 
 pytestmark = pytest.mark.postgres
 

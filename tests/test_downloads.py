@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from infra import clock
 from models import ApiKeyChannel, OrderEvent, OrderEventKind, Role, User, VoucherOrder
-from services import accounts, clock
+from services import accounts
 from services.actors import Actor
 from services.codes import CodeCipher
 from services.downloads import DOWNLOAD_TTL, download_url, verify

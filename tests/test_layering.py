@@ -1,4 +1,7 @@
-"""The layers import downwards only: models <- services <- schema <- server/workers/cli.
+"""The layers import downwards only: models <- services <- schema <- web/server/workers/cli; infra below all but models.
+
+infra (database, Redis, cache, limits, clock, crypto, metrics, live hub) is used by every
+layer above models and knows no domain: it imports none of them.
 
 An AST walk over the source tree; every import counts, also those inside functions
 and `if TYPE_CHECKING:` blocks.
@@ -13,7 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-OUTER_LAYERS = {"strawberry", "starlette", "schema", "workers", "server", "cli", "cli_products", "redeem_page"}
+OUTER_LAYERS = {"strawberry", "starlette", "schema", "web", "workers", "server", "cli", "cli_products"}
+DOMAIN = {"models", "services"}
 MODELS_MAY_IMPORT = {"tortoise", "models"} | set(sys.stdlib_module_names)
 
 
@@ -64,7 +68,7 @@ class TestWalker:
         imports = imports_of(ROOT / "services" / "accounts.py")
         assert "models" in imports
         assert "tortoise.transactions" in imports
-        assert "services.security" in imports
+        assert "infra.security" in imports
 
     def test_it_flags_nested_and_relative_imports(self, tmp_path: Path) -> None:
         # given: a package whose imports hide inside a function and behind relative dots
@@ -96,5 +100,15 @@ class TestLayers:
     def test_models_import_only_tortoise_and_the_standard_library(self) -> None:
         assert violations(sources("models"), lambda top: top in MODELS_MAY_IMPORT) == []
 
-    def test_schema_imports_neither_workers_nor_server(self) -> None:
-        assert violations(sources("schema"), lambda top: top not in {"workers", "server"}) == []
+    def test_infra_knows_no_domain_and_no_outer_layer(self) -> None:
+        assert sources("infra"), "the walker found no infra package"
+        assert violations(sources("infra"), lambda top: top not in OUTER_LAYERS | DOMAIN) == []
+
+    def test_schema_imports_neither_workers_nor_web_nor_server(self) -> None:
+        assert violations(sources("schema"), lambda top: top not in {"workers", "web", "server"}) == []
+
+    def test_workers_import_neither_schema_nor_web_nor_server(self) -> None:
+        assert violations(sources("workers"), lambda top: top not in {"schema", "web", "server"}) == []
+
+    def test_web_imports_neither_workers_nor_server(self) -> None:
+        assert violations(sources("web"), lambda top: top not in {"workers", "server", "cli"}) == []

@@ -21,14 +21,25 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from models import OrderEvent, OrderEventKind, OutboxMessage, OutboxStatus, PdfChunk, PdfPart, PdfStatus, VoucherOrder
-from services import database, outbox, pdf
+from infra import database
+from infra.redis import ArqQueue, open_redis
+from models import (
+    ORM_APPS,
+    OrderEvent,
+    OrderEventKind,
+    OutboxMessage,
+    OutboxStatus,
+    PdfChunk,
+    PdfPart,
+    PdfStatus,
+    VoucherOrder,
+)
+from services import outbox, pdf
 from services.catalogue import LineRequest
 from settings import Settings
 from tests.conftest import REDIS_URL, _admin_execute, _with_database, wait_for
 from tests.processes import command, deployed_env
 from tests.services.test_pdf import partner, placed, stored_pdf
-from workers.connections import ArqQueue, open_redis
 
 pytestmark = pytest.mark.postgres
 
@@ -88,8 +99,8 @@ async def own_database(settings: Settings, database_url: str, tmp_path: Path) ->
     await _admin_execute(f'CREATE DATABASE "{name}"')
     own = replace(settings, database_url=_with_database(database_url, name), queue_name=f"{settings.queue_name}:f03")
     try:
-        await database.migrate(own.database_url)
-        await database.open_db(own.database_url, pool_size=10)
+        await database.migrate(own.database_url, apps=ORM_APPS)
+        await database.open_db(own.database_url, pool_size=10, apps=ORM_APPS)
         try:
             yield own
         finally:

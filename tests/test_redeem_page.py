@@ -16,12 +16,12 @@ import pytest
 from starlette.applications import Starlette
 from uvicorn.logging import AccessFormatter
 
-import redeem_page
 from services import codes
 from tests.factories import PASSWORD, SIGN_UP, unique_email
 from tests.processes import ROOT, command, process_env
 from tests.schema.test_redemption import REDEEM
 from tests.test_serve_process import graphql, poll, serving, sign_in
+from web import redeem as redeem_page
 
 CLI_TIMEOUT = 60.0
 ACCESS_FORMAT = '%s - "%s %s HTTP/%s" %d'  # uvicorn's access log call

@@ -7,11 +7,11 @@ a second process (`python -m tests.test_sqlite_concurrency DIR`) on the same dat
 workers.tasks.run_outbox and the worker's own handlers it delivers 200 receipt e-mails queued
 before the start (a claim and a mark each), as a `vouchsafe worker` would. Tortoise serialises
 one process's statements on its one connection, so only a second process shows what WAL and
-busy_timeout (services.database) are for, and which transactions they cannot save: one that
+busy_timeout (infra.database) are for, and which transactions they cannot save: one that
 reads before it writes gets `database is locked` at once when the other process holds or has
 just released the write lock (RELIABILITY "Facts"), whatever busy_timeout says. With Tortoise's
 plain BEGIN, 4-12 of the API's 200 writes failed so (cancels, reveals, settings edits);
-services.sqlite_backend begins every transaction IMMEDIATE, and none fails.
+infra.sqlite_backend begins every transaction IMMEDIATE, and none fails.
 
 Both sides start at a barrier file holding a start time, and each side's n-th write is due at
 start + n * PACE: the writes of the two stay interleaved from the first to the last, on a
@@ -34,12 +34,14 @@ from typing import Any
 
 import httpx
 
-from models import Account, ApiKeyChannel, OutboxMessage, OutboxStatus
-from services import accounts, database, finance, outbox, pdf
+from infra import database
+from infra.ratelimit import RateLimiter
+from infra.redis import open_redis
+from models import ORM_APPS, Account, ApiKeyChannel, OutboxMessage, OutboxStatus
+from services import accounts, finance, outbox, pdf
 from services.codes import CodeCipher
 from services.money import to_minor
 from services.payments import SandboxGateway
-from services.ratelimit import RateLimiter
 from settings import Settings, load_settings
 from tests.conftest import free_port
 from tests.factories import DEPOSIT, ORDER_CREATE, balance_partner, line
@@ -48,7 +50,6 @@ from tests.schema.test_live import CANCEL, REVEAL, SETTINGS
 from tests.services.test_stateful import World, check
 from tests.test_serve_process import poll
 from workers import tasks
-from workers.connections import open_redis
 
 WRITES = 200
 PARTNERS = 2
@@ -82,8 +83,8 @@ def due(start: float, n: int) -> float:
 
 
 async def seed(settings: Settings) -> Seeded:
-    await database.migrate(settings.database_url)
-    await database.open_db(settings.database_url, pool_size=2)
+    await database.migrate(settings.database_url, apps=ORM_APPS)
+    await database.open_db(settings.database_url, pool_size=2, apps=ORM_APPS)
     try:
         partners = [await balance_partner(funds=1_000_000) for _ in range(PARTNERS)]
         tokens = [
@@ -179,7 +180,7 @@ def worker_main(directory: Path) -> None:
     jobs = json.loads((directory / "jobs.json").read_text())
     go = directory / "go"
     with asyncio.Runner() as runner:
-        runner.run(database.open_db(settings.database_url, pool_size=settings.db_pool_size))
+        runner.run(database.open_db(settings.database_url, pool_size=settings.db_pool_size, apps=ORM_APPS))
         try:
             (directory / "ready").touch()
             deadline = time.monotonic() + START_TIMEOUT
@@ -210,7 +211,7 @@ def drained(http: httpx.Client) -> bool:
 
 async def invariants(settings: Settings, expected: dict[int, int]) -> dict[int, str]:
     """I1-I4 and the balances the successful writes make (R02's check); each outbox row's status (I6)."""
-    await database.open_db(settings.database_url, pool_size=2)
+    await database.open_db(settings.database_url, pool_size=2, apps=ORM_APPS)
     redis = await open_redis(None)
     try:
         await check(World([], [], CodeCipher(settings.code_key), RateLimiter(redis), expected))

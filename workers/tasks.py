@@ -10,12 +10,13 @@ from typing import Any
 
 from arq import Retry
 
+from infra.database import close_db, open_db
+from infra.redis import ArqQueue
+from models import ORM_APPS
 from services import events, expiry, idempotency, outbox, pdf
 from services.codes import CodeCipher
-from services.database import close_db, open_db
 from services.mail import SEND_EMAIL, mailer_for, send_email_handler
 from settings import Settings
-from workers.connections import ArqQueue
 from workers.relay import relay_forever
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def handlers(settings: Settings) -> dict[str, outbox.Handler]:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     if not ctx.get("embedded"):
-        await open_db(settings.database_url, pool_size=settings.db_pool_size)
+        await open_db(settings.database_url, apps=ORM_APPS, pool_size=settings.db_pool_size)
         ctx["relay"] = asyncio.create_task(
             relay_forever(ArqQueue(ctx["redis"]), interval=settings.outbox_sweep_seconds)
         )

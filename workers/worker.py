@@ -13,9 +13,9 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from infra.redis import open_redis
 from services import outbox
 from settings import Settings
-from workers.connections import open_redis
 from workers.options import worker_options
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class VouchsafeWorker(Worker):
             self._wake.clear()
 
     async def open_pool(self) -> ArqRedis:
-        """The client arq's create_pool would make, on the project's pool (workers.connections)."""
+        """The client arq's create_pool would make, on the project's pool (infra.redis)."""
         settings: Settings = self.ctx["settings"]
         redis = await open_redis(settings.redis_url, queue_name=self.queue_name)
         redis.job_serializer, redis.job_deserializer = self.job_serializer, self.job_deserializer

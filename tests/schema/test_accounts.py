@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services import clock
+from infra import clock
 from tests.conftest import Api
 from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, sign_in, sign_up, tenant, unique_email
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from infra import clock
 from models import Account, LedgerEntry, LedgerEntryKind, Voucher, VoucherOrder, VoucherStatus
-from services import clock
 from tests.conftest import Api
 from tests.factories import line, member, order, partner, sign_in
 

@@ -17,8 +17,9 @@ import pytest
 from gql.transport.exceptions import TransportQueryError
 from strawberry.relay import GlobalID
 
+from infra import clock
 from models import Voucher
-from services import clock, expiry
+from services import expiry
 from settings import Settings
 from tests.conftest import Api, running_worker
 from tests.factories import line, order, partner, tenant

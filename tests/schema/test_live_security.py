@@ -12,8 +12,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from infra.live import Hub
+from services import events
 from services.events import Change, Topic, account_changed, order_changed
-from services.live import Hub
 from settings import Settings
 from tests.conftest import Api
 from tests.factories import line, order, partner
@@ -62,7 +63,7 @@ async def test_a_tenant_hears_nothing_of_another_tenants_changes(api: Api, url: 
 
 def test_every_event_is_checked_against_the_subscribers_tenant() -> None:
     """Even an event naming the subscribed id wakes no one unless it names the subscriber's tenant as owner."""
-    hub = Hub(redis=None, channel="unused")
+    hub = Hub(redis=None, channel="unused", decode=events.decode)
     with hub.subscribe(Topic.ORDER, 7, tenant=1) as mine, hub.subscribe(Topic.ACCOUNT, 1, tenant=1) as account:
         hub.dispatch([order_changed(7, 2, "PLACED"), account_changed(2, "DEPOSIT"), Change(Topic.ACCOUNT, 1, 2, "X")])
         assert not mine._pending.is_set() and not account._pending.is_set()
@@ -100,7 +101,7 @@ async def test_connection_init_needs_a_valid_token(api: Api, url: str) -> None:
 
 
 async def test_subscriptions_per_connection_are_capped(api: Api, url: str) -> None:
-    from server import MAX_SUBSCRIPTIONS_PER_CONNECTION
+    from web.graphql import MAX_SUBSCRIPTIONS_PER_CONNECTION
 
     p = await partner(api, balance=None)
     async with connect(url, subprotocols=["graphql-transport-ws"], open_timeout=5) as ws:  # type: ignore[list-item]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from infra import clock
 from models import Voucher, VoucherStatus
-from services import clock
 from settings import Settings
 from tests.conftest import Api, running_worker, wait_for
 from tests.factories import line, order, partner

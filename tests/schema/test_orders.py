@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
+from infra import clock
 from models import Account, LedgerEntry, Voucher, VoucherOrder
-from services import clock
 from services.orders import CUSTOMER_NAME_MAX, NOTES_MAX
 from tests.conftest import Api
 from tests.factories import ORDER_CREATE, line, member, order, partner, request_outbox_rows, sign_in, tenant

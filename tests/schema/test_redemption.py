@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from infra import clock
 from models import CertificateRequest, Voucher, VoucherOrderLine, VoucherStatus
-from services import clock, codes, redemption, staff
+from services import codes, redemption, staff
 from settings import Settings
 from tests.conftest import Api
 from tests.factories import PASSWORD, line, order, partner, sign_in, tenant, unique_email
@@ -262,16 +263,16 @@ class TestRaces:
         assert await CertificateRequest.filter(voucher_id=voucher.id).count() == 1
 
     async def test_r03_cancel_and_redeem_never_both_win(self, db: None, settings: object) -> None:
+        from infra.ratelimit import RateLimiter
+        from infra.redis import open_redis
         from models import LedgerEntryKind, PaymentMethod, VoucherOrder, VoucherOrderStatus
         from services import cancellation, ledger, orders, redemption
         from services.catalogue import LineRequest
         from services.codes import CodeCipher
         from services.errors import DomainError
         from services.payments import SandboxGateway
-        from services.ratelimit import RateLimiter
         from services.reveal import reveal_codes
         from tests.factories import balance_partner, tenant_admin
-        from workers.connections import open_redis
 
         buyer = await balance_partner(funds=200 * 17_500)
         redeemer = await tenant_admin(name="R03 customer")

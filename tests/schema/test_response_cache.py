@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from strawberry.relay import GlobalID
 
+from infra import clock
 from models import PdfStatus, Voucher, VoucherOrder
-from server import VouchsafeGraphQL
-from services import clock, expiry
+from services import expiry
 from settings import Settings
 from tests.conftest import Api, wait_for
 from tests.factories import deposit, line, member, order, partner, tenant
 from tests.schema.test_dashboard import statements_for
+from web.graphql import VouchsafeGraphQL
 
 ORDER = """query O($id: ID!) { node(id: $id) { ... on VoucherOrder {
   status csvUrl statusCounts { validUnused validUsed expired cancelled }

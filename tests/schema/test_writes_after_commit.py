@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from infra import response_cache
 from models import User
-from services import response_cache
 from settings import Settings
 from tests.conftest import Api
 from tests.factories import line, partner, tenant

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from infra.security import verify_password
 from models import Account, FinanceSettings, LedgerEntry, LedgerEntryKind, PaymentMethod, Role, User, Voucher
 from services import ledger
 from services.codes import CodeCipher
 from services.demo import Demo, create_demo
 from services.money import to_decimal
 from services.payments import SandboxGateway
-from services.security import verify_password
 from settings import Settings
 
 

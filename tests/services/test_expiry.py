@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import pytest
 from tortoise.transactions import in_transaction
 
+from infra import clock
 from models import (
     OrderEvent,
     OrderEventKind,
@@ -28,7 +29,7 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import clock, expiry, orders
+from services import expiry, orders
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from infra import clock
 from models import OrderEvent, OrderEventKind, Voucher, VoucherOrder, VoucherOrderLine, VoucherStatus
-from services import clock, orders
+from services import orders
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher

@@ -112,7 +112,7 @@ class TestIdempotencyKeys:
     async def test_expired_keys_are_purged_and_free_again(self, db: None) -> None:
         from datetime import timedelta
 
-        from services import clock
+        from infra import clock
 
         account = await funded_account(100)
         staff = Actor(user_id=None, account_id=None, role=None, is_staff=True)

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from infra.redis import fake_server
 from models import OutboxMessage, OutboxStatus, User
 from services import outbox
 from settings import Settings
 from tests.conftest import Api, Inbox, OwnRedis, loopback_client, running_worker, wait_for
 from tests.factories import PASSWORD, SIGN_UP, request_outbox_rows, sign_up, unique_email
-from workers.connections import fake_server
 
 
 async def _welcome_message(email_address: str) -> OutboxMessage | None:

@@ -6,8 +6,7 @@ import asyncio
 
 import fakeredis
 
-from services.errors import DomainError, ErrorCode
-from services.ratelimit import Limit, RateLimiter
+from infra.ratelimit import Limit, RateLimited, RateLimiter
 
 LIMIT = Limit("test", 3, 60)
 
@@ -19,8 +18,8 @@ def limiter() -> RateLimiter:
 async def attempt(limiter: RateLimiter, *, succeeds: bool) -> str:
     try:
         await limiter.attempt(LIMIT, "office")
-    except DomainError as refused:
-        assert refused.code == ErrorCode.RATE_LIMITED
+    except RateLimited as refused:
+        assert refused.retry_after_seconds > 0
         return "refused"
     await asyncio.sleep(0.01)  # the work, while others run
     if succeeds:

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import fakeredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from infra.ratelimit import Limit, RateLimiter
 from models import CertificateRequest, CertificateRequestStatus, Voucher, VoucherStatus
 from services import redemption
 from services.codes import CodeCipher
-from services.ratelimit import Limit, RateLimiter
 from settings import Settings
 from tests.services.test_pdf import codes, partner, placed
 

@@ -8,9 +8,8 @@ from typing import Any
 import fakeredis
 import pytest
 
-from services import redis_batch
-from services.errors import DomainError
-from services.ratelimit import Limit, RateLimiter
+from infra import redis_batch
+from infra.ratelimit import Limit, RateLimited, RateLimiter
 
 
 class CountingRedis(fakeredis.FakeAsyncRedis):
@@ -112,5 +111,5 @@ async def test_failures_in_a_batch_still_count() -> None:
     async with redis_batch.batch(r):
         for _ in range(LIMIT.max_hits):
             await limiter.attempt(LIMIT, "office")
-        with pytest.raises(DomainError):
+        with pytest.raises(RateLimited):
             await limiter.attempt(LIMIT, "office")

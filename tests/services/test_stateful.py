@@ -23,6 +23,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from infra import clock
+from infra.ratelimit import RateLimiter
+from infra.redis import open_redis
 from models import (
     Account,
     CertificateRequest,
@@ -37,16 +40,14 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import cancellation, clock, expiry, finance, ledger, orders, redemption
+from services import cancellation, expiry, finance, ledger, orders, redemption
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
 from services.errors import DomainError, ErrorCode
 from services.payments import SandboxGateway
-from services.ratelimit import RateLimiter
 from services.reveal import reveal_codes
 from tests.factories import balance_partner, unique_email
-from workers.connections import open_redis
 
 pytestmark = pytest.mark.postgres
 

@@ -1,4 +1,4 @@
-"""The Redis client's pool: a connection's check does not hold up other commands (workers.connections)."""
+"""The Redis client's pool: a connection's check does not hold up other commands (infra.redis)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool
 
+from infra.redis import CheckOutsideLockPool, open_redis
 from settings import Settings
-from workers.connections import CheckOutsideLockPool, open_redis
 
 
 async def test_a_slow_check_does_not_hold_up_another_checkout() -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 from arq.worker import Worker, func
 
+from infra.redis import open_redis
 from services import outbox, pdf
 from settings import Settings
-from workers.connections import open_redis
 from workers.worker import VouchsafeWorker
 
 JOBS = 6

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as tortoise_migrate
-
-from models import APP_LABEL, MODEL_MODULES
 
 
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
@@ -29,12 +28,12 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
-def tortoise_config(database_url: str, *, pool_size: int = 20) -> dict[str, Any]:
-    """The Tortoise configuration for one database URL (sqlite:// or postgres://)."""
+def tortoise_config(database_url: str, *, apps: Mapping[str, Any], pool_size: int = 20) -> dict[str, Any]:
+    """The Tortoise configuration for one database URL (sqlite:// or postgres://) and the given apps."""
     if database_url.startswith("sqlite"):
         path = database_url.split("://", 1)[1]
         connection: dict[str, Any] = {
-            "engine": "services.sqlite_backend",
+            "engine": "infra.sqlite_backend",
             "credentials": {
                 "file_path": path,
                 # WAL lets the API read while a worker process writes; busy_timeout
@@ -50,28 +49,24 @@ def tortoise_config(database_url: str, *, pool_size: int = 20) -> dict[str, Any]
         connection["credentials"].update(minsize=1, maxsize=pool_size, connection_class=PooledConnection)
     return {
         "connections": {"default": connection},
-        "apps": {
-            APP_LABEL: {
-                "models": MODEL_MODULES,
-                "default_connection": "default",
-                "migrations": "migrations",
-            }
-        },
+        "apps": {label: {**app, "default_connection": "default"} for label, app in apps.items()},
         "use_tz": True,
         "timezone": "UTC",
     }
 
 
-async def migrate(database_url: str) -> None:
+async def migrate(database_url: str, *, apps: Mapping[str, Any]) -> None:
     """Apply every migration not yet applied."""
-    await tortoise_migrate(config=tortoise_config(database_url, pool_size=2))
+    await tortoise_migrate(config=tortoise_config(database_url, apps=apps, pool_size=2))
     await Tortoise.close_connections()
 
 
-async def open_db(database_url: str, *, pool_size: int = 20) -> None:
+async def open_db(database_url: str, *, apps: Mapping[str, Any], pool_size: int = 20) -> None:
     # The global fallback makes the ORM visible to every task of the process
     # (uvicorn serves requests in tasks that do not inherit the lifespan's context).
-    await Tortoise.init(config=tortoise_config(database_url, pool_size=pool_size), _enable_global_fallback=True)
+    await Tortoise.init(
+        config=tortoise_config(database_url, apps=apps, pool_size=pool_size), _enable_global_fallback=True
+    )
 
 
 async def close_db() -> None:

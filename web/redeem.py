@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-PAGE = (Path(__file__).resolve().parent / "templates" / "redeem" / "index.html").read_text(encoding="utf-8")
+PAGE = (Path(__file__).resolve().parent.parent / "templates" / "redeem" / "index.html").read_text(encoding="utf-8")
 NONCE_SLOT = "{{nonce}}"
 
 # Loggers that write request paths: uvicorn's access log, and its error log for WebSocket handshakes.

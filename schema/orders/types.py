@@ -196,7 +196,7 @@ class VoucherOrder(relay.Node):
     pdf_status: strawberry.Private[PdfStatus]
     pdf_error: strawberry.Private[str | None]
     pdf_generated_at: strawberry.Private[datetime | None]
-    # What the page statement of voucherOrders already read of this order (schema.order_list);
+    # What the page statement of voucherOrders already read of this order (schema.orders.queries);
     # a field it did not read, or an order from elsewhere (node, a mutation), asks the loaders.
     reads: strawberry.Private[OrderRow | None] = None
     # Whether the document reads the cursor of each voucher edge (the read-ahead knows; anywhere

@@ -11,10 +11,7 @@ from schema.catalogue import VoucherLineInput
 from schema.common import node_pk
 from schema.context import Info
 from schema.errors import UserError, user_errors
-from schema.order_list import VoucherOrderFilter as VoucherOrderFilterInput
-from schema.order_list import voucher_orders
-from schema.orders import Voucher, VoucherOrder
-from schema.pagination import Connection
+from schema.orders.types import Voucher, VoucherOrder
 from schema.permissions import IsAuthenticated, actor_of
 from services import cancellation, orders, reveal
 from services.errors import DomainError
@@ -65,21 +62,6 @@ class RevealedCode:
 class VoucherCodesRevealPayload:
     codes: list[RevealedCode] | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)
-
-
-@strawberry.type
-class OrderQuery:
-    @strawberry.field(permission_classes=[IsAuthenticated], description="The account's orders, newest first.")
-    async def voucher_orders(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: VoucherOrderFilterInput | None = None,
-    ) -> Connection[VoucherOrder]:
-        return await voucher_orders(info, first, after, last, before, filter)
 
 
 @strawberry.type

@@ -7,8 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from services import redis_batch
-from services.errors import DomainError, ErrorCode
+from infra import redis_batch
+
+
+class RateLimited(Exception):
+    """The window's allowance is used up; the attempt did not run."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(f"rate limited; retry after {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Counter(Protocol):
@@ -24,10 +31,6 @@ class Limit:
     name: str
     max_hits: int
     window_seconds: int
-
-
-SIGN_IN_PER_EMAIL = Limit("signin:email", 10, 15 * 60)
-SIGN_IN_PER_CLIENT = Limit("signin:client", 30, 15 * 60)
 
 
 def _key(namespace: str, limit: Limit, subject: str) -> str:
@@ -64,7 +67,7 @@ class RateLimiter:
     counted by one script in one round trip to Redis: a script rather than a pipeline
     of INCR and EXPIRE, whose packing and parsing cost a redemption a third of its CPU
     (cProfile of bench W3, README "Performance"). Forgiving is a write after the
-    attempt's commit (services.redis_batch): in a batch, it shares the request's one
+    attempt's commit (infra.redis_batch): in a batch, it shares the request's one
     round trip after its commits.
     """
 
@@ -91,7 +94,7 @@ class RateLimiter:
         # The same request's earlier hits, still queued, are forgiven before this one counts.
         await redis_batch.flush(self._redis)
         if not int(await self._attempt(keys=self._keys(subjects), args=args)):
-            raise DomainError(ErrorCode.RATE_LIMITED, "Too many failed attempts. Try again later.")
+            raise RateLimited(max(limit.window_seconds for limit, _ in subjects))
 
     async def forgive_all(self, subjects: Sequence[tuple[Limit, str]]) -> None:
         """The attempt succeeded: it does not count against any of its subjects."""

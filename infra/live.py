@@ -16,12 +16,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
-from typing import Any
-
-from services.events import Change, Topic, decode
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Change(Protocol):
+    """What the hub needs of a change event: what changed, and the tenant that owns it."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def account_id(self) -> int: ...
+
+
+Decode = Callable[[str | bytes], Iterable[Change]]
 
 RETRY_SECONDS = 1.0
 # A silent connection (no message) is pinged this often, so that a dead one is noticed and replaced.
@@ -31,7 +45,7 @@ PING_AFTER_IDLE_SECONDS = 15.0
 class Subscriber:
     """One live subscription: woken by its object's events, read by its stream."""
 
-    def __init__(self, topic: Topic, object_id: int, tenant: int) -> None:
+    def __init__(self, topic: str, object_id: int, tenant: int) -> None:
         self.topic = topic
         self.object_id = object_id
         self.tenant = tenant
@@ -47,11 +61,12 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, redis: Any, channel: str, *, retry_seconds: float = RETRY_SECONDS) -> None:
+    def __init__(self, redis: Any, channel: str, decode: Decode, *, retry_seconds: float = RETRY_SECONDS) -> None:
         self.redis = redis
+        self.decode = decode
         self.channel = channel
         self.retry_seconds = retry_seconds
-        self._subscribers: dict[tuple[Topic, int], set[Subscriber]] = {}
+        self._subscribers: dict[tuple[str, int], set[Subscriber]] = {}
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.refused = 0  # events whose owner was not the subscriber's tenant: never delivered
@@ -61,7 +76,7 @@ class Hub:
         return sum(len(group) for group in self._subscribers.values())
 
     @contextlib.contextmanager
-    def subscribe(self, topic: Topic, object_id: int, *, tenant: int) -> Iterator[Subscriber]:
+    def subscribe(self, topic: str, object_id: int, *, tenant: int) -> Iterator[Subscriber]:
         subscriber = Subscriber(topic, object_id, tenant)
         key = (topic, object_id)
         self._subscribers.setdefault(key, set()).add(subscriber)
@@ -74,7 +89,7 @@ class Hub:
                 if not group:
                     del self._subscribers[key]
 
-    def dispatch(self, changes: list[Change]) -> None:
+    def dispatch(self, changes: Iterable[Change]) -> None:
         for change in changes:
             for subscriber in self._subscribers.get((change.topic, change.id), ()):
                 # The tenant check on every event: an order id alone never reaches another tenant.
@@ -126,7 +141,7 @@ class Hub:
             if message.get("type") != "message":
                 continue
             try:
-                changes = decode(message["data"])
+                changes = list(self.decode(message["data"]))
             except (ValueError, KeyError, TypeError):
                 log.warning("change events: unreadable message ignored")
                 continue

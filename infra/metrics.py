@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from tortoise.functions import Count
+from collections.abc import Mapping
 
-from models import OutboxMessage, OutboxStatus
-from services.live import Hub
+from infra.live import Hub
 
 
-async def render(hub: Hub | None = None) -> str:
-    rows = await OutboxMessage.annotate(n=Count("id")).group_by("status").values_list("status", "n")
-    counts = {str(status): int(n) for status, n in rows}
+def render(outbox: Mapping[str, int], hub: Hub | None = None) -> str:
+    """The outbox's messages by status and this process's live hub, in Prometheus' text format."""
     lines = [
         "# HELP vouchsafe_outbox_messages Outbox messages by status (FAILED needs an operator).",
         "# TYPE vouchsafe_outbox_messages gauge",
     ]
-    for status in OutboxStatus:
-        lines.append(f'vouchsafe_outbox_messages{{status="{status.value}"}} {counts.get(status.value, 0)}')
+    for status, count in outbox.items():
+        lines.append(f'vouchsafe_outbox_messages{{status="{status}"}} {count}')
     if hub is not None:  # this process's live updates
         lines += [
             "# HELP vouchsafe_live_subscribers Subscriptions this API process is streaming.",

@@ -12,7 +12,7 @@ from schema.accounts import Account
 from schema.common import DecimalString, node_pk
 from schema.context import Info
 from schema.errors import UserError, user_errors
-from schema.ledger import FinanceSettings, LedgerEntry
+from schema.finance.types import FinanceSettings, LedgerEntry
 from schema.permissions import IsAuthenticated, actor_of
 from services import finance
 from services.errors import DomainError

@@ -22,8 +22,9 @@ from models import VoucherOrderStatus, VoucherStatus
 from schema.context import Info
 from schema.errors import ClientError
 from schema.lookahead import names, selected
-from schema.orders import VoucherOrder
+from schema.orders.types import VoucherOrder
 from schema.pagination import Connection, decode_cursor, page_of, page_size
+from schema.permissions import IsAuthenticated
 from services import order_page
 from services.order_page import EventPage, OrderFilter, OrderRow, Parts, VoucherPage
 
@@ -118,3 +119,18 @@ async def voucher_orders(
         return VoucherOrder.of(row, voucher_cursors=cursors)
 
     return page_of(page.rows, convert, size=size, backwards=backwards, after=after, before=before, count=count)
+
+
+@strawberry.type
+class OrderQuery:
+    @strawberry.field(permission_classes=[IsAuthenticated], description="The account's orders, newest first.")
+    async def voucher_orders(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: VoucherOrderFilter | None = None,
+    ) -> Connection[VoucherOrder]:
+        return await voucher_orders(info, first, after, last, before, filter)

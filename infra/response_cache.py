@@ -20,10 +20,9 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from services import redis_batch
-from services.actors import Actor
+from infra import redis_batch
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def invalidate_in(pipe: Any, namespace: str, account_ids: Iterable[int]) -> None
 
 
 async def invalidate(redis: Any, namespace: str, account_ids: Iterable[int]) -> None:
-    """Bump the versions now, or with the open batch of writes after the commits (services.redis_batch)."""
+    """Bump the versions now, or with the open batch of writes after the commits (infra.redis_batch)."""
     accounts = list(account_ids)
     await redis_batch.write(redis, "cached-answer versions", lambda pipe: invalidate_in(pipe, namespace, accounts))
 
@@ -71,6 +70,22 @@ async def put(redis: Any, key: str, body: bytes) -> None:
     await redis.set(key, body, ex=TTL_SECONDS)
 
 
+class Principal(Protocol):
+    """Who asks: a user or an API key of a tenant, with a role."""
+
+    @property
+    def account_id(self) -> int | None: ...
+
+    @property
+    def user_id(self) -> int | None: ...
+
+    @property
+    def api_key_id(self) -> int | None: ...
+
+    @property
+    def role(self) -> object: ...
+
+
 @dataclass(frozen=True)
 class Lookup:
     """One request looked up: the key its answer goes under, and the answer if one is stored."""
@@ -79,11 +94,11 @@ class Lookup:
     stored: bytes | None
 
 
-def principal_of(actor: Actor) -> str:
+def principal_of(actor: Principal) -> str:
     return f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
 
 
-async def look_up(redis: Any, namespace: str, actor: Actor, request: Any) -> Lookup | None:
+async def look_up(redis: Any, namespace: str, actor: Principal, request: Any) -> Lookup | None:
     """The tenant's current version, then the answer stored under it; None when Redis is unreachable.
 
     Call it before anything reads the database for this request (see the module's docstring).
