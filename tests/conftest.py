@@ -62,6 +62,18 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
+@contextlib.asynccontextmanager
+async def admin_database() -> AsyncIterator[str]:
+    """An empty PostgreSQL database of the caller's own (e.g. for a deployed process to migrate); dropped after."""
+    assert BASE_DATABASE_URL
+    name = f"vouchsafe_test_{secrets.token_hex(4)}"
+    await _admin_execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(BASE_DATABASE_URL, name)
+    finally:
+        await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database of this run's own, migrated; dropped at the end."""

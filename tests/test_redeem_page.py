@@ -18,9 +18,8 @@ from uvicorn.logging import AccessFormatter
 
 from services import codes
 from tests.factories import PASSWORD, SIGN_UP, unique_email
-from tests.processes import ROOT, command, process_env
+from tests.processes import ROOT, command, graphql, poll, process_env, serving, sign_in
 from tests.schema.test_redemption import REDEEM
-from tests.test_serve_process import graphql, poll, serving, sign_in
 from web import redeem as redeem_page
 
 CLI_TIMEOUT = 60.0

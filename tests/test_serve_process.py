@@ -8,92 +8,23 @@ PostgreSQL + Redis only: its test gets the run's database and queue name.
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
 import os
 import re
 import subprocess
-import time
-from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from tests.conftest import REDIS_URL, free_port
-from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, unique_email
-from tests.processes import STOP_TIMEOUT, command, process_env, stop
+from tests.factories import PASSWORD, SIGN_UP, unique_email
+from tests.processes import START_TIMEOUT, STOP_TIMEOUT, command, graphql, poll, process_env, serving, sign_in
 
-START_TIMEOUT = 30.0
 MAIL_TIMEOUT = 15.0
 VIEWER = "{ viewer { user { email role } account { name locale } } }"
-
-T = TypeVar("T")
-
-
-def poll(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1) -> T:
-    """Call `check` until it returns something truthy, for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(interval)
-
-
-@contextlib.contextmanager
-def serving(
-    data_dir: Path, log_path: Path, *, extra_env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
-) -> Iterator[httpx.Client]:
-    """`vouchsafe serve` on a free loopback port with an empty environment (plus `extra_env`); stopped on exit."""
-    port = free_port()
-    env = process_env(data_dir, **(extra_env or {}))
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [*command(), "serve", "--host", "127.0.0.1", "--port", str(port), *extra_args],
-            cwd=data_dir.parent,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as http:
-
-            def healthy() -> bool:
-                if process.poll() is not None:
-                    raise AssertionError(f"serve exited with {process.returncode}:\n{log_path.read_text()}")
-                with contextlib.suppress(httpx.TransportError):
-                    return http.get("/healthz").status_code == 200
-                return False
-
-            try:
-                poll(healthy, timeout=START_TIMEOUT, what="GET /healthz")
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}\n{log_path.read_text()}") from None
-            yield http
-    finally:
-        stop(process)
-
-
-def graphql(http: httpx.Client, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
-
-
-def sign_in(http: httpx.Client, email_address: str) -> str:
-    payload = graphql(http, SIGN_IN, {"input": {"email": email_address, "password": PASSWORD}})["signIn"]
-    assert payload["errors"] == [], payload
-    return str(payload["token"])
 
 
 def outbox_done(http: httpx.Client) -> int:

@@ -45,10 +45,9 @@ from services.payments import SandboxGateway
 from settings import Settings, load_settings
 from tests.conftest import free_port
 from tests.factories import DEPOSIT, ORDER_CREATE, balance_partner, line
-from tests.processes import ROOT, command, process_env, stop
+from tests.processes import ROOT, command, poll, process_env, stop
 from tests.schema.test_live import CANCEL, REVEAL, SETTINGS
 from tests.services.test_stateful import World, check
-from tests.test_serve_process import poll
 from workers import tasks
 
 WRITES = 200

@@ -17,8 +17,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, 
 from services.errors import DomainError
 from services.names import clean_dns_name
 from tests.factories import PASSWORD, unique_email
+from tests.processes import graphql, serving
 from tests.test_redeem_page import partner_order
-from tests.test_serve_process import graphql, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
