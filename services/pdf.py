@@ -25,8 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-import fontpkg_noto_sans_arabic
-import paperang_p2_fonts_cjk
+import fontpkg
 import reportlab
 import segno
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -66,13 +65,14 @@ NOTES_PRINTED = 300  # notes may hold 2,000 characters; a voucher must stay one 
 CHUNK_RENDER_SECONDS = 120  # a bound against a hang, not a budget: a chunk takes ~3 s
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "pdf"
 FONTS = {
-    # Latin, €, umlauts, ß: ReportLab's own Bitstream Vera. CJK: WenQuanYi Micro Hei
-    # (TrueType outlines, in a collection). Arabic: Noto Sans Arabic. xhtml2pdf picks
-    # per character the first family of the font-family list that has the glyph.
+    # Latin, €, umlauts, ß: ReportLab's own Bitstream Vera. CJK: a subset of Noto Sans CJK SC
+    # with TrueType outlines, vendored (templates/pdf/fonts/README.md). Arabic: Noto Sans Arabic
+    # from its fontpkg package. xhtml2pdf picks per character the first family of the
+    # font-family list that has the glyph.
     "sans": Path(reportlab.__file__).parent / "fonts" / "Vera.ttf",
     "sans_bold": Path(reportlab.__file__).parent / "fonts" / "VeraBd.ttf",
-    "cjk": Path(paperang_p2_fonts_cjk.__file__).parent / "fonts" / "wqy-microhei.ttc",
-    "arabic": fontpkg_noto_sans_arabic.ROOT / "files" / "NotoSansArabic[wdth,wght].ttf",
+    "cjk": TEMPLATE_DIR / "fonts" / "NotoSansCJKsc-Regular.subset.ttf",
+    "arabic": fontpkg.path("Noto Sans Arabic"),
 }
 LABELS: dict[str, dict[str, Any]] = json.loads((TEMPLATE_DIR / "labels.json").read_text(encoding="utf-8"))
 

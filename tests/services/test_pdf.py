@@ -212,7 +212,7 @@ class TestRender:
         assert not [r for r in caplog.records if r.name.startswith("xhtml2pdf")], caplog.text
         fonts = embedded_fonts(data)
         assert any("Vera" in f for f in fonts)
-        assert any("WenQuanYi" in f for f in fonts) == ("山" in name)
+        assert any("NotoSansCJK" in f for f in fonts) == ("山" in name)
         assert any("Arabic" in f for f in fonts) == ("م" in name)
 
     async def test_the_longest_name_and_notes_stay_on_one_page(self, db: None, settings: Settings) -> None:
