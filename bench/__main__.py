@@ -1,19 +1,17 @@
-"""The benchmark suite: one seeded data set, every workload against its baseline, one report.
+"""The benchmark: every workload against its baseline, in one run, on one seeded data set (bench/README.md).
 
-    uv run python -m bench [--quick] [--only W2,W4,...] [--timeout SECONDS]
+    uv run python -m bench [--quick] [--only W1,W3] [--profile] [--against VOUCHSAFE] [--timeout SECONDS]
 
-DATABASE_URL names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/test,
-loopback only); REDIS_URL the Redis server (default redis://127.0.0.1:6379/0, loopback
-only). The suite creates a database of its own, migrates it, seeds it through the
-project's own code paths (50 partners, 2,000 orders of lognormal size, one of exactly
-100,000 vouchers, 1,000,000 vouchers in all; --quick: 5, 50, 2,000 and 20,000), runs
-each workload (its subject A against its baseline B, interleaved), prints the summary
-and drops the database.
+DATABASE_URL names the PostgreSQL server, REDIS_URL the Redis server (loopback only;
+defaults postgres://postgres@127.0.0.1:5432/test and redis://127.0.0.1:6379/0). The run
+makes a database of its own, migrates it, seeds it through the project's own code paths
+when a selected workload needs the data set, runs each workload (its subject A against its
+baseline B, interleaved), prints the summary, and drops every database and Redis key it made.
 
 Exit status: a full run exits 1 when a target is missed, a workload fails or the seed
-takes over two minutes. --quick (the CI smoke step, the whole suite under a minute)
-exits 0 when every workload ran and its correctness checks held: its sizes are too
-small for the ratios to mean anything, they are printed all the same.
+takes over two minutes. --quick (the CI smoke step) exits 0 when every workload ran and its
+correctness checks held: its sizes are too small for the ratios to mean anything, they are
+printed all the same.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import importlib.util
 import os
 import secrets
 import signal
@@ -29,64 +26,65 @@ import sys
 import time
 import traceback
 from types import ModuleType
-from urllib.parse import urlsplit
 
-from bench import harness
-from bench.context import BenchContext
-from bench.postgres import LOOPBACK, admin_execute, server_url, with_database
-from bench.seed import SeedPlan, seed
+from bench import harness, seed, stores
 from infra import database
 from models import ORM_APPS
 
-# (key, module, written by this suite's core): the others come from their own branch and are run if present.
-WORKLOADS = [
-    ("W1", "bench.w1_dashboard", False),
-    ("W2", "bench.w2_order", True),
-    ("W3", "bench.w3_redeem", False),
-    ("W4", "bench.w4_csv", True),
-    ("W5", "bench.w5_pdf", True),
-    ("W6", "bench.w6_expiry", True),
-]
+WORKLOADS = {
+    "W1": "bench.w1_dashboard",
+    "W2": "bench.w2_order",
+    "W3": "bench.w3_redeem",
+    "W4": "bench.w4_csv",
+    "W5": "bench.w5_pdf",
+    "W6": "bench.w6_expiry",
+}
 SEED_TARGET_SECONDS = 120.0
 # A workload is stopped this long after the global deadline if it has not stopped by itself.
 GRACE_SECONDS = 30.0
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes, 2 rounds, the whole suite under a minute")
-    p.add_argument("--only", default="", help="comma-separated workloads, e.g. W2,W4 (default: all)")
-    p.add_argument("--timeout", type=float, help="global deadline in seconds (default 75 with --quick, else 3600)")
+    p.add_argument("--quick", action="store_true", help="small sizes, 2 rounds: the CI smoke step")
+    p.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3 (default: all)")
+    p.add_argument("--profile", action="store_true", help="after its rounds, each workload with a profiler profiles A")
+    p.add_argument(
+        "--against",
+        metavar="VOUCHSAFE",
+        help="another checkout's vouchsafe executable: over HTTP, B is its serve (W3; reported, not judged)",
+    )
+    p.add_argument("--timeout", type=float, help="global deadline in seconds (default 90 with --quick, else 3600)")
     args = p.parse_args(argv)
-    known = {key for key, _, _ in WORKLOADS}
-    args.only = [k.strip().upper() for k in args.only.split(",") if k.strip()]
-    if unknown := set(args.only) - known:
-        p.error(f"unknown workload(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    args.only = [k.strip().upper() for k in args.only.split(",") if k.strip()] or list(WORKLOADS)
+    if unknown := set(args.only) - set(WORKLOADS):
+        p.error(f"unknown workload(s) {', '.join(sorted(unknown))}; known: {', '.join(WORKLOADS)}")
+    if args.against:
+        if not os.access(args.against, os.X_OK):
+            p.error(f"--against: {args.against} is not an executable")
+        args.against = os.path.abspath(args.against)
     if args.timeout is None:
-        args.timeout = 75.0 if args.quick else 3600.0
+        args.timeout = (90.0 + (60.0 if args.profile else 0.0)) if args.quick else 3600.0
     if not 10 <= args.timeout <= 4 * 3600:
         p.error("--timeout from 10 to 14400 seconds")
     return args
 
 
-def redis_url() -> str:
-    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS
-    if urlsplit(url).hostname not in LOOPBACK:
-        raise SystemExit(f"bench: runs against a loopback Redis only, not {urlsplit(url).hostname!r}")
-    return url
+def selected(args: argparse.Namespace) -> list[tuple[str, ModuleType]]:
+    """The workloads to run; with --against, those that take it (W3): naming another with --only is an error."""
+    modules = [(key, importlib.import_module(WORKLOADS[key])) for key in args.only]
+    if not args.against:
+        return modules
+    others = [key for key, m in modules if not getattr(m, "TAKES_AGAINST", False)]
+    if others and args.only != list(WORKLOADS):
+        raise SystemExit(
+            f"bench: --against is for the workloads served over HTTP by vouchsafe serve (W3), not {others}"
+        )
+    return [(key, m) for key, m in modules if key not in others]
 
 
-def load(module: str, required: bool) -> ModuleType | None:
-    if importlib.util.find_spec(module) is None:
-        if required:
-            raise SystemExit(f"bench: workload module {module} is missing")
-        return None
-    return importlib.import_module(module)
-
-
-async def run_workload(key: str, module: ModuleType, ctx: BenchContext) -> list[harness.Comparison]:
-    """One workload, bounded by the global deadline (plus a grace to stop cleanly); its database use is its own."""
+async def run_workload(key: str, module: ModuleType, ctx: harness.BenchContext) -> list[harness.Comparison]:
+    """One workload, bounded by the global deadline (plus a grace to stop cleanly)."""
     print(f"\n==== {key} ({module.__name__}), {ctx.time_left():.0f} s left ====", flush=True)
     started = time.monotonic()
     try:
@@ -98,68 +96,75 @@ async def run_workload(key: str, module: ModuleType, ctx: BenchContext) -> list[
     return comparisons
 
 
+async def prepare(args: argparse.Namespace, url: str, code_key: bytes, needs_data: bool) -> list[str]:
+    """The suite's database migrated, and seeded when a workload needs the data set; the problems found."""
+    await database.migrate(url, apps=ORM_APPS)
+    if not needs_data:
+        return []
+    plan = seed.SeedPlan.quick() if args.quick else seed.SeedPlan.full()
+    await database.open_db(url, pool_size=6, apps=ORM_APPS)
+    try:
+        seeded = await seed.seed(plan, code_key)
+    finally:
+        await database.close_db()
+    print(
+        f"seeded {len(seeded.partners)} partners, {len(seeded.order_ids):,} orders, {seeded.vouchers:,} vouchers"
+        f" (largest order {plan.largest:,}) in {seeded.seconds:.1f} s (target <= {SEED_TARGET_SECONDS:.0f} s)",
+        flush=True,
+    )
+    if seeded.seconds > SEED_TARGET_SECONDS and not args.quick:
+        return [f"seed took {seeded.seconds:.1f} s > {SEED_TARGET_SECONDS:.0f} s"]
+    return []
+
+
 async def suite(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # SIGTERM (e.g. from `timeout`) cancels the run: the finally blocks stop what it started and drop its databases.
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    server, redis = server_url(), redis_url()
-    name = f"bench_core_{os.getpid()}_{secrets.token_hex(3)}"
-    url = with_database(server, name)
-    plan = SeedPlan.quick() if args.quick else SeedPlan.full()
-    code_key, secret_key = secrets.token_bytes(32), secrets.token_bytes(32)
-    selected = [(k, m, core) for k, m, core in WORKLOADS if not args.only or k in args.only]
-    modules = [(k, load(m, core)) for k, m, core in selected]
+    server, redis = stores.server_url(), stores.redis_url()
+    modules = selected(args)
+    prefix = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
+    code_key = secrets.token_bytes(32)
+    ctx = harness.BenchContext(
+        server_url=server,
+        database_url=stores.with_database(server, prefix),
+        redis_url=redis,
+        code_key=code_key,
+        secret_key=secrets.token_bytes(32),
+        prefix=prefix,
+        quick=args.quick,
+        deadline=started + args.timeout,
+        profile=args.profile,
+        against=args.against,
+    )
+    needs_data = any(getattr(m, "NEEDS_DATA_SET", True) for _, m in modules)
     problems: list[str] = []
     results: list[harness.Comparison] = []
-    await admin_execute(server, f'CREATE DATABASE "{name}"')
-    print(f"database {name} on {urlsplit(server).hostname}; {'quick' if args.quick else 'full'} run", flush=True)
+    print(f"run {prefix}: {'quick' if args.quick else 'full'}, {', '.join(k for k, _ in modules)}", flush=True)
     try:
-        async with asyncio.timeout(args.timeout):
-            await database.migrate(url, apps=ORM_APPS)
-            await database.open_db(url, pool_size=6, apps=ORM_APPS)
-            try:
-                seeded = await seed(plan, code_key)
-            finally:
-                await database.close_db()
-        print(
-            f"seeded {len(seeded.partners)} partners, {len(seeded.order_ids):,} orders, {seeded.vouchers:,} vouchers"
-            f" (largest order {plan.largest:,}) in {seeded.seconds:.1f} s (target <= {SEED_TARGET_SECONDS:.0f} s)",
-            flush=True,
-        )
-        if seeded.seconds > SEED_TARGET_SECONDS and not args.quick:
-            problems.append(f"seed took {seeded.seconds:.1f} s > {SEED_TARGET_SECONDS:.0f} s")
-        ctx = BenchContext(
-            server_url=server,
-            database_url=url,
-            redis_url=redis,
-            code_key=code_key,
-            secret_key=secret_key,
-            quick=args.quick,
-            deadline=started + args.timeout,
-        )
-        for key, module in modules:
-            if module is None:
-                print(f"\n==== {key}: not present on this branch, skipped", flush=True)
-                continue
-            if ctx.time_left() <= 0:
-                problems.append(f"{key}: not run, past the deadline")
-                continue
-            try:
-                comparisons = await run_workload(key, module, ctx)
-            except TimeoutError:
-                problems.append(f"{key}: stopped, {GRACE_SECONDS:.0f} s past the deadline")
-                continue
-            except Exception as exc:
-                traceback.print_exc()
-                problems.append(f"{key}: failed: {type(exc).__name__}: {exc}")
-                continue
-            if not comparisons:
-                problems.append(f"{key}: measured nothing")
-            results.extend(comparisons)
+        async with stores.throwaway_database(server, prefix, migrate=False) as url:
+            async with asyncio.timeout(args.timeout):
+                problems += await prepare(args, url, code_key, needs_data)
+            for key, module in modules:
+                if ctx.time_left() <= 0:
+                    problems.append(f"{key}: not run, past the deadline")
+                    continue
+                try:
+                    comparisons = await run_workload(key, module, ctx)
+                except TimeoutError:
+                    problems.append(f"{key}: stopped, {GRACE_SECONDS:.0f} s past the deadline")
+                    continue
+                except Exception as exc:
+                    traceback.print_exc()
+                    problems.append(f"{key}: failed: {type(exc).__name__}: {exc}")
+                    continue
+                if not comparisons:
+                    problems.append(f"{key}: measured nothing")
+                results.extend(comparisons)
     finally:
-        await admin_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await stores.drop_keys(redis, prefix)
     targets_met = harness.report(results)
     for problem in problems:
         print(f"PROBLEM {problem}")

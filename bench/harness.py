@@ -1,9 +1,9 @@
-"""What every workload of the suite shares: interleaved A/B rounds, medians, ratios, the report.
+"""What every workload shares: the context it is handed, interleaved A/B rounds, and the report.
 
-A workload measures its subject (A) and its baseline (B) in the same run, one
-round of each alternately (A B, then B A, ...) so that the machine's drift hits
-both alike. Absolute figures on these machines move 10-15 % between runs; the
-per-round ratio A/B is what a target is set on.
+A workload measures its subject (A) and its baseline (B) in the same run, one round of each
+alternately (A B, then B A, ...), so that the machine's drift hits both alike. Absolute
+figures on these machines move 10-15 % between runs; the per-round ratio A/B is what a
+target is set on (bench/README.md).
 """
 
 from __future__ import annotations
@@ -12,6 +12,31 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+Round = Callable[[], Awaitable[float]]
+
+
+@dataclass(frozen=True)
+class BenchContext:
+    """What `run(ctx)` of a workload is handed. The ORM is closed: a workload opens what it needs and closes it."""
+
+    server_url: str  # the loopback PostgreSQL server, for databases of a workload's own
+    database_url: str  # the suite's database: migrated, and seeded when a selected workload needs the data set
+    redis_url: str  # loopback Redis; a workload keeps to keys named with `name(...)`
+    code_key: bytes  # VOUCHSAFE_CODE_KEY of the seeded data: its codes open with it
+    secret_key: bytes  # VOUCHSAFE_SECRET_KEY for servers a workload starts on the seeded data
+    prefix: str  # this run's name: every database, queue and key namespace it makes starts with it
+    quick: bool  # small sizes (the CI smoke step): correctness is judged, ratios are printed
+    deadline: float  # time.monotonic() by which a workload must have stopped
+    profile: bool = False  # after its rounds, a workload with a profiler shows where A's time goes
+    against: str | None = None  # another checkout's `vouchsafe` executable: B over HTTP is its serve
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def name(self, part: str) -> str:
+        """A database, queue or key namespace of this run (`bench_123_ab12cd_w3`): the entry point drops them all."""
+        return f"{self.prefix}_{part}"
 
 
 @dataclass
@@ -62,27 +87,36 @@ class Comparison:
         self.checks[name] = (text or ("held" if held else "FAILED"), held)
         return held
 
+    def show(self, number: int, fa: float, fb: float) -> None:
+        """Print one round as it ends."""
+        ratio = fa / fb if fb else float("nan")
+        print(
+            f"  {self.workload} round {number}: A {fa:.4g} {self.unit}  B {fb:.4g} {self.unit}  A/B {ratio:.3f}",
+            flush=True,
+        )
+
+
+def skipped(workload: str, unit: str, why: str) -> Comparison:
+    """A comparison that did not run (too little time left): a full run counts it as a miss."""
+    c = Comparison(workload, "", "", unit, False, "not run")
+    c.check("ran", False, why)
+    return c
+
 
 async def interleave(
-    a: Callable[[], Awaitable[float]],
-    b: Callable[[], Awaitable[float]],
-    rounds: int,
-    *,
-    show: Comparison | None = None,
-    deadline: float | None = None,
+    a: Round, b: Round, rounds: int, *, show: Comparison, deadline: float
 ) -> list[tuple[float, float]]:
     """Run `rounds` rounds of A and B, alternating which goes first; each callable returns its figure.
 
-    With a `deadline` (a time.monotonic() instant), no round starts that would end after it at
-    the pace of the round before, the first excepted: a suite bounded in time keeps the rounds
-    it finished instead of being cut off in the middle of one.
+    No round starts that would end after `deadline` (a time.monotonic() instant) at the pace
+    of the round before, the first excepted: a run bounded in time keeps the rounds it
+    finished instead of being cut off in the middle of one.
     """
     results: list[tuple[float, float]] = []
     last = 0.0
     for i in range(rounds):
         if i and not fits(deadline, last):
-            if show is not None:
-                print(f"  {show.workload}: no time for another round, stopping after {i}", flush=True)
+            print(f"  {show.workload}: no time for another round, stopping after {i}", flush=True)
             break
         begun = time.monotonic()
         if i % 2 == 0:
@@ -93,20 +127,13 @@ async def interleave(
             fa = await a()
         results.append((fa, fb))
         last = time.monotonic() - begun
-        if show is not None:
-            show_round(show, i + 1, fa, fb)
+        show.show(i + 1, fa, fb)
     return results
 
 
-def fits(deadline: float | None, seconds: float) -> bool:
-    """Whether work of `seconds` started now ends before `deadline` (None: no deadline)."""
-    return deadline is None or time.monotonic() + seconds <= deadline
-
-
-def show_round(c: Comparison, number: int, fa: float, fb: float) -> None:
-    """Print one round as interleave does, for a workload that runs its rounds itself."""
-    ratio = fa / fb if fb else float("nan")
-    print(f"  {c.workload} round {number}: A {fa:.4g} {c.unit}  B {fb:.4g} {c.unit}  A/B {ratio:.3f}", flush=True)
+def fits(deadline: float, seconds: float) -> bool:
+    """Whether work of `seconds` started now ends before `deadline`."""
+    return time.monotonic() + seconds <= deadline
 
 
 def report(comparisons: list[Comparison]) -> bool:

@@ -1,18 +1,15 @@
-"""The suite's data set, made through the project's own code paths: partners, their money, their orders.
+"""Every row the bench writes before measuring, made through the project's own code paths.
 
-Partners are made as tests/factories.py makes them (sign-up, partner feature on,
-balance billing on, a sandbox card deposit); the rest of what their orders cost is
-credited by a ledger DEPOSIT entry, as bench/bulk_order.py funds its partner (card
-deposits stop at 100,000.00 and the data set costs ~$190M). Every order is placed by
-`place_order`, paid by balance: quote, debit, order, lines, sealed codes copied in
-with COPY, history and outbox rows, in one transaction.
+Partners are made as tests/factories.py makes them (sign-up, partner feature on, balance
+billing on, a sandbox card deposit); the rest of what their orders cost is credited by a
+ledger DEPOSIT entry (card deposits stop at 100,000.00 and the data set costs ~$190M).
+Every order is placed by `place_order`, paid by balance: quote, debit, order, lines,
+sealed codes copied in with COPY, history and outbox rows, in one transaction.
 
-The one order above the service's cap of 10,000 vouchers (100,000 in the full data
-set; W4 makes one of 1,000,000 the same way) goes through that same `place_order`
-with the order caps lifted for that call only (`lifted_caps`): lines of at most
-10,000 (what the database's CHECK allows), the same sealing, COPY, debit and
-history. Splitting it into ten orders would not be an order of 100,000; writing its
-rows by hand would not be the project's path.
+An order above the service's cap of 10,000 vouchers (the data set's largest, 100,000; W4's
+1,000,000) goes through that same `place_order` with the order caps lifted for that call
+only (`lifted_caps`): lines of at most 10,000 (what the database's CHECK allows). Ten
+orders would not be one order of 100,000; rows written by hand would not be the project's path.
 """
 
 from __future__ import annotations
@@ -29,9 +26,10 @@ from dataclasses import dataclass
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
+from infra.ratelimit import RateLimiter
 from models import LedgerEntryKind, OutboxStatus, PaymentMethod, Product, Role
 from services import accounts, catalogue, codes, finance, staff
-from services.actors import Actor
+from services.actors import Actor, authenticate
 from services.catalogue import LineRequest
 from services.ledger import post_entry
 from services.orders import OrderRequest, place_order
@@ -43,6 +41,7 @@ CARD_DEPOSIT = "100000.00"  # the most one card deposit may be (services.finance
 # (product, validity years, FQDNs): every line covers at least one plain name, so any
 # voucher of the data set can be redeemed for a bare common name.
 SHAPES = [("BASIC_OV", 1, 1), ("BASIC_OV", 2, 2), ("SECURE_SITE_OV", 1, 1), ("BASIC_EV", 1, 1)]
+Shape = tuple[str, int, int]
 
 
 @dataclass(frozen=True)
@@ -70,6 +69,19 @@ class Seeded:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Customer:
+    """A signed-up account that is no partner (one ADMIN user), and a session token when signed in."""
+
+    actor: Actor
+    email: str
+    token: str
+
+
+def email(kind: str) -> str:
+    return f"bench-{kind}-{secrets.token_hex(5)}@example.com"
+
+
 def order_sizes(plan: SeedPlan, rng: random.Random, *, sigma: float = 1.2) -> list[int]:
     """`plan.orders` lognormal sizes summing to `plan.vouchers`: the largest first, the rest within 1..10,000."""
     rest, total = plan.orders - 1, plan.vouchers - plan.largest
@@ -91,7 +103,7 @@ def order_sizes(plan: SeedPlan, rng: random.Random, *, sigma: float = 1.2) -> li
     return [plan.largest, *sizes]
 
 
-def lines_for(size: int, shape: tuple[str, int, int]) -> list[LineRequest]:
+def lines_for(size: int, shape: Shape) -> list[LineRequest]:
     product, years, fqdns = shape
     per_line = catalogue.MAX_QUANTITY
     return [
@@ -112,16 +124,22 @@ def lifted_caps(vouchers: int) -> Iterator[None]:
         catalogue.MAX_VOUCHERS, catalogue.MAX_LINES = saved
 
 
-async def new_partner(name: str, *, funds: int) -> Actor:
-    """A partner as the test factories make one, funded with `funds` minor units (at least one card deposit)."""
-    user = await accounts.sign_up(
-        email=f"bench-{secrets.token_hex(6)}@example.com",
-        password=PASSWORD,
-        account_name=name,
-        locale="en",
-        public_url=PUBLIC_URL,
+async def cost(lines: list[LineRequest], orders: int = 1) -> int:
+    """What `orders` orders of these lines cost, in minor units (priced line by line: no order cap applies)."""
+    products = {p.code: p for p in await Product.filter(code__in=[line.product_code for line in lines])}
+    total = sum(
+        line.quantity
+        * catalogue.unit_price(
+            products[line.product_code], validity_years=line.validity_years, fqdns=line.fqdns, wildcards=line.wildcards
+        )
+        for line in lines
     )
-    actor = Actor(user_id=user.id, account_id=user.account_id, role=Role.ADMIN)
+    return total * orders
+
+
+async def partner(name: str, *, funds: int, address: str | None = None) -> Actor:
+    """A partner as the test factories make one, funded with `funds` minor units (at least one card deposit)."""
+    actor = await account(name, address or email("partner"))
     account_id = actor.require_account()
     await staff.set_partner(account_id=account_id, enabled=True)
     await finance.update_settings(actor=actor, bill_to_balance_enabled=True)
@@ -139,10 +157,31 @@ async def new_partner(name: str, *, funds: int) -> Actor:
     return actor
 
 
-async def place(actor: Actor, size: int, shape: tuple[str, int, int], cipher: codes.CodeCipher) -> int:
+async def account(name: str, address: str) -> Actor:
+    """A signed-up account (not a partner) and its first user, an ADMIN."""
+    user = await accounts.sign_up(
+        email=address, password=PASSWORD, account_name=name, locale="en", public_url=PUBLIC_URL
+    )
+    return Actor(user_id=user.id, account_id=user.account_id, role=Role.ADMIN)
+
+
+async def customer(name: str, limiter: RateLimiter) -> Customer:
+    """A signed-up account (not a partner), signed in: redeemers."""
+    address = email("customer")
+    user = await account(name, address)
+    signed_in = await accounts.sign_in(email=address, password=PASSWORD, client="bench-seed", limiter=limiter)
+    actor = await authenticate(signed_in.token)  # as a request carrying the token is served
+    if actor is None or actor.user_id != user.user_id:
+        raise RuntimeError("bench: a fresh session token did not authenticate")
+    return Customer(actor, address, signed_in.token)
+
+
+async def place(actor: Actor, lines: list[LineRequest], cipher: codes.CodeCipher, customer_name: str = "") -> int:
+    """One order paid by balance, through `place_order` (caps lifted above 10,000 vouchers); its id."""
+    size = sum(line.quantity for line in lines)
     request = OrderRequest(
-        lines=lines_for(size, shape),
-        customer_name=f"Customer {secrets.token_hex(3)}",
+        lines=lines,
+        customer_name=customer_name or f"Customer {secrets.token_hex(3)}",
         payment_method=PaymentMethod.ACCOUNT_BALANCE,
     )
     with lifted_caps(size) if size > catalogue.MAX_VOUCHERS else contextlib.nullcontext():
@@ -150,6 +189,13 @@ async def place(actor: Actor, size: int, shape: tuple[str, int, int], cipher: co
             actor=actor, request=request, gateway=SandboxGateway(), cipher=cipher, public_url=PUBLIC_URL
         )
     return order.id
+
+
+async def order_of(name: str, size: int, code_key: bytes) -> int:
+    """A partner of its own, funded for it, and one order of `size` vouchers (SHAPES[0]); the order's id."""
+    lines = lines_for(size, SHAPES[0])
+    actor = await partner(name, funds=await cost(lines))
+    return await place(actor, lines, codes.CodeCipher(code_key))
 
 
 async def seed(plan: SeedPlan, code_key: bytes, *, concurrency: int = 3, rng_seed: int = 20261122) -> Seeded:
@@ -165,20 +211,18 @@ async def seed(plan: SeedPlan, code_key: bytes, *, concurrency: int = 3, rng_see
         product = products[shape[0]]
         unit = catalogue.unit_price(product, validity_years=shape[1], fqdns=shape[2], wildcards=0)
         costs[owner] += unit * size
-    partners = await asyncio.gather(
-        *(new_partner(f"Bench Partner {i + 1}", funds=cost) for i, cost in enumerate(costs))
-    )
+    partners = await asyncio.gather(*(partner(f"Bench Partner {i + 1}", funds=cost) for i, cost in enumerate(costs)))
     cipher = codes.CodeCipher(code_key)
     # The largest order alone first (it is the one W4 exports), then the rest a few at a time:
     # one order seals its codes in Python while another's COPY runs in the server.
-    largest = await place(partners[0], sizes[0], shapes[0], cipher)
+    largest = await place(partners[0], lines_for(sizes[0], shapes[0]), cipher)
     queue = list(zip(sizes[1:], shapes[1:], owners[1:], strict=True))
     order_ids = [largest]
 
     async def feeder() -> None:
         while queue:
             size, shape, owner = queue.pop()
-            order_ids.append(await place(partners[owner], size, shape, cipher))
+            order_ids.append(await place(partners[owner], lines_for(size, shape), cipher))
 
     await asyncio.gather(*(feeder() for _ in range(concurrency)))
     await quiet_outbox()

@@ -1,6 +1,7 @@
 """W1's baseline: the dashboard document served by a minimal Strawberry schema from one SQL statement.
 
-    uv run python -m bench.w1_baseline --dsn postgresql://... --port 8123 [--workers N]
+bench.w1_dashboard serves `create_app` with uvicorn's own command line, the database in
+W1_BASELINE_DSN (postgresql://...).
 
 What the dashboard costs when nothing but Strawberry's own field resolution sits
 between HTTP and PostgreSQL: one hand-written statement (asyncpg) authenticates the
@@ -15,7 +16,6 @@ in USD (amounts are formatted with two decimals). Bench-only code: PostgreSQL on
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -25,7 +25,6 @@ from typing import Any
 
 import asyncpg
 import strawberry
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -289,17 +288,3 @@ def create_app() -> Starlette:
     graphql = BaselineGraphQL(schema, graphql_ide=None, allow_queries_via_get=False)
     routes = [Route("/graphql", graphql, methods=["POST"]), Route("/healthz", healthz)]
     return Starlette(routes=routes, lifespan=lifespan)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.w1_baseline", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dsn", required=True, help="postgresql://... of the database to read")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--workers", type=int, default=1)
-    args = p.parse_args(argv)
-    os.environ[DSN_ENV] = args.dsn  # read again by each process uvicorn spawns
-    uvicorn.run("bench.w1_baseline:create_app", factory=True, host="127.0.0.1", port=args.port, workers=args.workers)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""W1's pieces: the dashboard document, its data, the HTTP load, the polled rounds and the profile."""
+"""W1's client side: the dashboard document, sign-in, the HTTP load of a round, the polled rounds, the profile."""
 
 from __future__ import annotations
 
@@ -7,31 +7,16 @@ import json
 import secrets
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
-from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
-from bench import spy
-from bench.pgcount import StatementCounter
+from bench import profilers, seed
 from bench.processes import ServerProcess
-from models import LedgerEntryKind, PaymentMethod, Role
-from services import accounts, catalogue, codes, finance, staff
-from services.actors import Actor
-from services.catalogue import LineRequest
-from services.ledger import post_entry
-from services.orders import OrderRequest, place_order
-from services.payments import SandboxGateway
+from bench.stores import StatementCounter
 
-Round = Callable[[], Awaitable[float]]
-
-PUBLIC_URL = "http://127.0.0.1:8000"
-PASSWORD = "correct horse battery"
 DEPOSIT_AMOUNT = Decimal("10.00")  # the smallest deposit the API takes
 
 # The dashboard of DESIGN.md without the per-order history and downloads: orders, lines,
@@ -62,41 +47,6 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-async def seed_partner(orders: int, per_order: int, code_key: bytes) -> str:
-    """A partner (as tests/factories.py makes one) with `orders` orders of `per_order` vouchers; its e-mail."""
-    email = f"bench-w1-{secrets.token_hex(5)}@example.com"
-    user = await accounts.sign_up(
-        email=email, password=PASSWORD, account_name="W1 Partner", locale="en", public_url=PUBLIC_URL
-    )
-    actor = Actor(user_id=user.id, account_id=user.account_id, role=Role.ADMIN)
-    account_id = actor.require_account()
-    await staff.set_partner(account_id=account_id, enabled=True)
-    await finance.update_settings(actor=actor, bill_to_balance_enabled=True)
-    half = per_order // 2
-    lines = [
-        LineRequest("BASIC_OV", half, validity_years=1, fqdns=1, wildcards=0),
-        LineRequest("SECURE_SITE_OV", per_order - half, validity_years=2, fqdns=2, wildcards=0),
-    ]
-    cost = (await catalogue.quote(lines, currency="USD")).total
-    async with in_transaction() as conn:
-        await post_entry(conn, account_id=account_id, kind=LedgerEntryKind.DEPOSIT, amount=cost * orders)
-    cipher, gateway = codes.CodeCipher(code_key), SandboxGateway()
-    for i in range(orders):
-        request = OrderRequest(
-            lines=lines, customer_name=f"Customer {i + 1}", payment_method=PaymentMethod.ACCOUNT_BALANCE
-        )
-        await place_order(actor=actor, request=request, gateway=gateway, cipher=cipher, public_url=PUBLIC_URL)
-    return email
-
-
-async def quiet_outbox(conn: BaseDBAsyncClient) -> None:
-    """Pending background work (order PDFs, e-mails) marked done: it is not this workload's subject,
-    and a later workload's worker on the same database would otherwise render it."""
-    await conn.execute_query(
-        "UPDATE outbox_message SET status = 'DONE', done_at = now() WHERE status IN ('PENDING', 'ENQUEUED')"
-    )
-
-
 async def _graphql(url: str, query: str, variables: dict[str, Any], token: str | None = None) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(timeout=30) as client:
@@ -106,7 +56,7 @@ async def _graphql(url: str, query: str, variables: dict[str, Any], token: str |
 
 
 async def sign_in(url: str, email: str) -> str:
-    result = await _graphql(url, SIGN_IN, {"input": {"email": email, "password": PASSWORD}})
+    result = await _graphql(url, SIGN_IN, {"input": {"email": email, "password": seed.PASSWORD}})
     payload = result["data"]["signIn"]
     if payload["errors"]:
         raise RuntimeError(f"sign-in failed: {payload['errors']}")
@@ -240,15 +190,14 @@ class Polled:
         return await self.side.round(n, cold=True)
 
 
-async def profile(servers: Any, token: str, size: dict[str, int], workdir: Path, seconds: float = 10.0) -> None:
-    """py-spy on the A server while it answers dashboards for `seconds`; the summary is printed."""
-    pids = servers.a.python_pids()
-    recording = spy.record(pids[0] if pids else None, workdir / "w1-profile.txt", seconds)
+async def profile(server: ServerProcess, proxy: StatementCounter, token: str, variables: dict[str, int]) -> None:
+    """py-spy on the A server while it answers cold dashboards, 4 at a time, for 10 s (3 s --quick)."""
+    seconds = 3.0 if variables["orders"] < 20 else 10.0
+    recording = profilers.record(server.python_pid(), "bench-w1-profile.txt", seconds)
     if recording is None:
         return
-    variables = {"orders": size["orders"], "vouchers": size["vouchers"]}
     # Cold, as the measured rounds: a repeated request would profile the response cache.
-    side = Side(servers.a, servers.proxies[0], token, variables, 4, cold=True)
+    side = Side(server, proxy, token, variables, 4, cold=True)
     try:
         while recording.running():
             await side.round(8)

@@ -1,33 +1,27 @@
 """W3, redeem under concurrency: 32 clients at once, each redeeming fresh codes of its own.
 
-    uv run python -m bench.w3_redeem [--quick] [--rounds N] [--timeout S] [--profile] [--against VOUCHSAFE]
+W3 works in a database of its own (dropped at the end) and a Redis namespace of its own: it
+creates accounts, ~40,000 vouchers and background jobs that would otherwise change the data
+set the other workloads measure, and its statements are index lookups whose cost does not
+depend on the table sizes. Everything is seeded through the services.
 
-DATABASE_URL names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/test),
-REDIS_URL the Redis (default redis://127.0.0.1:6379/0); loopback only. The suite's entry
-point calls `run(ctx)` instead. Either way W3 works in a throwaway database of its own on
-that server (dropped at the end) and a Redis namespace of its own (deleted at the end):
-it creates accounts, ~40,000 vouchers and background jobs that would otherwise change the
-data set the other workloads measure, and its statements are index lookups whose cost
-does not depend on the table sizes. Everything is seeded through the services.
-
-Three comparisons, rounds of A and B interleaved (bench.harness):
+Three comparisons, rounds of A and B interleaved:
   service  A `services.redemption.redeem` from 32 tasks (Tortoise pool of 32)
            B raw asyncpg, 32 pooled connections: the same compare-and-set on the voucher
              row (by code digest) and the certificate request insert, in one transaction
            target A/B >= 0.5 (redeems/s)
   HTTP     A the `voucherRedeem` mutation against `vouchsafe serve` (PostgreSQL + Redis)
-           B a bare Starlette endpoint calling the same service (bench/w3_bare.py)
+           B a bare Starlette endpoint calling the same service (bench/w3_baseline.py)
            32 keep-alive clients; target A/B >= 0.3, p99 latency of A <= 50 ms, and
            exactly one winner per code when 8 clients redeem the same code at once
   HTTP x2  the same with `serve --workers 2` against the bare app on 2 processes: reported,
-           full runs only (--quick, the CI smoke step, keeps to one process a server)
+           full runs only
 At the end every code handed to a round must be VALID_USED with exactly one request.
 --against VOUCHSAFE: over HTTP, B is that executable's `serve` (another checkout's
-.venv/bin/vouchsafe, e.g. of `git worktree add /tmp/old REF` after `uv sync` there) and
-is sent the same mutation: the code before a change against the code after it, rounds
-interleaved on one machine at one time (reported, not judged; one process a server).
---profile: after the HTTP rounds, py-spy records the one-process `vouchsafe serve` for
-10 s of the same load and prints where its time goes (bench.spy).
+.venv/bin/vouchsafe) sent the same mutation: the code before a change against the code
+after it, rounds interleaved on one machine at one time (reported, not judged; one
+process a server). --profile: pyinstrument over more service rounds of A, and py-spy on
+the one-process `vouchsafe serve` under the same HTTP load.
 
 Each client redeems codes of its own order, as customers of different partners do: the
 redemption locks the code's order row, so codes of one order are redeemed one at a time
@@ -39,36 +33,31 @@ throttled: a failed or throttled redeem makes the comparison a MISS.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
-import os
-import secrets
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
-from bench import spy, w3_http, w3_service
-from bench.context import BenchContext
-from bench.harness import Comparison, interleave, report
-from bench.postgres import admin_execute, asyncpg_dsn, server_url, with_database
+from bench import profilers, w3_load, w3_service
+from bench.harness import BenchContext, Comparison, Round, interleave
+from bench.processes import ServerProcess, running, server_env, uvicorn_app, vouchsafe
+from bench.stores import asyncpg_dsn, throwaway_database
 from infra import database
 from infra.redis import open_redis
 from models import ORM_APPS
 
+NEEDS_DATA_SET = False
+TAKES_AGAINST = True
 CLIENTS = 32
 SERVICE_TARGET = 0.5
 HTTP_TARGET = 0.3
 P99_TARGET_MS = 50.0
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+SPY_BATCH = 10  # redeems per client between checks that py-spy is still recording
 
 
 @dataclass(frozen=True)
@@ -79,19 +68,21 @@ class Sizes:
     warmup: int  # redeems per client before each side's first rounds, not counted
     contention: int  # codes each redeemed by 8 clients at once, per server
     two_processes: bool  # also `serve --workers 2` against the bare app on 2 processes
-    profile: int = 0  # redeems per client kept for --profile's load
-    # --against: B over HTTP is this `vouchsafe` executable's serve (another checkout's
-    # .venv/bin/vouchsafe) instead of the bare app: old code against new, in one run.
+    spy_seconds: float  # --profile: py-spy on the one-process serve this long
+    spy_codes: int  # --profile: redeems per client kept for it
+    traced: tuple[int, int]  # --profile: pyinstrument over (rounds, redeems per client) of the service
+    profile: bool = False
     against: str | None = None
 
     def codes_per_client(self) -> int:
         pairs = 2 if self.two_processes else 1
-        return self.rounds * 2 * (self.service + pairs * self.http) + 2 * (1 + pairs) * self.warmup + self.profile
+        codes = self.rounds * 2 * (self.service + pairs * self.http) + 2 * (1 + pairs) * self.warmup
+        return codes + (self.spy_codes + self.traced[0] * self.traced[1] if self.profile else 0)
 
 
-FULL = Sizes(rounds=5, service=60, http=30, warmup=5, contention=40, two_processes=True)
+FULL = Sizes(5, 60, 30, 5, 40, two_processes=True, spy_seconds=10, spy_codes=400, traced=(3, 60))
 # The CI smoke step: W3 in about 12 s with its servers' start-up, so one process a server.
-QUICK = Sizes(rounds=2, service=4, http=2, warmup=1, contention=3, two_processes=False)
+QUICK = Sizes(2, 4, 2, 1, 3, two_processes=False, spy_seconds=3, spy_codes=30, traced=(1, 2))
 
 
 def p99_ms(latencies: list[float]) -> float:
@@ -107,11 +98,8 @@ def spread(latencies: list[float]) -> str:
     return f"mean {mean:.1f}, p50 {p[49] * 1000:.1f}, p90 {p[89] * 1000:.1f}, max {top:.1f} ms"
 
 
-Side = Callable[[], Awaitable[float]]
-
-
-async def service_comparison(fx: w3_service.Fixture, pool: asyncpg.Pool, sizes: Sizes) -> Comparison:
-    a_tally, b_tally = w3_http.Tally(), w3_http.Tally()
+async def service_comparison(fx: w3_service.Fixture, pool: asyncpg.Pool, sizes: Sizes, deadline: float) -> Comparison:
+    a_tally, b_tally = w3_load.Tally(), w3_load.Tally()
     comparison = Comparison(
         workload=f"W3 redeem, service, {CLIENTS} concurrent tasks",
         a_label="services.redemption.redeem",
@@ -122,10 +110,10 @@ async def service_comparison(fx: w3_service.Fixture, pool: asyncpg.Pool, sizes: 
         min_ratio=SERVICE_TARGET,
     )
 
-    def a(per_client: int, tally: w3_http.Tally) -> Side:
+    def a(per_client: int, tally: w3_load.Tally) -> Round:
         return lambda: w3_service.service_round(fx, fx.take(per_client), tally)
 
-    def b(per_client: int, tally: w3_http.Tally) -> Side:
+    def b(per_client: int, tally: w3_load.Tally) -> Round:
         return lambda: w3_service.baseline_round(pool, fx, fx.take(per_client), tally)
 
     # Warm-up, not counted: pool connections, prepared statements.
@@ -134,17 +122,25 @@ async def service_comparison(fx: w3_service.Fixture, pool: asyncpg.Pool, sizes: 
     a_tally.latencies.clear()
     b_tally.latencies.clear()
     comparison.rounds = await interleave(
-        a(sizes.service, a_tally), b(sizes.service, b_tally), sizes.rounds, show=comparison
+        a(sizes.service, a_tally), b(sizes.service, b_tally), sizes.rounds, show=comparison, deadline=deadline
     )
     comparison.extra["p99 latency"] = (
         f"A {p99_ms(a_tally.latencies):.1f} ms, B {p99_ms(b_tally.latencies):.1f} ms",
         None,
     )
     _failures(comparison, a_tally, b_tally)
+    if sizes.profile:
+        rounds, per_client = sizes.traced
+        traced = w3_load.Tally()
+        with profilers.pyinstrument(f"W3 service, {rounds * per_client * CLIENTS} redeems", "bench-w3-service.txt"):
+            for n in range(rounds):
+                rate = await w3_service.service_round(fx, fx.take(per_client), traced)
+                print(f"  W3 profiled round {n + 1}: {rate:.0f} redeems/s (slower: the sampler shares the core)")
+        comparison.check("every profiled redeem succeeded", not traced.failures, f"{len(traced.failures)} failed")
     return comparison
 
 
-def _failures(comparison: Comparison, *tallies: w3_http.Tally) -> None:
+def _failures(comparison: Comparison, *tallies: w3_load.Tally) -> None:
     failures = [f for t in tallies for f in t.failures]
     total = sum(len(t.latencies) for t in tallies)
     first = f", first: {failures[0]}" if failures else ""
@@ -152,11 +148,11 @@ def _failures(comparison: Comparison, *tallies: w3_http.Tally) -> None:
 
 
 async def http_comparison(
-    fx: w3_service.Fixture, serve: w3_http.Server, bare: w3_http.Server, sizes: Sizes, *, reported_only: bool
+    fx: w3_service.Fixture, serve: ServerProcess, bare: ServerProcess, sizes: Sizes, deadline: float
 ) -> Comparison:
     processes = f", {serve.processes} processes each" if serve.processes > 1 else ""
-    reported_only = reported_only or sizes.against is not None
-    b_shape = w3_http.graphql_redeem if sizes.against else w3_http.bare_redeem
+    reported_only = serve.processes > 1 or sizes.against is not None
+    b_shape = w3_load.graphql_redeem if sizes.against else w3_load.bare_redeem
     comparison = Comparison(
         workload=f"W3 redeem over HTTP, {CLIENTS} clients{processes}",
         a_label="voucherRedeem, vouchsafe serve" + (f" --workers {serve.processes}" if serve.processes > 1 else ""),
@@ -166,13 +162,13 @@ async def http_comparison(
         target="report only" if reported_only else f"ratio >= {HTTP_TARGET}",
         min_ratio=None if reported_only else HTTP_TARGET,
     )
-    a_tally, b_tally = w3_http.Tally(), w3_http.Tally()
+    a_tally, b_tally = w3_load.Tally(), w3_load.Tally()
 
-    def side(server: w3_http.Server, shape: Any, per_client: int, tally: w3_http.Tally) -> Side:
+    def side(server: ServerProcess, shape: Any, per_client: int, tally: w3_load.Tally) -> Round:
         async def one_round() -> float:
             # The server's CPU a redeem: what the latency of a closed loop of 32 clients follows.
             batches, cpu, own = fx.take(per_client), server.cpu_seconds(), time.process_time()
-            rate = await w3_http.http_round(server.port, shape, batches, fx.client_tokens, tally)
+            rate = await w3_load.http_round(server.port, shape, batches, fx.client_tokens, tally)
             tally.server_cpu += server.cpu_seconds() - cpu
             tally.client_cpu += time.process_time() - own
             tally.served += sum(len(b) for b in batches)
@@ -181,16 +177,17 @@ async def http_comparison(
         return one_round
 
     # Warm-up, not counted: connections, pools, Strawberry's parser and validation caches (every process).
-    await side(serve, w3_http.graphql_redeem, sizes.warmup, a_tally)()
+    await side(serve, w3_load.graphql_redeem, sizes.warmup, a_tally)()
     await side(bare, b_shape, sizes.warmup, b_tally)()
     for tally in (a_tally, b_tally):
         tally.latencies.clear()
         tally.server_cpu, tally.client_cpu, tally.served = 0.0, 0.0, 0
     comparison.rounds = await interleave(
-        side(serve, w3_http.graphql_redeem, sizes.http, a_tally),
+        side(serve, w3_load.graphql_redeem, sizes.http, a_tally),
         side(bare, b_shape, sizes.http, b_tally),
         sizes.rounds,
         show=comparison,
+        deadline=deadline,
     )
     a_p99, b_p99 = p99_ms(a_tally.latencies), p99_ms(b_tally.latencies)
     comparison.extra["p99 latency"] = (
@@ -206,31 +203,27 @@ async def http_comparison(
     )
     _failures(comparison, a_tally, b_tally)
     codes = fx.take_contention(sizes.contention)
-    winners = await w3_http.contention(serve.port, codes, fx.contender_tokens)
-    comparison.extra["exactly one winner per code"] = (
+    winners = await w3_load.contention(serve.port, codes, fx.contender_tokens)
+    comparison.check(
+        "exactly one winner per code",
+        bool(winners) and all(w == 1 for w in winners),
         f"{len(codes)} codes x {len(fx.contender_tokens)} concurrent voucherRedeem;"
         f" winners per code {sorted(set(winners))}",
-        all(w == 1 for w in winners),
     )
     return comparison
 
 
-PROFILE_SECONDS = 10
-PROFILE_BATCH = 10  # redeems per client between checks that py-spy is still recording
-
-
-async def profile_serve(fx: w3_service.Fixture, serve: w3_http.Server, per_client: int, workdir: Path) -> None:
+async def profile_serve(fx: w3_service.Fixture, serve: ServerProcess, sizes: Sizes) -> None:
     """py-spy on the one-process server while 32 clients redeem over HTTP, as in the measured rounds."""
-    pid = serve.process.pid if serve.process else None
-    recording = spy.record(pid, workdir / "w3-http-profile.txt", PROFILE_SECONDS)
+    recording = profilers.record(serve.python_pid(), "bench-w3-serve.txt", sizes.spy_seconds)
     if recording is None:
         return
-    left, tally = per_client, w3_http.Tally()
+    left, tally = sizes.spy_codes, w3_load.Tally()
     try:
-        while recording.running() and left >= PROFILE_BATCH:
-            batches = fx.take(PROFILE_BATCH)
-            await w3_http.http_round(serve.port, w3_http.graphql_redeem, batches, fx.client_tokens, tally)
-            left -= PROFILE_BATCH
+        while recording.running() and left >= SPY_BATCH:
+            batch = min(SPY_BATCH, left)
+            await w3_load.http_round(serve.port, w3_load.graphql_redeem, fx.take(batch), fx.client_tokens, tally)
+            left -= batch
     finally:
         recording.stop()  # out of codes before the end: what was recorded so far is written
     if tally.failures:
@@ -238,163 +231,101 @@ async def profile_serve(fx: w3_service.Fixture, serve: w3_http.Server, per_clien
     recording.report(f"W3 profile of `vouchsafe serve` ({len(tally.latencies)} redeems under py-spy)")
 
 
-async def service_phase(db_url: str, redis: Any, namespace: str, code_key: bytes, sizes: Sizes) -> Phase:
+def servers(env: dict[str, str], log_dir: Path, against: str | None) -> dict[str, ServerProcess]:
+    """`vouchsafe serve` and the bare app (or `against`'s serve), on one process and on two."""
+    serve = [vouchsafe(), "serve"]
+    bare = [against, "serve"] if against else uvicorn_app("bench.w3_baseline:create_app")
+    # Two processes share the 32 clients: 16 connections each (the default 20 for one).
+    env2 = {**env, "VOUCHSAFE_DB_POOL_SIZE": "16"}
+    return {
+        "serve": ServerProcess("w3-serve", serve, env, log_dir),
+        "bare": ServerProcess("w3-baseline", bare, env, log_dir),
+        "serve2": ServerProcess("w3-serve-2p", serve, env2, log_dir, processes=2),
+        "bare2": ServerProcess("w3-baseline-2p", bare, env2, log_dir, processes=2),
+    }
+
+
+async def service_phase(
+    ctx: BenchContext, db_url: str, redis: Any, sizes: Sizes
+) -> tuple[w3_service.Fixture, Comparison]:
     """Seeding and the service rounds: the ORM (32 connections) and the baseline's pool (32) are open only here."""
     await database.open_db(db_url, pool_size=CLIENTS, apps=ORM_APPS)
     try:
         fx = await w3_service.seed(
-            code_key=code_key,
+            code_key=ctx.code_key,
             redis=redis,
-            namespace=namespace,
+            namespace=ctx.name("w3"),
             clients=CLIENTS,
             codes_per_client=sizes.codes_per_client(),
             contention_codes=(2 if sizes.two_processes else 1) * sizes.contention,
         )
-        _progress("seeded")
+        print(f"  W3: seeded {CLIENTS} orders of {sizes.codes_per_client():,} codes", flush=True)
         # The application's pool settings: no reset statement on release (infra.database).
         pool = await asyncpg.create_pool(
             asyncpg_dsn(db_url), min_size=CLIENTS, max_size=CLIENTS, connection_class=database.PooledConnection
         )
         try:
-            comparison = await service_comparison(fx, pool, sizes)
-            _progress("service rounds done")
-            return fx, comparison
+            return fx, await service_comparison(fx, pool, sizes, ctx.deadline)
         finally:
             await pool.close()
     finally:
         await database.close_db()
 
 
-Phase = tuple[w3_service.Fixture, Comparison]
-_STARTED = time.monotonic()
-
-
-def _progress(what: str) -> None:
-    print(f"  W3 {time.monotonic() - _STARTED:5.1f} s: {what}", flush=True)
-
-
-async def measure(db_url: str, redis_url: str, namespace: str, sizes: Sizes, deadline: float) -> list[Comparison]:
+async def run(ctx: BenchContext) -> list[Comparison]:
     """Migrate, seed, then the comparisons; servers and connections are stopped on every way out.
 
     PostgreSQL allows 100 connections here, shared with other work: one pair of servers
     runs at a time (up to 20 connections a process, 16 with two processes each).
     """
-    with tempfile.TemporaryDirectory(prefix="w3-") as tmp:
-        env = w3_http.server_env(db_url, redis_url, namespace, Path(tmp))
-        procs = w3_http.servers(env, Path(tmp), sizes.against)
-        redis = await open_redis(redis_url, queue_name=namespace)
-        try:
-            # The first pair starts at once: its start-up overlaps the migration and the seeding,
-            # and it idles through the service rounds (opening the database needs no tables).
-            with w3_http.running([procs["serve"], procs["bare"]]):
-                await database.migrate(db_url, apps=ORM_APPS)
-                _progress("migrated")
-                code_key = base64.urlsafe_b64decode(env["VOUCHSAFE_CODE_KEY"])
-                fx, service = await service_phase(db_url, redis, namespace, code_key, sizes)
-                await procs["serve"].wait_ready(deadline)
-                await procs["bare"].wait_ready(deadline)
-                one = await http_comparison(fx, procs["serve"], procs["bare"], sizes, reported_only=False)
-                _progress("HTTP rounds done")
-                if sizes.profile:
-                    await profile_serve(fx, procs["serve"], sizes.profile, Path(tmp))
-            comparisons = [service, one]
-            if sizes.two_processes:
-                with w3_http.running([procs["serve2"], procs["bare2"]]):
-                    await procs["serve2"].wait_ready(deadline)
-                    await procs["bare2"].wait_ready(deadline)
-                    _progress("servers of 2 processes ready")
-                    two = await http_comparison(fx, procs["serve2"], procs["bare2"], sizes, reported_only=True)
-                    one_a, two_a = (statistics.median(a for a, _ in c.rounds) for c in (one, two))
-                    two.extra["A against 1 process"] = (
-                        f"{two_a:.4g} vs {one_a:.4g} ops/s (x{two_a / one_a:.2f})",
-                        None,
-                    )
-                    comparisons.append(two)
-                    _progress("HTTP rounds (2 processes) done")
-            once, handed_out = await w3_service.verify_exactly_once(db_url, fx)
-            service.extra["every code used exactly once"] = (
-                f"{once} of {handed_out} codes VALID_USED with one certificate request (all comparisons)",
-                once == handed_out,
+    sizes = replace(QUICK if ctx.quick else FULL, profile=ctx.profile)
+    if ctx.against:
+        sizes = replace(sizes, against=ctx.against, two_processes=False)
+    namespace = ctx.name("w3")
+    b64 = base64.urlsafe_b64encode
+    async with throwaway_database(ctx.server_url, namespace, migrate=False) as db_url:
+        with tempfile.TemporaryDirectory(prefix="bench-w3-") as tmp:
+            env = server_env(
+                DATABASE_URL=db_url,
+                REDIS_URL=ctx.redis_url,
+                VOUCHSAFE_QUEUE_NAME=namespace,
+                VOUCHSAFE_DATA_DIR=tmp,
+                VOUCHSAFE_SECRET_KEY=b64(ctx.secret_key).decode(),
+                VOUCHSAFE_CODE_KEY=b64(ctx.code_key).decode(),
+                # The seeding's outbox rows are marked done; the relay's periodic sweep should not queue them first.
+                VOUCHSAFE_OUTBOX_SWEEP_SECONDS="3600",
             )
-            return comparisons
-        except BaseException:
-            for proc in procs.values():  # the logs go with the temporary directory
-                print(f"--- {proc.name} log (last lines) ---\n{proc.log_tail()}", file=sys.stderr)
-            raise
-        finally:
-            await _drop_namespace(redis, namespace)
-            await redis.aclose()
-
-
-async def _drop_namespace(redis: Any, namespace: str) -> None:
-    """Rate-limit counters, the queue and job keys of this run (arq's keys carry the queue name)."""
-    keys = [key async for key in redis.scan_iter(match=f"*{namespace}*", count=1000)]
-    for start in range(0, len(keys), 1000):
-        await redis.delete(*keys[start : start + 1000])
-
-
-async def _in_own_database(server: str, redis_url: str, sizes: Sizes, deadline: float) -> list[Comparison]:
-    name = f"bench_w3_{secrets.token_hex(4)}"
-    db_url = with_database(server, name)
-    namespace = f"bench-w3:{secrets.token_hex(4)}"
-    global _STARTED
-    _STARTED = time.monotonic()
-    await admin_execute(server, f'CREATE DATABASE "{name}"')
-    print(f"W3: database {name} on {urlsplit(server).hostname}, Redis namespace {namespace}, {sizes}", flush=True)
-    try:
-        async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
-            return await measure(db_url, redis_url, namespace, sizes, deadline)
-    finally:
-        await admin_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def run(ctx: BenchContext) -> list[Comparison]:
-    """W3 for the suite: a database of its own on ctx.server_url (see the module docstring), ctx's Redis.
-
-    Opens and closes the ORM itself: call it with the ORM closed.
-    """
-    return await _in_own_database(ctx.server_url, ctx.redis_url, QUICK if ctx.quick else FULL, ctx.deadline)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.w3_redeem", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes, 2 rounds, one process a server (CI smoke)")
-    p.add_argument("--rounds", type=int, default=None, help="rounds of A and B per comparison (default 5, quick 2)")
-    p.add_argument(
-        "--timeout", type=float, default=None, help="give up after this many seconds (default 60 quick, 600)"
-    )
-    p.add_argument("--profile", action="store_true", help=f"py-spy the one-process server for {PROFILE_SECONDS} s")
-    p.add_argument(
-        "--against",
-        metavar="VOUCHSAFE",
-        help="over HTTP, B is this vouchsafe executable's serve (e.g. another checkout's .venv/bin/vouchsafe)",
-    )
-    args = p.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
-    if args.profile:
-        sizes = replace(sizes, profile=PROFILE_BATCH * 40)
-    if args.rounds is not None:
-        if not 1 <= args.rounds <= 50:
-            p.error("--rounds from 1 to 50")
-        sizes = replace(sizes, rounds=args.rounds)
-    if args.against:
-        if not os.access(args.against, os.X_OK):
-            p.error(f"--against: {args.against} is not an executable")
-        sizes = replace(sizes, against=os.path.abspath(args.against), two_processes=False)
-    timeout = args.timeout or (60.0 if args.quick else 600.0)
-    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    if urlsplit(redis_url).hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit("bench: runs against a loopback Redis only")
-    started = time.monotonic()
-    try:
-        comparisons = asyncio.run(_in_own_database(server_url(), redis_url, sizes, started + timeout))
-    except TimeoutError:
-        print(f"bench: gave up after {timeout:.0f} s", file=sys.stderr)
-        return 2
-    ok = report(comparisons)
-    print(f"W3 wall time {time.monotonic() - started:.1f} s")
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            procs = servers(env, Path(tmp), sizes.against)
+            redis = await open_redis(ctx.redis_url, queue_name=namespace)
+            try:
+                # The first pair starts at once: its start-up overlaps the migration and the seeding,
+                # and it idles through the service rounds (opening the database needs no tables).
+                with running(procs["serve"], procs["bare"]) as (serve, bare):
+                    await database.migrate(db_url, apps=ORM_APPS)
+                    fx, service = await service_phase(ctx, db_url, redis, sizes)
+                    await serve.wait_ready(ctx.deadline)
+                    await bare.wait_ready(ctx.deadline)
+                    one = await http_comparison(fx, serve, bare, sizes, ctx.deadline)
+                    if sizes.profile:
+                        await profile_serve(fx, serve, sizes)
+                comparisons = [service, one]
+                if sizes.two_processes:
+                    with running(procs["serve2"], procs["bare2"]) as (serve, bare):
+                        await serve.wait_ready(ctx.deadline)
+                        await bare.wait_ready(ctx.deadline)
+                        two = await http_comparison(fx, serve, bare, sizes, ctx.deadline)
+                        one_a, two_a = (statistics.median(a for a, _ in c.rounds) for c in (one, two))
+                        two.extra["A against 1 process"] = (
+                            f"{two_a:.4g} vs {one_a:.4g} ops/s (x{two_a / one_a:.2f})",
+                            None,
+                        )
+                        comparisons.append(two)
+                once, handed_out = await w3_service.verify_exactly_once(db_url, fx)
+                service.check(
+                    "every code used exactly once",
+                    once == handed_out,
+                    f"{once} of {handed_out} codes VALID_USED with one certificate request (all comparisons)",
+                )
+                return comparisons
+            finally:
+                await redis.aclose()

@@ -1,16 +1,15 @@
-"""W3's data and its service-level rounds: seeding through the services, redeem vs raw asyncpg.
+"""W3's data and its service comparison: A `services.redemption.redeem`, B raw asyncpg, from 32 tasks.
 
-Seeding: one partner funds its balance and places one order per client (and one for
-the contention check) through `services.orders.place_order`; the codes are decrypted
-back from the database, as the CSV export does. Redeemers are signed-up accounts with
-session tokens (`services.accounts`), 8 clients to an account.
+Seeding: one partner funded for every code places one order per client (and one for the
+contention check) through the services; the codes are decrypted back from the database,
+as the CSV export does. Redeemers are signed-up accounts with session tokens, 8 clients to
+an account (the rate limit allows 10 lookups in flight per account).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,22 +17,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from tortoise.transactions import in_transaction
 
-from bench.postgres import asyncpg_dsn
-from bench.w3_http import COMMON_NAME, Tally, client_address
+from bench import seed as seeding
+from bench.stores import asyncpg_dsn
+from bench.w3_load import COMMON_NAME, Tally, client_address
 from infra.ratelimit import RateLimiter
-from models import LedgerEntryKind, OutboxMessage, PaymentMethod, Role, Voucher
-from services import accounts, catalogue, codes, finance, redemption, staff
-from services.actors import Actor, authenticate
+from models import Voucher
+from services import codes, redemption
+from services.actors import Actor
 from services.catalogue import LineRequest
 from services.errors import DomainError
-from services.ledger import post_entry
-from services.orders import OrderRequest, place_order
-from services.payments import SandboxGateway
 
-PUBLIC_URL = "http://127.0.0.1:8000"
-PRODUCT = "BASIC_OV"
 # The rate limit allows 10 lookups in flight per account: 8 clients share one.
 CLIENTS_PER_ACCOUNT = 8
 CONTENDERS = 8  # clients redeeming the same code at once in the contention check
@@ -67,68 +61,37 @@ class Fixture:
         return taken
 
 
-def _order(quantity: int) -> OrderRequest:
-    line = LineRequest(PRODUCT, quantity=quantity, validity_years=1, fqdns=1, wildcards=0)
-    return OrderRequest(lines=[line], payment_method=PaymentMethod.ACCOUNT_BALANCE)
-
-
-async def _redeemer(number: int, limiter: RateLimiter) -> str:
-    """A signed-up account (not a partner) and a session token of its user."""
-    email, password = f"w3-redeemer-{number}-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(15)
-    await accounts.sign_up(
-        email=email, password=password, account_name=f"W3 Customer {number}", locale="en", public_url=PUBLIC_URL
-    )
-    signed_in = await accounts.sign_in(email=email, password=password, client="w3-seed", limiter=limiter)
-    return signed_in.token
+def _lines(quantity: int) -> list[LineRequest]:
+    return [LineRequest("BASIC_OV", quantity=quantity, validity_years=1, fqdns=1, wildcards=0)]
 
 
 async def seed(
     *, code_key: bytes, redis: Any, namespace: str, clients: int, codes_per_client: int, contention_codes: int
 ) -> Fixture:
     cipher, limiter = codes.CodeCipher(code_key), RateLimiter(redis, namespace=namespace)
-    outbox_mark = await OutboxMessage.all().order_by("-id").first()
-    user = await accounts.sign_up(
-        email=f"w3-partner-{secrets.token_hex(4)}@example.com",
-        password=secrets.token_urlsafe(15),
-        account_name="W3 Partner",
-        locale="en",
-        public_url=PUBLIC_URL,
-    )
-    partner = Actor(user_id=user.id, account_id=user.account_id, role=Role.ADMIN)
-    account_id = partner.require_account()
-    await staff.set_partner(account_id=account_id, enabled=True)
-    await finance.update_settings(actor=partner, bill_to_balance_enabled=True)
-    unit = (await catalogue.quote(_order(1).lines, currency="USD")).total
-    async with in_transaction() as conn:
-        amount = unit * (clients * codes_per_client + contention_codes)
-        await post_entry(conn, account_id=account_id, kind=LedgerEntryKind.DEPOSIT, amount=amount)
-    accounts_needed = math.ceil(clients / CLIENTS_PER_ACCOUNT)
+    funds = await seeding.cost(_lines(1), clients * codes_per_client + contention_codes)
+    partner = await seeding.partner("W3 Partner", funds=funds)
     # Concurrently: sign-up and sign-in hash passwords (argon2) in threads.
-    tokens = await asyncio.gather(*(_redeemer(n, limiter) for n in range(accounts_needed)))
-    actors = [await authenticate(token) for token in tokens]
+    accounts_needed = math.ceil(clients / CLIENTS_PER_ACCOUNT)
+    redeemers = await asyncio.gather(*(seeding.customer(f"W3 Customer {n}", limiter) for n in range(accounts_needed)))
 
     async def order_codes(quantity: int) -> list[str]:
-        order = await place_order(
-            actor=partner, request=_order(quantity), gateway=SandboxGateway(), cipher=cipher, public_url=PUBLIC_URL
-        )
-        rows = await Voucher.filter(order_id=order.id).values_list("code_ciphertext", "code_digest")
+        order_id = await seeding.place(partner, _lines(quantity), cipher)
+        rows = await Voucher.filter(order_id=order_id).values_list("code_ciphertext", "code_digest")
         return [codes.display(cipher.open(bytes(c), bytes(d))) for c, d in rows]
 
     pools = [await order_codes(codes_per_client) for _ in range(clients)]
     contention = await order_codes(contention_codes)
-    # The seeding's welcome e-mails, order e-mails and PDF jobs: nobody wants them done.
-    await OutboxMessage.filter(id__gt=outbox_mark.id if outbox_mark else 0).delete()
-    client_actors = [actors[i // CLIENTS_PER_ACCOUNT] for i in range(clients)]
-    if any(actor is None for actor in client_actors):
-        raise RuntimeError("w3: a fresh session token did not authenticate")
+    await seeding.quiet_outbox()  # the seeding's e-mails and PDF jobs: nobody wants them done
+    owners = [redeemers[i // CLIENTS_PER_ACCOUNT] for i in range(clients)]
     return Fixture(
         cipher=cipher,
         limiter=limiter,
-        client_actors=[a for a in client_actors if a is not None],
-        client_tokens=[tokens[i // CLIENTS_PER_ACCOUNT] for i in range(clients)],
+        client_actors=[r.actor for r in owners],
+        client_tokens=[r.token for r in owners],
         pools=pools,
         contention_codes=contention,
-        contender_tokens=[tokens[i % accounts_needed] for i in range(CONTENDERS)],
+        contender_tokens=[redeemers[i % accounts_needed].token for i in range(CONTENDERS)],
     )
 
 

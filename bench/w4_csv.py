@@ -20,27 +20,29 @@ the seeded largest order (2,000).
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
-import multiprocessing
-import os
-import secrets
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from tortoise import connections
 
-from bench import csv_export
-from bench.context import BenchContext
-from bench.harness import Comparison, interleave
-from bench.postgres import admin_execute, with_database
-from bench.seed import SHAPES, new_partner, place
+from bench import seed
+from bench.harness import BenchContext, Comparison, interleave, skipped
+from bench.processes import memory_mb, reset_peak_memory, spawn_pool
+from bench.stores import asyncpg_dsn, throwaway_database
 from infra import database
-from models import ORM_APPS, Product
-from services import catalogue, codes, exports
+from models import ORM_APPS, VoucherOrder
+from services import codes, exports
 
+NEEDS_DATA_SET = True
 TIME_RATIO_MAX = 1.5
 GROWTH_MAX_MB = 20.0
 LARGE = 1_000_000
@@ -49,18 +51,78 @@ LARGE = 1_000_000
 # -- in the child process --------------------------------------------------------------------------------------
 
 
+BASELINE_SQL = """
+SELECT v.code_ciphertext, v.code_digest, v.status, v.expires_at,
+       l.product_name, l.validity_years, l.fqdns, l.wildcards
+FROM voucher v JOIN voucher_order_line l ON l.id = v.line_id
+WHERE v.order_id = $1
+ORDER BY v.id
+"""
+
+
+@dataclass(frozen=True)
+class Runner:
+    """One variant, set up: `run` writes the whole CSV once; `close` releases its connections."""
+
+    run: Callable[[], Awaitable[None]]
+    close: Callable[[], Awaitable[None]]
+
+
+async def service_export(url: str, order_id: int, code_key: bytes, path: Path) -> Runner:
+    """A: exports.csv_chunks, written chunk by chunk to a file."""
+    await database.open_db(url, pool_size=2, apps=ORM_APPS)
+    order = await VoucherOrder.get(id=order_id)
+    cipher = codes.CodeCipher(code_key)
+
+    async def run() -> None:
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            async for chunk in exports.csv_chunks(order=order, cipher=cipher, public_url=seed.PUBLIC_URL):
+                fh.write(chunk)
+
+    return Runner(run, database.close_db)
+
+
+async def baseline_export(url: str, order_id: int, code_key: bytes, path: Path) -> Runner:
+    """B: a server-side cursor over the vouchers and their lines, decrypted, csv.writer to a file."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    cipher = codes.CodeCipher(code_key)
+
+    async def run() -> None:
+        now = datetime.now(UTC)
+        redeem = f"{seed.PUBLIC_URL}/redeem/"
+        cell = exports.cell
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(exports.HEADER)
+            async with conn.transaction():
+                cursor = await conn.cursor(BASELINE_SQL, order_id)
+                while rows := await cursor.fetch(exports.BATCH_SIZE):
+                    expiries: dict[datetime, str] = {}
+                    for ciphertext, digest, status, expires_at, product, years, fqdns, wildcards in rows:
+                        code = codes.display(cipher.open(ciphertext, digest))
+                        expiry = expiries.get(expires_at)
+                        if expiry is None:
+                            iso = expires_at.astimezone(UTC).isoformat(timespec="seconds")
+                            expiry = expiries[expires_at] = iso.replace("+00:00", "Z")
+                        if status == "VALID_UNUSED" and expires_at <= now:
+                            status = "EXPIRED"
+                        row = [cell(code), cell(redeem + code), cell(product), cell(years), cell(fqdns)]
+                        writer.writerow([*row, cell(wildcards), status, expiry])
+
+    return Runner(run, conn.close)
+
+
 async def _export(variant: str, url: str, order_id: int, code_key: bytes) -> dict[str, Any]:
-    build = csv_export.service_export if variant == "A" else csv_export.baseline_export
-    with tempfile.TemporaryDirectory(prefix="vouchsafe-w4-") as tmp:
+    build = service_export if variant == "A" else baseline_export
+    with tempfile.TemporaryDirectory(prefix="bench-w4-") as tmp:
         path = Path(tmp) / "codes.csv"
-        runner = await build(url, order_id, code_key, path, exports.BATCH_SIZE)
+        runner = await build(url, order_id, code_key, path)
         try:
-            rss_before = csv_export._proc_status_mib("VmRSS") or 0.0
-            csv_export._reset_peak_rss()
+            rss_before = reset_peak_memory()
             started = time.perf_counter()
             await runner.run()
             seconds = time.perf_counter() - started
-            peak = csv_export._proc_status_mib("VmHWM") or 0.0
+            peak = memory_mb("VmHWM")
         finally:
             await runner.close()
         digest, lines = hashlib.sha256(), 0
@@ -101,7 +163,7 @@ class Processes:
     def _pool(self, variant: str) -> ProcessPoolExecutor:
         pool = self._pools.get(variant)
         if pool is None:
-            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            pool = spawn_pool()
             pool.submit(_warm)
             if self.reuse:
                 self._pools[variant] = pool
@@ -176,16 +238,11 @@ async def _largest_order(url: str) -> tuple[int, int]:
 
 
 async def _order_of(url: str, size: int, code_key: bytes) -> int:
-    """A database of W4's own holding one order of `size` vouchers, placed as the seed places its largest."""
-    await database.migrate(url, apps=ORM_APPS)
+    """One order of `size` vouchers in W4's own database, placed as the seed places its largest."""
     await database.open_db(url, pool_size=3, apps=ORM_APPS)
     try:
-        shape = SHAPES[0]
-        product = await Product.get(code=shape[0])
-        unit = catalogue.unit_price(product, validity_years=shape[1], fqdns=shape[2], wildcards=0)
-        partner = await new_partner("W4 Partner", funds=unit * size)
         started = time.perf_counter()
-        order_id = await place(partner, size, shape, codes.CodeCipher(code_key))
+        order_id = await seed.order_of("W4 Partner", size, code_key)
         print(f"  W4: placed one order of {size:,} vouchers in {time.perf_counter() - started:.1f} s", flush=True)
         return order_id
     finally:
@@ -199,15 +256,8 @@ async def run(ctx: BenchContext) -> list[Comparison]:
     if ctx.quick:
         return results
     if ctx.time_left() < 240:
-        skipped = Comparison(f"W4 CSV of {LARGE:,} vouchers", "", "", "s", False, "not run", TIME_RATIO_MAX)
-        skipped.check("ran", False, f"not run: {ctx.time_left():.0f} s left, too little")
-        return [*results, skipped]
-    name = f"bench_core_{os.getpid()}_w4_{secrets.token_hex(3)}"
-    url = with_database(ctx.server_url, name)
-    await admin_execute(ctx.server_url, f'CREATE DATABASE "{name}"')
-    try:
+        return [*results, skipped(f"W4 CSV of {LARGE:,} vouchers", "s", f"not run: {ctx.time_left():.0f} s left")]
+    async with throwaway_database(ctx.server_url, ctx.name("w4")) as url:
         large_id = await _order_of(url, LARGE, ctx.code_key)
         results.append(await compare(ctx, url, large_id, LARGE, rounds))
-    finally:
-        await admin_execute(ctx.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return results

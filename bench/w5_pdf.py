@@ -1,10 +1,10 @@
 """W5: the vouchers PDF of 1,000 and 10,000 vouchers, rendered by worker processes, against bare xhtml2pdf.
 
-  A  one `vouchsafe worker` process (bench/w5_worker.py) renders the order's PDF the way
-     production does: render_pdf row relayed to arq on Redis, chunks of 100 rendered and
-     stored, joined, the file stored in parts; timed from the relay to pdf_status READY;
+  A  one worker process (`vouchsafe worker`'s own, spawned by `Workers`) renders the order's
+     PDF the way production does: render_pdf row relayed to arq on Redis, chunks of 100
+     rendered and stored, joined, the file stored in parts; timed from the relay to READY;
   B  bare xhtml2pdf: the same template, every voucher in one call (the same rows read and
-     decrypted first, nothing stored), in a helper process (bench/pdf.py's baseline_run);
+     decrypted first, nothing stored), in a helper process (`baseline_run`);
   C  the same as A with two worker processes taking the chunks of the order.
 Targets: per-page time A <= 1.3 x B; C's page rate >= 1.7 x A's. Each round runs A, B, C
 (then C, B, A). Both workers are started once (untimed); the second is frozen (SIGSTOP)
@@ -19,35 +19,63 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import logging
 import multiprocessing
 import os
-import secrets
 import signal
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from bench import pdf as pdf_bench
-from bench.context import BenchContext
-from bench.harness import Comparison, fits, show_round
-from bench.postgres import admin_execute, with_database
-from bench.seed import SHAPES, new_partner, place, quiet_outbox
+from pypdf import PdfReader
+from tortoise.transactions import in_transaction
+from xhtml2pdf.config.resources import ResourceAccessPolicy
+
+from bench import seed
+from bench.harness import BenchContext, Comparison, fits, skipped
+from bench.processes import memory_mb, spawn_pool, tree_cpu_seconds
+from bench.stores import throwaway_database
 from infra import database
 from infra.redis import ArqQueue, open_redis
-from models import ORM_APPS, OrderEvent, OrderEventKind, OutboxMessage, OutboxStatus, PdfStatus, Product, VoucherOrder
-from services import catalogue, codes, outbox
+from models import (
+    ORM_APPS,
+    OrderEvent,
+    OrderEventKind,
+    OutboxMessage,
+    OutboxStatus,
+    PdfPart,
+    PdfStatus,
+    VoucherOrder,
+)
+from services import codes, outbox, pdf
+from settings import load_settings
+from workers.options import worker_options
+from workers.worker import VouchsafeWorker
 
+NEEDS_DATA_SET = False
 PER_PAGE_MAX = 1.3
 TWO_WORKERS_MIN = 1.7
 # P03 "bounded memory": a worker's peak after 10,000 vouchers against its peak after 1,000.
 P03_GROWTH_MB = 50
-ROOT = Path(__file__).resolve().parent.parent
 # (vouchers, rounds): --quick renders one chunk (the two-worker figure means nothing there).
 PLAN_QUICK = [(50, 2)]
 PLAN_FULL = [(1_000, 3), (10_000, 2)]
+
+
+def _worker(env: dict[str, str], health_key: str, lifetime: int) -> None:
+    """In a spawned process: `vouchsafe worker` as its command builds it, with a health-check key of its own.
+
+    arq records the key on its first poll, after start-up (database open, relay running): W5
+    waits for it before timing anything. SIGALRM ends the process after `lifetime` whatever
+    becomes of the bench.
+    """
+    os.environ.update(env)
+    signal.alarm(lifetime)
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s w5-worker %(levelname)s %(message)s")
+    VouchsafeWorker(**worker_options(settings, embedded=False), health_check_key=health_key).run()
 
 
 class Workers:
@@ -55,80 +83,113 @@ class Workers:
 
     def __init__(self, ctx: BenchContext, database_url: str, queue: str, data_dir: str) -> None:
         self.queue = queue
-        lifetime = int(max(120, ctx.time_left() + 120))
+        self.lifetime = int(max(120, ctx.time_left() + 120))
         self.env = {
-            **os.environ,
             "DATABASE_URL": database_url,
             "REDIS_URL": ctx.redis_url,
             "VOUCHSAFE_QUEUE_NAME": queue,
             "VOUCHSAFE_SECRET_KEY": base64.urlsafe_b64encode(ctx.secret_key).decode(),
             "VOUCHSAFE_CODE_KEY": base64.urlsafe_b64encode(ctx.code_key).decode(),
             "VOUCHSAFE_DATA_DIR": data_dir,
-            "VOUCHSAFE_PUBLIC_URL": pdf_bench.PUBLIC_URL,
+            "VOUCHSAFE_PUBLIC_URL": seed.PUBLIC_URL,
             "VOUCHSAFE_LOG_LEVEL": "WARNING",
             "VOUCHSAFE_DB_POOL_SIZE": "4",
-            "BENCH_WORKER_LIFETIME": str(lifetime),
         }
-        self.processes: list[asyncio.subprocess.Process] = []
+        self.processes: list[Any] = []
         self.frozen = False
 
     def health_key(self, index: int) -> str:
         return f"{self.queue}:bench-health:{index}"
 
     async def start(self, redis: Any) -> None:
+        spawn = multiprocessing.get_context("spawn")
         for index in range(2):
-            env = {**self.env, "BENCH_WORKER_HEALTH_KEY": self.health_key(index)}
-            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.w5_worker", cwd=ROOT, env=env)
+            process = spawn.Process(target=_worker, args=(self.env, self.health_key(index), self.lifetime), daemon=True)
+            process.start()
             self.processes.append(process)
         async with asyncio.timeout(90):
             for index, process in enumerate(self.processes):
                 while not await redis.exists(self.health_key(index)):
-                    if process.returncode is not None:
-                        raise RuntimeError(f"worker {index} exited with {process.returncode}")
+                    if not process.is_alive():
+                        raise RuntimeError(f"worker {index} exited with {process.exitcode}")
                     await asyncio.sleep(0.1)
 
     def cpu_seconds(self) -> list[float]:
-        """User + system CPU time of each worker process so far (Linux /proc), to see how a run was shared."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        result = []
-        for process in self.processes:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            result.append((int(fields[11]) + int(fields[12])) / ticks)
-        return result
+        """User + system CPU time of each worker process so far, to see how a run was shared."""
+        return [tree_cpu_seconds(process.pid) for process in self.processes]
 
     def peak_rss_mb(self) -> list[float]:
-        """Each worker's peak resident memory since it started (Linux VmHWM), in MB."""
-        peaks = []
-        for process in self.processes:
-            status = Path(f"/proc/{process.pid}/status").read_text()
-            peaks.append(int(status.split("VmHWM:", 1)[1].split()[0]) / 1024)
-        return peaks
+        """Each worker's peak resident memory since it started, in MB."""
+        return [memory_mb("VmHWM", process.pid) for process in self.processes]
 
     def use(self, count: int) -> None:
         """One worker (the second frozen) or two."""
         freeze = count == 1
         if freeze != self.frozen:
-            self.processes[1].send_signal(signal.SIGSTOP if freeze else signal.SIGCONT)
+            os.kill(self.processes[1].pid, signal.SIGSTOP if freeze else signal.SIGCONT)
             self.frozen = freeze
 
     async def stop(self) -> None:
         if self.frozen:
-            self.processes[1].send_signal(signal.SIGCONT)
+            os.kill(self.processes[1].pid, signal.SIGCONT)
         for process in self.processes:
-            if process.returncode is None:
+            if process.is_alive():
                 process.terminate()
         for process in self.processes:
-            try:
-                async with asyncio.timeout(15):
-                    await process.wait()
-            except TimeoutError:
+            await asyncio.to_thread(process.join, 15)
+            if process.is_alive():
                 process.kill()
-                await process.wait()
+                await asyncio.to_thread(process.join, 5)
+
+
+async def _restart(order_id: int) -> None:
+    """A fresh render of the order: what an operator's regeneration would do."""
+    tasks = (pdf.RENDER_PDF, pdf.RENDER_PDF_CHUNK, pdf.ASSEMBLE_PDF)
+    await VoucherOrder.filter(id=order_id).update(pdf_status=PdfStatus.FAILED)
+    await PdfPart.filter(order_id=order_id).delete()
+    await OutboxMessage.filter(task__in=tasks, status=OutboxStatus.PENDING).update(status=OutboxStatus.DONE)
+    async with in_transaction() as conn:
+        await outbox.add(pdf.RENDER_PDF, {"order_id": order_id}, using_db=conn)
+
+
+def baseline_run(url: str, order_id: int, key: bytes) -> dict[str, float]:
+    """B, in the helper process: every voucher of the order in one xhtml2pdf call; its seconds and pages."""
+
+    async def work() -> tuple[float, bytes]:
+        await database.open_db(url, pool_size=2, apps=ORM_APPS)
+        try:
+            started = time.perf_counter()
+            cipher = codes.CodeCipher(key)
+            order: pdf.PdfOrder | None = None
+            vouchers: list[pdf.PdfVoucher] = []
+            for chunk in range(10_000 // pdf.CHUNK):  # the service's own reads, all of them
+                read = await pdf._chunk_input(order_id, chunk, cipher)
+                assert read is not None
+                order = read[0]
+                if not read[1]:
+                    break
+                vouchers.extend(read[1])
+            assert order is not None
+            unbounded = ResourceAccessPolicy.server(
+                pdf.TEMPLATE_DIR,
+                extra_roots=tuple({p.parent for p in pdf.FONTS.values()}),
+                allow_remote=False,
+                max_document_bytes=None,
+                max_render_seconds=None,
+            )
+            render = pdf.render_vouchers
+            data = await asyncio.to_thread(render, order, vouchers, public_url=seed.PUBLIC_URL, policy=unbounded)
+            return time.perf_counter() - started, data
+        finally:
+            await database.close_db()
+
+    seconds, data = asyncio.run(work())
+    return {"seconds": seconds, "pages": len(PdfReader(io.BytesIO(data)).pages)}
 
 
 async def _render(order_id: int, queue: ArqQueue, limit_seconds: float) -> tuple[float, int]:
     """A fresh render of the order by the running workers: seconds from the relay to READY, and its pages."""
-    await pdf_bench._restart(order_id)
+    await _restart(order_id)
     started = time.perf_counter()
     await outbox.relay_pending(queue)
     async with asyncio.timeout(limit_seconds):
@@ -151,12 +212,8 @@ async def _render(order_id: int, queue: ArqQueue, limit_seconds: float) -> tuple
 
 
 async def _order(size: int, code_key: bytes) -> int:
-    shape = SHAPES[0]
-    product = await Product.get(code=shape[0])
-    unit = catalogue.unit_price(product, validity_years=shape[1], fqdns=shape[2], wildcards=0)
-    partner = await new_partner(f"W5 Partner {size}", funds=unit * size)
-    order_id = await place(partner, size, shape, codes.CodeCipher(code_key))
-    await quiet_outbox()  # the order's own render_pdf row: each run starts its own
+    order_id = await seed.order_of(f"W5 Partner {size}", size, code_key)
+    await seed.quiet_outbox()  # the order's own render_pdf row: each run starts its own
     return order_id
 
 
@@ -199,9 +256,7 @@ async def measure(
 
     async def bare() -> float:
         result = await asyncio.to_thread(
-            lambda: helper.submit(pdf_bench.baseline_run, url, order_id, ctx.code_key, False).result(
-                timeout=limit_seconds
-            )
+            lambda: helper.submit(baseline_run, url, order_id, ctx.code_key).result(timeout=limit_seconds)
         )
         pages.append(int(result["pages"]))
         return float(result["seconds"])
@@ -218,8 +273,8 @@ async def measure(
         a_ms, b_ms = times["A"] * 1000 / size, times["B"] * 1000 / size
         per_page.rounds.append((a_ms, b_ms))
         two.rounds.append((size / times["C"], size / times["A"]))
-        show_round(per_page, number, a_ms, b_ms)
-        show_round(two, number, size / times["C"], size / times["A"])
+        per_page.show(number, a_ms, b_ms)
+        two.show(number, size / times["C"], size / times["A"])
         last = time.monotonic() - begun
     two.extra["the smaller of the two workers' CPU shares"] = (
         ", ".join(f"{share:.0%}" for share in shares) + " (50% when the chunks are spread evenly)",
@@ -240,45 +295,39 @@ def _warm() -> None:
 
 async def run(ctx: BenchContext) -> list[Comparison]:
     plan = PLAN_QUICK if ctx.quick else PLAN_FULL
-    name = f"bench_core_{os.getpid()}_w5_{secrets.token_hex(3)}"
-    url = with_database(ctx.server_url, name)
-    queue_name = f"bench_core_{os.getpid()}_w5"
-    await admin_execute(ctx.server_url, f'CREATE DATABASE "{name}"')
+    queue_name = ctx.name("w5")
     results: list[Comparison] = []
-    try:
-        await database.migrate(url, apps=ORM_APPS)
+    async with throwaway_database(ctx.server_url, queue_name) as url:
         await database.open_db(url, pool_size=4, apps=ORM_APPS)
         redis = await open_redis(ctx.redis_url, queue_name=queue_name)
-        helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        with tempfile.TemporaryDirectory(prefix="vouchsafe-w5-") as data_dir:
-            workers = Workers(ctx, url, queue_name, data_dir)
-            try:
-                warm = asyncio.to_thread(helper.submit(_warm).result)  # helper start-up, untimed
-                await asyncio.gather(workers.start(redis), warm)
-                pace, first_peak = 0.0, 0.0
-                for size, rounds in plan:
-                    # A round of this size at the pace of the last one, plus placing the order: else skip it.
-                    if results and not fits(ctx.deadline, pace * size + 60):
-                        skipped = Comparison(f"W5 PDF of {size:,} vouchers", "", "", "ms/page", False, "not run")
-                        skipped.check("ran", False, f"not run: {ctx.time_left():.0f} s left, too little")
-                        results.append(skipped)
-                        continue
-                    measured, pace = await measure(ctx, url, workers, ArqQueue(redis), helper, size, rounds)
-                    # RELIABILITY P03: chunked rendering keeps a worker's memory flat as orders grow.
-                    peaks = workers.peak_rss_mb()
-                    first_peak = first_peak or max(peaks)
-                    grown = max(peaks) - first_peak
-                    text = ", ".join(f"{peak:.0f} MB" for peak in peaks)
-                    if size != plan[0][0]:
-                        text += f"; +{grown:.0f} MB over {plan[0][0]:,} vouchers (target <= {P03_GROWTH_MB} MB)"
-                    measured[0].extra["workers' peak RSS so far (P03)"] = (text, grown <= P03_GROWTH_MB)
-                    results += measured
-            finally:
-                await workers.stop()
-                helper.shutdown(cancel_futures=True)
-                await redis.delete(*[workers.health_key(i) for i in range(2)])
-                await redis.aclose()
-    finally:
-        await database.close_db()
-        await admin_execute(ctx.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        helper = spawn_pool()
+        try:
+            with tempfile.TemporaryDirectory(prefix="bench-w5-") as data_dir:
+                workers = Workers(ctx, url, queue_name, data_dir)
+                try:
+                    warm = asyncio.to_thread(helper.submit(_warm).result)  # helper start-up, untimed
+                    await asyncio.gather(workers.start(redis), warm)
+                    pace, first_peak = 0.0, 0.0
+                    for size, rounds in plan:
+                        # A round of this size at the pace of the last one, plus placing the order: else skip it.
+                        if results and not fits(ctx.deadline, pace * size + 60):
+                            why = f"not run: {ctx.time_left():.0f} s left, too little"
+                            results.append(skipped(f"W5 PDF of {size:,} vouchers", "ms/page", why))
+                            continue
+                        measured, pace = await measure(ctx, url, workers, ArqQueue(redis), helper, size, rounds)
+                        # RELIABILITY P03: chunked rendering keeps a worker's memory flat as orders grow.
+                        peaks = workers.peak_rss_mb()
+                        first_peak = first_peak or max(peaks)
+                        grown = max(peaks) - first_peak
+                        text = ", ".join(f"{peak:.0f} MB" for peak in peaks)
+                        if size != plan[0][0]:
+                            text += f"; +{grown:.0f} MB over {plan[0][0]:,} vouchers (target <= {P03_GROWTH_MB} MB)"
+                        measured[0].extra["workers' peak RSS so far (P03)"] = (text, grown <= P03_GROWTH_MB)
+                        results += measured
+                finally:
+                    await workers.stop()
+        finally:
+            helper.shutdown(cancel_futures=True)
+            await redis.aclose()
+            await database.close_db()
     return results

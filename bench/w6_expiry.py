@@ -19,7 +19,6 @@ meanwhile, so that neither variant meets the other's dead rows or a vacuum mid-r
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import time
@@ -27,15 +26,15 @@ from datetime import timedelta
 
 import asyncpg
 
-from bench.context import BenchContext
-from bench.harness import Comparison, interleave
-from bench.postgres import asyncpg_dsn
-from bench.redeem_load import Latencies, LoadSpec, RedeemLoad
-from bench.seed import PASSWORD
+from bench import seed
+from bench.harness import BenchContext, Comparison, interleave, skipped
+from bench.stores import asyncpg_dsn
+from bench.w6_load import Latencies, LoadSpec, RedeemLoad
 from infra import clock, database
 from models import ORM_APPS
-from services import accounts, codes, expiry
+from services import codes, expiry
 
+NEEDS_DATA_SET = True
 LOCK_HOLD_MAX = 1.0
 P99_MAX = 0.100
 SWEEP_TABLE = "bench_w6_sweep"
@@ -79,9 +78,8 @@ async def _reset(raw: asyncpg.Connection) -> int:
 async def run(ctx: BenchContext) -> list[Comparison]:
     wanted, pool, rounds, rate = (15_000, 300, 2, 40.0) if ctx.quick else (1_000_000, 10_000, 3, 40.0)
     if not ctx.quick and ctx.time_left() < FULL_MIN_SECONDS:
-        skipped = Comparison(f"W6 expire {wanted:,} vouchers", "", "", "s", False, "not run", 1.2)
-        skipped.check("ran", False, f"not run: {ctx.time_left():.0f} s left, a round takes minutes")
-        return [skipped]
+        why = f"not run: {ctx.time_left():.0f} s left, a round takes minutes"
+        return [skipped(f"W6 expire {wanted:,} vouchers", "s", why)]
     await database.open_db(ctx.database_url, pool_size=6, apps=ORM_APPS)
     raw = await asyncpg.connect(asyncpg_dsn(ctx.database_url), timeout=10, command_timeout=600)
     try:
@@ -92,14 +90,8 @@ async def run(ctx: BenchContext) -> list[Comparison]:
         pool_codes = [codes.display(cipher.open(bytes(c), bytes(d))) for c, d in kept]
         # In random order, as customers come: a redemption may meet the range being swept, or any other.
         random.Random(6).shuffle(pool_codes)
-        redeemer = await accounts.sign_up(
-            email=f"w6-{os.getpid()}@example.com",
-            password=PASSWORD,
-            account_name="W6 Redeemer",
-            locale="en",
-            public_url="http://127.0.0.1:8000",
-        )
-        assert redeemer.account_id is not None
+        redeemer = await seed.account("W6 Redeemer", seed.email("w6"))
+        assert redeemer.user_id is not None and redeemer.account_id is not None
         comparison = Comparison(
             workload=f"W6 expire {due:,} vouchers",
             a_label=f"expire_due, ranges of {expiry.BATCH_SIZE:,}, {expiry.SWEEP_LANES} lanes",
@@ -112,9 +104,9 @@ async def run(ctx: BenchContext) -> list[Comparison]:
         spec = LoadSpec(
             database_url=ctx.database_url,
             redis_url=ctx.redis_url,
-            namespace=f"bench_core_{os.getpid()}_w6",
+            namespace=ctx.name("w6"),
             code_key=ctx.code_key,
-            user_id=redeemer.id,
+            user_id=redeemer.user_id,
             account_id=redeemer.account_id,
             codes=pool_codes,
             rate=rate,

@@ -1,4 +1,4 @@
-"""W3 over HTTP: server processes for a round, and a lean keep-alive HTTP/1.1 load client.
+"""W3's load over HTTP: a lean keep-alive HTTP/1.1 client, the redeem requests, the tallies.
 
 The client is a few lines on asyncio streams rather than httpx: measured here, httpx
 spends ~0.9 ms of CPU a request (it managed ~1,000 requests/s against a bare
@@ -13,32 +13,13 @@ customers would: the redemption rate limit counts per client address.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from bench.processes import tree_cpu_seconds
-
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def client_address(index: int) -> str:
@@ -83,110 +64,6 @@ class Connection:
         self._writer.close()
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
-
-
-@dataclass
-class Server:
-    """A server subprocess on a free loopback port, its output in a log file."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    processes: int = 1
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*self.argv, "--host", "127.0.0.1", "--port", str(self.port)],
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # the process group is ours to stop, workers included
-            )
-
-    async def wait_ready(self, deadline: float) -> None:
-        """Until every server process has finished its start-up (uvicorn logs one line each)."""
-        assert self.process is not None
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            if self.log_path.read_text(errors="replace").count("Application startup complete") >= self.processes:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} not ready in time:\n{self.log_tail()}")
-            await asyncio.sleep(0.05)
-
-    def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return "(not started)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def cpu_seconds(self) -> float:
-        """CPU used so far by the server's process tree (bench.processes)."""
-        return tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=STOP_TIMEOUT)
-
-
-@contextlib.contextmanager
-def running(servers: list[Server]) -> Iterator[list[Server]]:
-    try:
-        for server in servers:
-            server.start()
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
-
-
-def server_env(db_url: str, redis_url: str, namespace: str, data_dir: Path) -> dict[str, str]:
-    def key() -> str:
-        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", str(data_dir)),
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
-        "VOUCHSAFE_QUEUE_NAME": namespace,
-        "VOUCHSAFE_DATA_DIR": str(data_dir),
-        "VOUCHSAFE_SECRET_KEY": key(),
-        "VOUCHSAFE_CODE_KEY": key(),
-        # The seeding's outbox rows are deleted; the relay's periodic sweep should not queue them first.
-        "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "3600",
-    }
-
-
-def servers(env: dict[str, str], log_dir: Path, against: str | None = None) -> dict[str, Server]:
-    """The four servers: `vouchsafe serve` and the bare app (or `against`'s serve), on one process and on two."""
-    serve = [str(Path(sys.executable).with_name("vouchsafe")), "serve"]
-    bare = [against, "serve"] if against else [sys.executable, "-m", "bench.w3_bare"]
-    specs = {
-        "serve": (serve, 1),
-        "bare": (bare, 1),
-        "serve2": ([*serve, "--workers", "2"], 2),
-        "bare2": ([*bare, "--workers", "2"], 2),
-    }
-    # Two processes share the 32 clients: 16 connections each (the default 20 for one).
-    env2 = {**env, "VOUCHSAFE_DB_POOL_SIZE": "16"}
-    return {
-        name: Server(name, argv, env if n == 1 else env2, log_dir / f"{name}.log", n)
-        for name, (argv, n) in specs.items()
-    }
 
 
 REDEEM_MUTATION = (

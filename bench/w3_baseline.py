@@ -3,17 +3,13 @@
 No GraphQL, no middleware: the bearer token is authenticated and the service called
 exactly as the `voucherRedeem` resolver does, and the answer is a small JSON object.
 What `vouchsafe serve` costs on top of this is the GraphQL layer and the server's
-request path. Bench-only; run by bench.w3_redeem as its own uvicorn process:
-
-    python -m bench.w3_bare --port 8123 [--workers 2]
-
-with the same environment (DATABASE_URL, REDIS_URL, VOUCHSAFE_*) as the server it is
-compared with.
+request path. bench.w3_redeem serves `create_app` with uvicorn's own command line and
+defaults (the access log included, as `vouchsafe serve` has it), in the same environment
+(DATABASE_URL, REDIS_URL, VOUCHSAFE_*) as the server it is compared with.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -80,19 +76,3 @@ def create_app() -> Starlette:
         routes=[Route("/redeem", redeem, methods=["POST"]), Route("/healthz", healthz)],
         lifespan=lifespan,
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    p = argparse.ArgumentParser(prog="python -m bench.w3_bare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--workers", type=int, default=1)
-    args = p.parse_args(argv)
-    # uvicorn's defaults otherwise, as `vouchsafe serve` has them (access log included).
-    uvicorn.run("bench.w3_bare:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
-
-
-if __name__ == "__main__":
-    main()

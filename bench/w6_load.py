@@ -1,4 +1,4 @@
-"""Redemptions at a steady pace, in a process of its own, while the parent measures something else.
+"""W6's load: redemptions at a steady pace, in a process of its own, while the sweep runs.
 
 The process plays the API: it redeems codes through services.redemption.redeem (the
 order lock, the compare-and-set, the certificate request) at `rate` a second spread over
