@@ -254,8 +254,8 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="API processes on one port (default 1); more than 1 needs DATABASE_URL and REDIS_URL",
     )
-    # A line per request costs ~10 % of a redemption's CPU (LogRecord, masking filter, formatter):
-    # worth leaving out when a proxy in front already logs every request.
+    # A line per request is a share of a redemption's CPU (LogRecord, masking filter, formatter;
+    # bench/README.md, W3): worth leaving out when a proxy in front already logs every request.
     serve.add_argument(
         "--no-access-log",
         dest="access_log",

@@ -16,7 +16,7 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
 
     asyncpg's pool sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
     RESET ALL` on every release: a round trip after every statement run outside a
-    transaction, a fifth of a redemption's CPU under load (cProfile of bench W3). This
+    transaction, a large share of a redemption's CPU (bench/README.md, W3). This
     application leaves none of that state on a session: no advisory locks, no LISTEN
     (live updates go through Redis), no SET, cursors only inside transactions, which
     end with them. asyncpg still rolls back a transaction left open (a cancelled

@@ -65,8 +65,8 @@ class RateLimiter:
 
     All the subjects of one attempt (e.g. the client address and the account) are
     counted by one script in one round trip to Redis: a script rather than a pipeline
-    of INCR and EXPIRE, whose packing and parsing cost a redemption a third of its CPU
-    (cProfile of bench W3, README "Performance"). Forgiving is a write after the
+    of INCR and EXPIRE, whose packing and parsing cost more than the counting
+    (bench/README.md, W3). Forgiving is a write after the
     attempt's commit (infra.redis_batch): in a batch, it shares the request's one
     round trip after its commits.
     """

@@ -27,10 +27,8 @@ class CheckOutsideLockPool(ConnectionPool):
 
     redis-py 5.3 holds the pool's lock while it checks the connection it hands out, and
     the check is a read with a zero timeout: at least one turn of the event loop. So
-    every command of the process queued behind every other command's check: a
-    redemption over HTTP (then four Redis round trips) spent 3 % of its CPU waking lock
-    waiters, and the server did 1.2x the redemptions once the check moved out (bench
-    W3, 32 clients). Moving it out is what the library's own BlockingConnectionPool
+    every command of the process queued behind every other command's check (measured:
+    bench/README.md, W3). Moving it out is what the library's own BlockingConnectionPool
     does, and what its issue #3692 asks of this one: the lock still covers taking a
     connection, which awaits nothing; the check is on a connection no other task has.
     """

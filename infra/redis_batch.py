@@ -3,9 +3,9 @@
 After its commit a redemption makes three small writes to Redis: it forgives the
 lookup's rate-limit hit, publishes its change event (bumping the owner's cached-answer
 version) and, as every mutation, bumps the caller's own version. Each was a round
-trip of its own, ~5 % of a redemption's server CPU apiece (py-spy of bench W3,
-README "Performance"). Each is best effort already: the change has committed, and a
-lost write is logged, never an error for the client.
+trip of its own, each a visible share of a redemption's server CPU (bench/README.md,
+W3). Each is best effort already: the change has committed, and a lost write is
+logged, never an error for the client.
 
 Inside `batch(redis)`, which the API opens around a mutation, those writes are queued
 and sent in one pipeline when it closes: after the operation's last commit and before

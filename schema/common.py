@@ -45,9 +45,10 @@ def node_id_field() -> Any:
     """Node's `id` as a plain attribute (set it with `global_id` in `__post_init__`).
 
     relay.Node's own `id` is a resolver: an Info object, a GlobalID and a base64 encoding
-    at every read, ~12 µs; a dashboard reads a thousand voucher ids. The same field
-    (name, type, description: the SDL does not change), read as an attribute, costs
-    what any plain field does; `node(id:)` still finds the object by its NodeID.
+    at every read, and a dashboard reads a thousand voucher ids (bench/README.md, W1).
+    The same field (name, type, description: the SDL does not change), read as an
+    attribute, costs what any plain field does; `node(id:)` still finds the object by
+    its NodeID.
     """
     return strawberry.field(
         name="id", graphql_type=strawberry.ID, description="The Globally Unique ID of this object", default=""

@@ -4,8 +4,8 @@ graphql-core asks of every value a resolver returns whether it is awaitable.
 Strawberry's check answers primitives (str, int, list, dict, ...) at once, but every
 other value (an object of a Strawberry type, an enum member, a datetime) takes the
 slow path: isinstance checks, then `hasattr(value, "__await__")`, which raises and
-catches an AttributeError inside. A dashboard of 20 orders × 50 vouchers returns
-~4,000 such values, ~4 ms of CPU a request. Whether a value can be awaited depends
+catches an AttributeError inside, and a dashboard returns thousands of such values
+(bench/README.md, W1). Whether a value can be awaited depends
 on its type only (`await` looks `__await__` up on the type), so the answer is
 remembered per type; generators, whose answer depends on their code, are asked
 every time, as before.
@@ -52,7 +52,7 @@ def name_enums_by_lookup(graphql_schema: GraphQLSchema) -> None:
     """Serialize enum members by one dict lookup instead of Strawberry's scan of the values.
 
     Strawberry's enum type compares the member's `.value` (a property, slow) with each
-    GraphQL value in turn: ~3.5 % of a dashboard's CPU, for its ~2,000 status fields.
+    GraphQL value in turn, for each of a dashboard's status fields (bench/README.md, W1).
     The lookup gives the same names (a str enum's raw value too, as before); anything it
     does not know goes the original way, errors included.
     """

@@ -46,7 +46,7 @@ class Loaders:
     """One request's loaders, each made when a resolver first asks for it.
 
     Made lazily: a mutation or a small query uses none or a few, and making all eight
-    cost a redemption over HTTP ~2 % of its CPU (py-spy, bench.w3_redeem --profile).
+    showed in a redemption's profile (bench/README.md, W3).
     """
 
     def __init__(self) -> None:

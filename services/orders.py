@@ -120,7 +120,7 @@ async def place_order(
     }
     response = await _replay_if_short(account, quote, method, key, fingerprint)
     if response is None:
-        # Codes are made before the transaction (~6 µs each), so it holds its locks only to write.
+        # Codes are made before the transaction (bench/README.md, W2), so it holds its locks only to write.
         sealed = [seal_codes(cipher, priced.quantity) for priced in quote.lines]
         details = _Details(account, actor, quote, method, customer_name, notes, sealed, public_url)
         response = await _buy(details, request.card_token, key, fingerprint, gateway)

@@ -79,8 +79,8 @@ def _lookup_sql(dialect: str) -> str:
     """The code's voucher and its line (what the voucher allows) in one statement.
 
     Written out once per dialect rather than built per call: Tortoise's query building
-    with a join cost a redemption more CPU than its two statements' round trips (cProfile
-    of bench W3, docs/PERFORMANCE in the README). The columns are the models' own.
+    with a join cost a redemption more CPU than its two statements' round trips
+    (bench/README.md, W3). The columns are the models' own.
     """
     line_fields = VoucherOrderLine._meta.db_fields
     columns = [f'v."{c}"' for c in sorted(Voucher._meta.db_fields)]
@@ -227,7 +227,7 @@ async def _use(voucher: Voucher, values: dict[str, Any], event: dict[str, Any]) 
 
 # The lookup and the transaction of _use as one statement (autocommit): one round trip
 # where _find and _use make seven (the lookup, BEGIN, lock, compare-and-set, two inserts,
-# COMMIT), which is most of a redemption's cost under load (cProfile of bench W3).
+# COMMIT), which is most of a redemption's cost under load (bench/README.md, W3).
 # LOCK ORDER holds: the voucher's UPDATE reads the locked order row (`o`), so the order
 # row is locked before the voucher row is. Under READ COMMITTED a row changed since the
 # statement's snapshot is re-read when locked, so a cancellation or a rival redemption
@@ -294,7 +294,7 @@ async def _redeem_in_one_statement(
     if voucher_id is None:
         raise _unknown()
     # The inserted row as the database has it, made a model as Tortoise makes fetched rows
-    # (cheaper than building an unsaved model first, which costs a redemption ~9% CPU).
+    # (cheaper than building an unsaved model first: bench/README.md, W3).
     created = CertificateRequest._init_from_db(**row) if row["id"] is not None else None
     return _Used(created, voucher_id, order_id, owner_id)
 

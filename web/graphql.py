@@ -51,7 +51,7 @@ class Prefetched:
 
 class VouchsafeGraphQL(GraphQL[Context, None]):
     def encode_json(self, data: object) -> str:
-        # A dashboard answer is ~250 kB: json.dumps took ~2 ms of it, orjson a tenth of that.
+        # orjson: encoding a dashboard's large answer with json.dumps was a visible share of it (bench/README.md, W1).
         # Text, not bytes: WebSocket messages of graphql-transport-ws are text frames.
         return orjson.dumps(data).decode()
 
