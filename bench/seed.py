@@ -188,7 +188,7 @@ async def place(actor: Actor, lines: list[LineRequest], cipher: codes.CodeCipher
         order = await place_order(
             actor=actor, request=request, gateway=SandboxGateway(), cipher=cipher, public_url=PUBLIC_URL
         )
-    return order.id
+    return int(order.id)
 
 
 async def order_of(name: str, size: int, code_key: bytes) -> int:

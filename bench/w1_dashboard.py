@@ -171,7 +171,7 @@ async def run(ctx: BenchContext) -> list[Comparison]:
                 comparisons.append(await polled_comparison(one, token, size, ctx))
                 if ctx.profile:
                     variables = {"orders": size["orders"], "vouchers": size["vouchers"]}
-                    await w1_load.profile(a, one.proxies[0], token, variables)
+                    await w1_load.profile(a, one.proxies[0], token, variables, 3.0 if ctx.quick else 10.0)
         finally:
             await one.stop_proxies()
         if ctx.quick:

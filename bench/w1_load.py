@@ -190,9 +190,10 @@ class Polled:
         return await self.side.round(n, cold=True)
 
 
-async def profile(server: ServerProcess, proxy: StatementCounter, token: str, variables: dict[str, int]) -> None:
-    """py-spy on the A server while it answers cold dashboards, 4 at a time, for 10 s (3 s --quick)."""
-    seconds = 3.0 if variables["orders"] < 20 else 10.0
+async def profile(
+    server: ServerProcess, proxy: StatementCounter, token: str, variables: dict[str, int], seconds: float
+) -> None:
+    """py-spy on the A server while it answers cold dashboards, 4 at a time, for `seconds`."""
     recording = profilers.record(server.python_pid(), "bench-w1-profile.txt", seconds)
     if recording is None:
         return

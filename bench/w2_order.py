@@ -62,7 +62,7 @@ async def _place(fx: Fixture, size: int) -> int:
     )
     if order.voucher_count != size:
         raise RuntimeError(f"w2: an order of {size} holds {order.voucher_count} vouchers")
-    return order.id
+    return int(order.id)
 
 
 async def service_round(fx: Fixture, size: int) -> float:
