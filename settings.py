@@ -37,6 +37,7 @@ class Settings:
     log_level: str
     queue_name: str
     job_timeout_seconds: int
+    max_body_bytes: int = 1_048_576
 
     @property
     def production(self) -> bool:
@@ -93,6 +94,13 @@ def _number(env: Mapping[str, str], name: str, default: str, kind: type[int] | t
         raise SettingsError(f"{name} must be a number") from exc
 
 
+def _positive(env: Mapping[str, str], name: str, default: str) -> int:
+    value = int(_number(env, name, default, int))
+    if value <= 0:
+        raise SettingsError(f"{name} must be a positive number")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings; raise SettingsError when they cannot run."""
     env = os.environ if env is None else env
@@ -124,4 +132,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("VOUCHSAFE_LOG_LEVEL", "INFO"),
         queue_name=env.get("VOUCHSAFE_QUEUE_NAME", "arq:queue"),
         job_timeout_seconds=int(_number(env, "VOUCHSAFE_JOB_TIMEOUT_SECONDS", "180", int)),
+        max_body_bytes=_positive(env, "VOUCHSAFE_MAX_BODY_BYTES", "1048576"),
     )

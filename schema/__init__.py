@@ -6,7 +6,6 @@ import logging
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
-from strawberry import relay
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -29,10 +28,12 @@ from schema.execution import GraphQLExecutionContext, name_enums_by_lookup
 from schema.finance.mutations import FinanceMutation
 from schema.limits import PageSizeLimit
 from schema.live import LiveSubscription
+from schema.nodes import NodeQuery
 from schema.orders.mutations import OrderMutation
 from schema.orders.queries import OrderQuery
 from schema.pagination import MAX_PAGE_SIZE
 from schema.redemption import RedemptionMutation, RedemptionQuery
+from schema.requests import HideSuggestions, OneOperationOrItsName
 from schema.staff import JobMutation, StaffMutation, StaffQuery
 
 log = logging.getLogger("vouchsafe.graphql")
@@ -45,18 +46,6 @@ MAX_TOKENS = 2_000
 # One query and one mutation type per domain module, merged into the root types.
 QUERIES = (AccountQuery, CatalogueQuery, OrderQuery, RedemptionQuery, StaffQuery)
 MUTATIONS = (AccountMutation, FinanceMutation, OrderMutation, RedemptionMutation, StaffMutation, JobMutation)
-
-
-def _node_query() -> type:
-    # relay.node() fields are bound to one schema when it is built: a new class per schema.
-    @strawberry.type
-    class NodeQuery:
-        node: relay.Node | None = relay.node(description="Any object by its global id; another tenant's reads as null.")
-        nodes: list[relay.Node | None] = relay.node(
-            description="Objects by global ids, in order; null where not found."
-        )
-
-    return NodeQuery
 
 
 class Schema(strawberry.Schema):
@@ -73,6 +62,7 @@ def build_schema(*, production: bool = False) -> Schema:
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         ParserCache,
         ValidationCache,
+        OneOperationOrItsName,  # after ValidationCache, which sets the validation errors
         MaskInternalErrors,
         # After the limits and validation: a stored answer is only ever given to a valid request.
         ResponseCache,
@@ -87,9 +77,10 @@ def build_schema(*, production: bool = False) -> Schema:
     ]
     if production:
         rules.append(NoSchemaIntrospectionCustomRule)
+        extensions.append(HideSuggestions)
     extensions.append(lambda: AddValidationRules(rules))
     built = Schema(
-        query=merge_types("Query", (_node_query(), *QUERIES)),
+        query=merge_types("Query", (NodeQuery, *QUERIES)),
         mutation=merge_types("Mutation", MUTATIONS),
         subscription=LiveSubscription,
         extensions=extensions,  # type: ignore[arg-type]

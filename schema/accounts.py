@@ -197,7 +197,7 @@ class ApiKeyCreateInput:
 
 @strawberry.input
 class ApiKeyRevokeInput:
-    id: relay.GlobalID
+    id: strawberry.ID
 
 
 @strawberry.input

@@ -40,15 +40,17 @@ def user_errors(error: DomainError) -> list[UserError]:
 class ClientError(Exception):
     """A request the API refuses as a whole (bad page size, not signed in); shown to the client."""
 
-    def __init__(self, message: str, code: str = "BAD_REQUEST") -> None:
+    def __init__(self, message: str, code: str = "BAD_REQUEST", **extensions: object) -> None:
         super().__init__(message)
-        self.extensions = {"code": code}
+        self.extensions: dict[str, object] = {"code": code, **extensions}
 
 
 def _exposed(error: GraphQLError) -> bool:
     original = error.original_error
-    # Parse and validation errors have no original error: they describe the document.
-    return original is None or isinstance(original, ClientError | GlobalIDValueError)
+    # Parse and validation errors have no original error: they describe the document. A
+    # GraphQLError inside is graphql-core's own account of a client's mistake (a variable
+    # missing, mistyped or out of range, an input the scalar refused), worded for the client.
+    return original is None or isinstance(original, ClientError | GlobalIDValueError | GraphQLError)
 
 
 class MaskInternalErrors(MaskErrors):

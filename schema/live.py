@@ -12,7 +12,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
 import strawberry
-from strawberry import relay
 
 from infra.live import Hub
 from models import Account as AccountModel
@@ -69,7 +68,7 @@ class LiveSubscription:
         description="The order now, then after each change: status, status counts, PDF, history. "
         "Another tenant's order answers NOT_FOUND."
     )
-    async def voucher_order_updated(self, info: Info, id: relay.GlobalID) -> AsyncGenerator[VoucherOrder, None]:
+    async def voucher_order_updated(self, info: Info, id: strawberry.ID) -> AsyncGenerator[VoucherOrder, None]:
         actor = actor_of(info)
         if actor.account_id is None:
             raise ClientError(NOT_FOUND, code="NOT_FOUND")

@@ -97,12 +97,12 @@ class VoucherRedeemInput:
 
 @strawberry.input
 class CertificateRequestCancelInput:
-    id: relay.GlobalID
+    id: strawberry.ID
 
 
 @strawberry.input
 class CertificateRevokeInput:
-    id: relay.GlobalID
+    id: strawberry.ID
 
 
 @strawberry.type
@@ -147,7 +147,7 @@ class RedemptionQuery:
         return await paginate(query, CertificateRequest.of, first=first, after=after)
 
 
-async def _end(info: Info, global_id: relay.GlobalID, *, revoke: bool) -> CertificateRequestEndPayload:
+async def _end(info: Info, global_id: strawberry.ID, *, revoke: bool) -> CertificateRequestEndPayload:
     try:
         ended = await redemption.end_request(
             actor=actor_of(info), request_id=node_pk(global_id, CertificateRequest), revoke=revoke

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
-from strawberry import relay
 
 from schema.accounts import Account
 from schema.common import node_pk
@@ -19,7 +18,7 @@ from services.errors import DomainError
 
 @strawberry.input
 class PartnerEnableInput:
-    account_id: relay.GlobalID
+    account_id: strawberry.ID
     enabled: bool = True
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import uuid
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import cast
 
 import orjson
+from graphql import ExecutionResult, GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import process_result
+from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from infra import response_cache
@@ -23,12 +28,34 @@ from schema import build_schema
 from schema.context import AppResources, Context
 from services.actors import Actor, authenticate
 from settings import Settings
+from web import graphiql
+from web.graphql_http import (
+    CONTENT_TYPES,
+    GRAPHQL_RESPONSE_JSON,
+    JSON,
+    GraphQLParams,
+    HTTPRefusal,
+    check_content_type,
+    parse_params,
+    read_body,
+    refusal_response,
+    response_media_type,
+)
 
 # Every in-flight operation of one WebSocket counts (Strawberry's cap): a dashboard follows
 # a handful of orders; more than this from one connection is a client bug or an attack.
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
 KEEP_ALIVE_SECONDS = 15
 ACK = cast(UnsetType, UNSET)  # connection_ack without a payload
+# Subscriptions are refused over HTTP (they need the WebSocket), before anything runs.
+HTTP_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+SUBSCRIPTION_OVER_HTTP = (
+    "Subscriptions run over the WebSocket: connect to /graphql with the graphql-transport-ws protocol."
+)
+GET_REFUSED = "Send GraphQL operations with POST (Content-Type: application/json); GET runs none."
+METHOD_REFUSED = "GraphQL operations are sent with POST."
+NOT_ACCEPTABLE = "Accept application/graphql-response+json or application/json: no other response type is offered."
+MESSAGE_TOO_BIG = 1009  # WebSocket close code: a message larger than the endpoint takes
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -49,7 +76,36 @@ class Prefetched:
     lookup: response_cache.Lookup | None
 
 
+class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
+    """graphql-transport-ws messages over the body limit close the connection (1009) unread."""
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        limit = cast(VouchsafeGraphQL, self.view).max_message_bytes
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                text = await self.ws.receive_text()
+                if len(text) > limit // 4 and len(text.encode()) > limit:
+                    await self.ws.close(code=MESSAGE_TOO_BIG, reason=f"Messages are limited to {limit} bytes.")
+                    return
+                try:
+                    yield self.view.decode_json(text)
+                except orjson.JSONDecodeError:
+                    if not ignore_parsing_errors:
+                        raise NonJsonMessageReceived from None
+        except KeyError:
+            raise NonTextMessageReceived from None
+        except WebSocketDisconnect:
+            pass
+
+
 class VouchsafeGraphQL(GraphQL[Context, None]):
+    websocket_adapter_class = LimitedWebSocketAdapter  # type: ignore[assignment]
+    max_message_bytes = 1_048_576
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson refuses nesting deeper than 1,024 levels as invalid JSON; json.loads recursed until it failed.
+        return orjson.loads(data)
+
     def encode_json(self, data: object) -> str:
         # orjson: encoding a dashboard's large answer with json.dumps was a visible share of it (bench/README.md, W1).
         # Text, not bytes: WebSocket messages of graphql-transport-ws are text frames.
@@ -96,69 +152,117 @@ class VouchsafeGraphQL(GraphQL[Context, None]):
         return ACK
 
 
-class CachedAnswers:
-    """POST /graphql: a dashboard's repeated read of unchanged data, answered before any GraphQL work.
+class GraphQLOverHTTP:
+    """POST /graphql per the GraphQL-over-HTTP specification, with the cached-answer front.
 
-    A polled answer costs its stored bytes: no parsing, validation, execution or JSON
-    encoding. Only an answer the ResponseCache extension stored is ever sent, and it
-    stored only cacheable reads without errors, under the exact document, variables,
-    principal, role and tenant version; the session is checked on every request
-    (revocation holds at once). Everything else goes on to GraphQL unchanged.
+    The body is read under its size limit, parsed once and checked (web.graphql_http);
+    then a dashboard's repeated read of unchanged data is answered from the response
+    cache before any GraphQL work: no parsing, validation, execution or JSON encoding.
+    Only an answer the ResponseCache extension stored is ever sent, and it stored only
+    cacheable reads without errors, under the exact document, variables, principal, role
+    and tenant version; the session is checked on every request (revocation holds at
+    once). Everything else is executed here, with the status code the negotiated media
+    type calls for. GET serves GraphiQL (development) and refuses operations (405).
     """
 
-    def __init__(self, graphql: VouchsafeGraphQL) -> None:
+    def __init__(self, graphql: VouchsafeGraphQL, settings: Settings) -> None:
         self.graphql = graphql
+        self.max_body_bytes = settings.max_body_bytes
+        self.ide = None if settings.production else graphiql.page_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.graphql(scope, receive, send)
-            return
         request = Request(scope, receive)
-        body = await request.body()
-        answer = await self._answer(request, body)
-        if answer is not None:
-            await answer(scope, receive, send)
-            return
-
-        async def replay() -> Message:  # GraphQL reads the body this read already
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.graphql(scope, replay, send)
-
-    async def _answer(self, request: Request, body: bytes) -> Response | None:
-        token = bearer_token(request.headers.get("authorization"))
-        if token is None or not request.headers.get("content-type", "").startswith("application/json"):
-            return None
+        media = JSON
         try:
-            payload = json.loads(body)
-        except ValueError:
-            return None
-        query = payload.get("query") if isinstance(payload, dict) else None
-        if not isinstance(query, str):
+            if request.method == "GET" and self.ide is not None and _wants_ide(request):
+                response = self.ide()
+            elif request.method != "POST":
+                raise HTTPRefusal(
+                    405,
+                    GET_REFUSED if request.method == "GET" else METHOD_REFUSED,
+                    "METHOD_NOT_ALLOWED",
+                    headers={"Allow": "POST"},
+                )
+            else:
+                chosen = response_media_type(request.headers.get("accept", ""))
+                if chosen is None:
+                    raise HTTPRefusal(406, NOT_ACCEPTABLE, "NOT_ACCEPTABLE")
+                media = chosen
+                check_content_type(request.headers.get("content-type"))
+                body = await read_body(receive, request.headers.get("content-length"), self.max_body_bytes)
+                params = parse_params(body)
+                response = await self._cached(request, params, media) or await self._execute(request, params, media)
+        except HTTPRefusal as refusal:
+            response = refusal_response(refusal, media)
+        await response(scope, receive, send)
+
+    async def _cached(self, request: Request, params: GraphQLParams, media: str) -> Response | None:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
             return None
         actor = await authenticate(token)
         request.scope[PREFETCHED] = Prefetched(actor, None)
         # A write is never answered from the cache: skip the lookup (a miss would be harmless).
-        if actor is None or query.lstrip().startswith(("mutation", "subscription")):
+        if actor is None or params.query.lstrip().startswith(("mutation", "subscription")):
             return None
         resources: AppResources = request.app.state.resources
-        key = [query, payload.get("variables") or {}, payload.get("operationName")]
+        key = [params.query, params.variables or {}, params.operation_name]
         lookup = await response_cache.look_up(resources.redis, resources.settings.queue_name, actor, key)
         request.scope[PREFETCHED] = Prefetched(actor, lookup)
         if lookup is None or lookup.stored is None:
             return None
         return Response(
             b'{"data":' + lookup.stored + b"}",
-            media_type="application/json",
+            media_type=CONTENT_TYPES[media],
             headers={"X-Request-Id": uuid.uuid4().hex[:16]},
         )
 
+    async def _execute(self, request: Request, params: GraphQLParams, media: str) -> Response:
+        sub_response = await self.graphql.get_sub_response(request)
+        context = await self.graphql.get_context(request, sub_response)
+        try:
+            result = await self.graphql.schema.execute(
+                params.query,
+                variable_values=params.variables,
+                context_value=context,
+                operation_name=params.operation_name,
+                allowed_operation_types=HTTP_OPERATIONS,
+                operation_extensions=params.extensions,
+            )
+        except InvalidOperationTypeError:
+            raise HTTPRefusal(400, SUBSCRIPTION_OVER_HTTP, "SUBSCRIPTION_OVER_HTTP") from None
+        except CannotGetOperationTypeError as exc:
+            result = ExecutionResult(data=None, errors=[GraphQLError(exc.as_http_error_reason())])
+        except MissingQueryError:
+            result = ExecutionResult(data=None, errors=[GraphQLError("The query is empty.")])
+        answer: dict[str, object] = dict(process_result(result))
+        status = 200
+        if media == GRAPHQL_RESPONSE_JSON and answer.get("data") is None and result.errors:
+            # No data at all: a request error (no path: parse, validation, variables, operation)
+            # is the client's, 400 without `data`; one of ours is 500. Field errors stay 200.
+            if any((e.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR" for e in result.errors):
+                status = 500
+            elif all(not e.path for e in result.errors):
+                status = 400
+                answer.pop("data", None)
+        return Response(
+            orjson.dumps(answer),
+            status_code=status,
+            media_type=CONTENT_TYPES[media],
+            headers=dict(sub_response.headers),
+        )
+
+
+def _wants_ide(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "query" not in request.query_params and ("text/html" in accept or "*/*" in accept)
+
 
 def routes(settings: Settings) -> list[BaseRoute]:
-    """/graphql over HTTP (through the cached-answer front) and over graphql-transport-ws."""
+    """/graphql over HTTP (the GraphQL-over-HTTP front) and over graphql-transport-ws; GraphiQL's assets."""
     view = VouchsafeGraphQL(
         build_schema(production=settings.production),
-        graphql_ide=None if settings.production else "graphiql",
+        graphql_ide=None,  # served by the front, from vouchsafe's own assets (web.graphiql)
         allow_queries_via_get=False,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         allowed_origins=settings.allowed_origins,
@@ -166,4 +270,6 @@ def routes(settings: Settings) -> list[BaseRoute]:
         keep_alive_interval=KEEP_ALIVE_SECONDS,
         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
     )
-    return [Route("/graphql", CachedAnswers(view), methods=["GET", "POST"]), WebSocketRoute("/graphql", view)]
+    view.max_message_bytes = settings.max_body_bytes
+    http: list[BaseRoute] = [Route("/graphql", GraphQLOverHTTP(view, settings)), WebSocketRoute("/graphql", view)]
+    return http + ([] if settings.production else graphiql.routes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry import relay
 
 from models import Account as AccountModel
 from models import LedgerEntry as LedgerEntryModel
@@ -36,7 +35,7 @@ class FundsDepositInput:
 
 @strawberry.input
 class BalanceAdjustInput:
-    account_id: relay.GlobalID
+    account_id: strawberry.ID
     amount: DecimalString = strawberry.field(description="Positive credits, negative debits.")
     memo: str
     idempotency_key: str | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry import relay
 
 from models import PaymentMethod
 from models import VoucherOrder as VoucherOrderModel
@@ -31,13 +30,13 @@ class VoucherOrderCreateInput:
 
 @strawberry.input
 class VoucherOrderCancelInput:
-    order_id: relay.GlobalID
+    order_id: strawberry.ID
     idempotency_key: str | None = None
 
 
 @strawberry.input
 class VoucherCodesRevealInput:
-    order_id: relay.GlobalID
+    order_id: strawberry.ID
 
 
 @strawberry.type

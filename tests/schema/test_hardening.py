@@ -169,8 +169,10 @@ class TestProduction:
         response = await production_api.http.get(
             "/graphql", params={"query": SIGN_OUT_VIA_GET}, headers={"Authorization": f"Bearer {token}"}
         )
-        # then
-        assert response.status_code == 400, response.text
+        # then: 405, as the GraphQL-over-HTTP specification asks, in JSON
+        assert response.status_code == 405, response.text
+        assert response.headers["Allow"] == "POST"
+        assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
         assert "signedOut" not in response.text
         assert (await production_api(VIEWER, token=token))["data"]["viewer"]["user"]["email"] == signed_up["email"]
 
