@@ -44,19 +44,21 @@ def _key(namespace: str, limit: Limit, subject: str) -> str:
 # window). A refused attempt ran nothing, so it is taken back at once: otherwise a burst
 # of concurrent attempts that would all succeed (an office behind one address) locks its
 # subjects out for the window. Attempts in flight and failures still count, so guessing
-# stays capped. Returns 1 when the attempt may run, 0 when it is refused.
+# stays capped. Returns 0 when the attempt may run; when it is refused, the seconds until
+# the latest of the full windows ends (at least 1).
 _ATTEMPT = """
-local refused = false
+local wait = 0
 for i, key in ipairs(KEYS) do
     local count = redis.call('INCR', key)
     redis.call('EXPIRE', key, ARGV[2 * i - 1], 'NX')
-    if count > tonumber(ARGV[2 * i]) then refused = true end
+    if count > tonumber(ARGV[2 * i]) then
+        wait = math.max(wait, redis.call('TTL', key), 1)
+    end
 end
-if refused then
+if wait > 0 then
     for _, key in ipairs(KEYS) do redis.call('DECR', key) end
-    return 0
 end
-return 1
+return wait
 """
 
 
@@ -93,8 +95,9 @@ class RateLimiter:
         args = [value for limit, _ in subjects for value in (limit.window_seconds, limit.max_hits)]
         # The same request's earlier hits, still queued, are forgiven before this one counts.
         await redis_batch.flush(self._redis)
-        if not int(await self._attempt(keys=self._keys(subjects), args=args)):
-            raise RateLimited(max(limit.window_seconds for limit, _ in subjects))
+        wait = int(await self._attempt(keys=self._keys(subjects), args=args))
+        if wait:
+            raise RateLimited(wait)
 
     async def forgive_all(self, subjects: Sequence[tuple[Limit, str]]) -> None:
         """The attempt succeeded: it does not count against any of its subjects."""

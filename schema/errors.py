@@ -9,7 +9,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.relay.types import GlobalIDValueError
 
-from services.errors import DomainError
+from services.errors import DomainError, InvalidFields
 from services.errors import ErrorCode as DomainErrorCode
 
 log = logging.getLogger("vouchsafe.graphql")
@@ -22,6 +22,9 @@ class UserError:
     code: DomainErrorCode
     field: list[str] | None
     message: str
+    retry_after_seconds: int | None = strawberry.field(
+        default=None, description="RATE_LIMITED: the seconds to wait before trying again."
+    )
 
 
 def _camel(name: str) -> str:
@@ -30,11 +33,15 @@ def _camel(name: str) -> str:
 
 
 def user_errors(error: DomainError) -> list[UserError]:
-    """A domain error as the payload's errors; field paths start at the mutation's `input`."""
+    """A domain error as the payload's errors (one per field when several are invalid); paths start at `input`."""
+    if isinstance(error, InvalidFields):
+        return [user_error for each in error.errors for user_error in user_errors(each)]
     # Services name fields in snake_case, nested ones dotted ("lines.1.validity_years").
     parts = [piece for part in error.field or () for piece in part.split(".")]
     field = ["input", *(_camel(part) for part in parts)] if parts else None
-    return [UserError(code=error.code, field=field, message=error.message)]
+    return [
+        UserError(code=error.code, field=field, message=error.message, retry_after_seconds=error.retry_after_seconds)
+    ]
 
 
 class ClientError(Exception):
@@ -43,6 +50,11 @@ class ClientError(Exception):
     def __init__(self, message: str, code: str = "BAD_REQUEST", **extensions: object) -> None:
         super().__init__(message)
         self.extensions: dict[str, object] = {"code": code, **extensions}
+
+
+def rate_limited(error: DomainError) -> ClientError:
+    """RATE_LIMITED as a GraphQL error, with the seconds to wait as a number for clients to act on."""
+    return ClientError(error.message, code="RATE_LIMITED", retryAfterSeconds=error.retry_after_seconds)
 
 
 def _exposed(error: GraphQLError) -> bool:

@@ -14,9 +14,11 @@ import strawberry
 from strawberry.utils.await_maybe import AwaitableOrValue
 from tortoise.queryset import QuerySet
 
+from schema.common import pk_of
 from schema.errors import ClientError
 
 MAX_PAGE_SIZE = 100
+MAX_CURSOR_LENGTH = 100  # ours are ~30 characters
 DEFAULT_PAGE_SIZE = 20
 
 T = TypeVar("T")
@@ -53,11 +55,16 @@ def encode_cursor(key: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise ClientError(f"Invalid cursor: at most {MAX_CURSOR_LENGTH} characters.")
     try:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
         if kind != "k":
             raise ValueError(cursor)
-        return int(value)
+        key = pk_of(value)
+        if key < 0:
+            raise ValueError(cursor)
+        return key
     except (ValueError, UnicodeDecodeError) as exc:
         raise ClientError("Invalid cursor.") from exc
 

@@ -11,11 +11,22 @@ from schema.errors import ClientError
 from services.actors import Actor
 
 
+BAD_TOKEN = "This token is unknown, expired or revoked: sign in again, or use a valid API key."
+
+
+def unauthenticated(info: Info) -> ClientError:
+    """Not signed in, or signed in with a token that no longer stands for anyone: the client is told which."""
+    message = BAD_TOKEN if info.context.token else IsAuthenticated.message
+    return ClientError(message, code="UNAUTHENTICATED")
+
+
 class IsAuthenticated(BasePermission):
     message = "Sign in first: send Authorization: Bearer <token>."
     error_extensions = {"code": "UNAUTHENTICATED"}
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        if info.context.actor is None and info.context.token:
+            raise unauthenticated(info)
         return info.context.actor is not None
 
     def on_unauthorized(self) -> None:
@@ -26,5 +37,5 @@ def actor_of(info: Info) -> Actor:
     """The signed-in actor of a field guarded by IsAuthenticated."""
     actor = info.context.actor
     if actor is None:
-        raise ClientError(IsAuthenticated.message, code="UNAUTHENTICATED")
+        raise unauthenticated(info)
     return actor

@@ -12,7 +12,7 @@ from models import CertificateRequest as CertificateRequestModel
 from models import CertificateRequestStatus, VoucherStatus
 from schema.common import node_pk, ordered, pks
 from schema.context import Info
-from schema.errors import ClientError, UserError, user_errors
+from schema.errors import ClientError, UserError, rate_limited, user_errors
 from schema.pagination import Connection, paginate
 from schema.permissions import IsAuthenticated, actor_of
 from services import codes, redemption
@@ -126,7 +126,7 @@ class RedemptionQuery:
         resources = info.context.resources
         try:
             found = await redemption.voucher_by_code(
-                code=code[:100],
+                code=code,
                 cipher=resources.cipher,
                 client=info.context.client,
                 actor=info.context.actor,
@@ -134,7 +134,9 @@ class RedemptionQuery:
             )
         except DomainError as error:
             if error.code == ErrorCode.RATE_LIMITED:
-                raise ClientError(error.message, code="RATE_LIMITED") from error
+                raise rate_limited(error) from error
+            if error.code == ErrorCode.INVALID:
+                raise ClientError(f"code: {error.message}", code="INVALID") from error
             return None
         return RedeemableVoucher.of(found)
 

@@ -25,7 +25,16 @@ from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
 from services.limits import count_attempt
 from services.mail import SEND_EMAIL, email_payload
-from services.validation import check_password, clean_email, clean_locale, clean_text
+from services.validation import (
+    EMAIL_MAX,
+    PASSWORD_MAX,
+    all_valid,
+    check_length,
+    check_password,
+    clean_email,
+    clean_locale,
+    clean_text,
+)
 
 SESSION_LIFETIME = timedelta(days=14)
 SIGN_IN_PER_EMAIL = Limit("signin:email", 10, 15 * 60)
@@ -46,11 +55,16 @@ class CreatedApiKey:
 
 
 async def sign_up(*, email: str, password: str, account_name: str, locale: str | None, public_url: str) -> User:
-    """Create an account and its first ADMIN user; a welcome e-mail goes out after commit."""
-    email = clean_email(email)
-    check_password(password)
-    name = clean_text(account_name, field="account_name", max_length=200)
-    locale = clean_locale(locale)
+    """Create an account and its first ADMIN user; a welcome e-mail goes out after commit.
+
+    Every invalid field is reported at once (InvalidFields), not the first one only.
+    """
+    email, _, name, locale = all_valid(
+        lambda: clean_email(email),
+        lambda: check_password(password),
+        lambda: clean_text(account_name, field="account_name", max_length=200),
+        lambda: clean_locale(locale),
+    )
     password_hash = await asyncio.to_thread(hash_password, password)
     try:
         async with in_transaction() as conn:
@@ -79,7 +93,8 @@ async def sign_up(*, email: str, password: str, account_name: str, locale: str |
 
 async def sign_in(*, email: str, password: str, client: str, limiter: RateLimiter) -> SignedIn:
     """A new session for valid credentials; failures are rate-limited per e-mail and per client."""
-    email = email.strip().lower()
+    email = check_length(email.strip().lower(), field="email", max_length=EMAIL_MAX)
+    check_length(password, field="password", max_length=PASSWORD_MAX)
     await count_attempt(limiter, [(SIGN_IN_PER_CLIENT, client)])
     await count_attempt(limiter, [(SIGN_IN_PER_EMAIL, email)])
     user = await User.filter(email=email, is_active=True).first()

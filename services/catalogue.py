@@ -14,6 +14,7 @@ from models import Product
 from services.errors import DomainError, ErrorCode, invalid
 
 MAX_LINES = 20
+PRODUCT_CODE_MAX = 40  # the column's length
 MAX_QUANTITY = 10_000
 MAX_VOUCHERS = 10_000
 
@@ -87,6 +88,9 @@ async def quote(lines: list[LineRequest], *, currency: str) -> Quote:
     """Price the lines against the current catalogue; INVALID on the first line that does not fit."""
     if not 1 <= len(lines) <= MAX_LINES:
         raise invalid("lines", f"From 1 to {MAX_LINES} lines.")
+    for index, line in enumerate(lines):
+        if len(line.product_code) > PRODUCT_CODE_MAX:
+            raise invalid(f"lines.{index}.product_code", f"At most {PRODUCT_CODE_MAX} characters.")
     codes = {line.product_code.strip().upper() for line in lines}
     found = {p.code: p for p in await Product.filter(code__in=list(codes), active=True)}
     return price_lines(lines, found, currency=currency)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from services.errors import invalid
+
 SYMBOLS = 20  # 20 x 5 bits = 100 bits
 GROUP = 5
 PREFIX = "VS"
@@ -43,6 +45,17 @@ _MASKED = "-".join([PREFIX, MASK, MASK, MASK, ""])
 def masked(hint: str) -> str:
     """The code as lists show it: only its last group."""
     return _MASKED + hint
+
+
+# A code typed with spaces and dashes is ~30 characters; longer input is refused unread.
+CODE_INPUT_MAX = 100
+
+
+def check_length(text: str, *, field: str = "code") -> str:
+    """The text, or INVALID on the field when it is too long to be a code in any spelling."""
+    if len(text) > CODE_INPUT_MAX:
+        raise invalid(field, f"At most {CODE_INPUT_MAX} characters.")
+    return text
 
 
 def normalize(text: str) -> str | None:

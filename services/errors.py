@@ -33,11 +33,27 @@ class ErrorCode(StrEnum):
 class DomainError(Exception):
     """An expected failure of a use case; nothing was changed."""
 
-    def __init__(self, code: ErrorCode, message: str, field: str | tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        field: str | tuple[str, ...] | None = None,
+        *,
+        retry_after_seconds: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field: tuple[str, ...] | None = (field,) if isinstance(field, str) else field
+        self.retry_after_seconds = retry_after_seconds  # RATE_LIMITED: when another attempt may run
+
+
+class InvalidFields(DomainError):
+    """Several inputs are invalid at once: each is reported, so the client fixes them in one go."""
+
+    def __init__(self, errors: list[DomainError]) -> None:
+        super().__init__(ErrorCode.INVALID, "; ".join(e.message for e in errors))
+        self.errors = errors
 
 
 def invalid(field: str, message: str) -> DomainError:

@@ -29,9 +29,14 @@ from services.money import to_decimal
 LOW_BALANCE = "low_balance"
 
 
-def insufficient_funds() -> DomainError:
+def insufficient_funds(needed: int, balance: int, currency: str) -> DomainError:
+    """How much it takes and how much there is, so the client can tell what to deposit."""
     # No input field: the balance, not any one value the caller sent, is short.
-    return DomainError(ErrorCode.INSUFFICIENT_FUNDS, "The account balance is too low for this.")
+    return DomainError(
+        ErrorCode.INSUFFICIENT_FUNDS,
+        f"The account balance is too low: this needs {to_decimal(needed, currency)} {currency},"
+        f" the balance is {to_decimal(balance, currency)} {currency}.",
+    )
 
 
 async def post_entry(
@@ -51,9 +56,10 @@ async def post_entry(
         await Account.filter(id=account_id, balance__gte=-amount).using_db(conn).update(balance=F("balance") + amount)
     )
     if not changed:
-        if not await Account.filter(id=account_id).using_db(conn).exists():
+        short = await Account.filter(id=account_id).using_db(conn).first()
+        if short is None:
             raise not_found("account_id", "No such account.")
-        raise insufficient_funds()
+        raise insufficient_funds(-amount, short.balance, short.currency)
     account = await Account.get(id=account_id, using_db=conn)
     entry = await LedgerEntry.create(
         account_id=account_id,

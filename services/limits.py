@@ -13,4 +13,9 @@ async def count_attempt(limiter: RateLimiter, subjects: Sequence[tuple[Limit, st
     try:
         await limiter.attempt_all(subjects)
     except RateLimited as exc:
-        raise DomainError(ErrorCode.RATE_LIMITED, "Too many failed attempts. Try again later.") from exc
+        seconds = exc.retry_after_seconds
+        raise DomainError(
+            ErrorCode.RATE_LIMITED,
+            f"Too many failed attempts. Try again in {seconds} second{'s' if seconds != 1 else ''}.",
+            retry_after_seconds=seconds,
+        ) from exc

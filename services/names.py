@@ -13,10 +13,14 @@ from services.errors import DomainError, ErrorCode, invalid
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_NAMES = 500
 CSR_MAX = 20_000
+# 253 for the name, 2 for "*.", 1 for a final dot, some room for spaces around it.
+DNS_NAME_INPUT_MAX = 260
 
 
 def clean_dns_name(value: str, *, field: str, wildcard: bool) -> str:
     """A lower-case DNS name of at least two labels; a wildcard is `*.` and such a name."""
+    if len(value) > DNS_NAME_INPUT_MAX:
+        raise invalid(field, f"At most {DNS_NAME_INPUT_MAX} characters.")
     name = value.strip().lower().rstrip(".")
     body = name[2:] if wildcard and name.startswith("*.") else name
     if wildcard != name.startswith("*."):
@@ -80,7 +84,7 @@ def check_csr(pem: str, names: RequestedNames) -> str:
     """The CSR must parse, be signed by its key, and name exactly the requested names."""
     text = pem.strip()
     if len(text) > CSR_MAX:
-        raise DomainError(ErrorCode.CSR_INVALID, "The CSR is too large.", "csr")
+        raise DomainError(ErrorCode.CSR_INVALID, f"At most {CSR_MAX} characters.", "csr")
     try:
         csr = x509.load_pem_x509_csr(text.encode())
     except ValueError as exc:

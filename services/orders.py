@@ -158,7 +158,7 @@ async def _replay_if_short(
         account_id=account.id, key=key, operation=ORDER_OPERATION, request=fingerprint
     )
     if response is None:
-        raise insufficient_funds()
+        raise insufficient_funds(quote.total, account.balance, account.currency)
     return response
 
 

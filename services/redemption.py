@@ -147,6 +147,7 @@ async def voucher_by_code(
     *, code: str, cipher: codes.CodeCipher, client: str, actor: Actor | None, limiter: RateLimiter
 ) -> Redeemable:
     """What a code buys, or why it cannot be used; unknown codes count against the rate limit."""
+    codes.check_length(code)
     voucher = await _counted_lookup(code, cipher=cipher, client=client, actor=actor, limiter=limiter)
     return Redeemable(voucher, voucher.line, effective_status(voucher.status, voucher.expires_at, clock.now()))
 
@@ -166,6 +167,7 @@ async def redeem(
     """Any signed-in user redeems a code with a certificate request that fits the voucher."""
     if actor.user_id is None or actor.account_id is None:
         raise DomainError(ErrorCode.PERMISSION_DENIED, "Sign in as a person to request a certificate.")
+    codes.check_length(request.code)
     names = requested_names(request.common_name, request.additional_fqdns, request.wildcards)
     csr = check_csr(request.csr, names) if request.csr and request.csr.strip() else None
     now = clock.now()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 
-from services.errors import invalid
+from services.errors import DomainError, InvalidFields, invalid
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = re.compile(rf"^[^@\s]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
@@ -15,6 +16,28 @@ _BIDI = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "
 LOCALES = ("en", "de", "fr")
 PASSWORD_MIN = 10
 PASSWORD_MAX = 200
+EMAIL_MAX = 254
+LOCALE_MAX = 10
+
+
+def all_valid(*checks: Callable[[], str]) -> list[str]:
+    """Each check's cleaned value; when any fails, InvalidFields with every failure, in order."""
+    values, failures = [], []
+    for check in checks:
+        try:
+            values.append(check())
+        except DomainError as error:
+            failures.append(error)
+    if failures:
+        raise failures[0] if len(failures) == 1 else InvalidFields(failures)
+    return values
+
+
+def check_length(value: str, *, field: str, max_length: int) -> str:
+    """The value, or INVALID on the field when it is longer than the field takes."""
+    if len(value) > max_length:
+        raise invalid(field, f"At most {max_length} characters.")
+    return value
 
 
 def clean_text(value: str, *, field: str, max_length: int, multiline: bool = False, required: bool = True) -> str:
@@ -38,7 +61,7 @@ def optional_text(value: str | None, *, field: str, max_length: int, multiline: 
 
 
 def clean_email(value: str, *, field: str = "email") -> str:
-    email = clean_text(value, field=field, max_length=254).lower()
+    email = clean_text(value, field=field, max_length=EMAIL_MAX).lower()
     if not _EMAIL.match(email):
         raise invalid(field, "Enter a valid e-mail address.")
     return email
@@ -57,7 +80,7 @@ def check_password(value: str, *, field: str = "password") -> str:
 def clean_locale(value: str | None, *, field: str = "locale") -> str:
     if value is None:
         return "en"
-    locale = value.strip().lower()
+    locale = check_length(value, field=field, max_length=LOCALE_MAX).strip().lower()
     if locale not in LOCALES:
         raise invalid(field, "Choose one of: " + ", ".join(LOCALES) + ".")
     return locale

@@ -12,6 +12,7 @@ from pathlib import Path
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 ASSETS = Path(__file__).resolve().parent / "static" / "graphiql"
 PAGE = (ASSETS / "index.html").read_text(encoding="utf-8")
@@ -42,7 +43,7 @@ def page_response() -> Response:
 
 
 class _Assets(StaticFiles):
-    async def get_response(self, path: str, scope: dict) -> Response:  # type: ignore[override]
+    async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers.update({**SECURITY_HEADERS, "Cache-Control": "public, max-age=3600"})
         return response

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import orjson
-from graphql import ExecutionResult, GraphQLError
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -20,6 +20,7 @@ from strawberry.http import process_result
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -99,7 +100,7 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
 
 
 class VouchsafeGraphQL(GraphQL[Context, None]):
-    websocket_adapter_class = LimitedWebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = LimitedWebSocketAdapter
     max_message_bytes = 1_048_576
 
     def decode_json(self, data: str | bytes) -> object:

@@ -27,6 +27,7 @@ from schema.pagination import Connection, decode_cursor, page_of, page_size
 from schema.permissions import IsAuthenticated
 from services import order_page
 from services.order_page import EventPage, OrderFilter, OrderRow, Parts, VoucherPage
+from services.orders import CUSTOMER_NAME_MAX
 
 COUNTED_FIELDS = {"statusCounts", "cancellable", "cancelBlockers"}
 
@@ -95,7 +96,9 @@ async def voucher_orders(
     account_id = actor.account_id if actor and actor.account_id else -1
     wanted = OrderFilter()
     if filter is not None:
-        name = filter.customer_name.strip()[:200] if filter.customer_name else None
+        if filter.customer_name and len(filter.customer_name) > CUSTOMER_NAME_MAX:
+            raise ClientError(f"filter.customerName: at most {CUSTOMER_NAME_MAX} characters.", code="INVALID")
+        name = filter.customer_name.strip() if filter.customer_name else None
         wanted = OrderFilter(filter.status, name or None, filter.created_after, filter.created_before)
     current = info.selected_fields
     requested = parts(current)
