@@ -169,7 +169,7 @@ class RedemptionMutation:
     async def voucher_redeem(self, info: Info, input: VoucherRedeemInput) -> VoucherRedeemPayload:
         resources = info.context.resources
         request = redemption.RequestInput(
-            code=input.code[:100],
+            code=input.code,
             common_name=input.common_name,
             additional_fqdns=input.additional_fqdns or [],
             wildcards=input.wildcards or [],

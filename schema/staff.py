@@ -7,7 +7,7 @@ from datetime import datetime
 import strawberry
 
 from schema.accounts import Account
-from schema.common import node_pk
+from schema.common import node_pk, pk_of
 from schema.context import Info
 from schema.errors import ClientError, UserError, user_errors
 from schema.pagination import MAX_PAGE_SIZE
@@ -88,7 +88,7 @@ class JobMutation:
     async def job_retry(self, info: Info, input: JobRetryInput) -> JobRetryPayload:
         try:
             actor_of(info).require_staff()
-            await outbox.retry_failed(int(input.id) if str(input.id).isdigit() else -1)
+            await outbox.retry_failed(pk_of(input.id))
         except DomainError as error:
             return JobRetryPayload(errors=user_errors(error))
         return JobRetryPayload(retried=True)

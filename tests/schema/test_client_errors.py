@@ -1,0 +1,366 @@
+"""E02, E04: a client's mistake is a client error, the whole class of it, through HTTP.
+
+Variables missing, mistyped or out of range; global ids malformed or out of range
+wherever an id is accepted; every string input over its limit; money as a number.
+None of them is an INTERNAL_SERVER_ERROR, and none is logged as unexpected.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from graphql import GraphQLInputObjectType, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLScalarType
+
+import models
+import schema
+from services import staff
+from tests.conftest import Api
+from tests.factories import DEPOSIT, PASSWORD, line, partner, sign_in, tenant, unique_email
+
+GRAPHQL_RESPONSE = {"Accept": "application/graphql-response+json"}
+
+
+def global_id(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# Every way a global id can be wrong; each must read as a missing object.
+BAD_IDS = {
+    "2^63": global_id(f"VoucherOrder:{2**63}"),
+    "2^64": global_id(f"VoucherOrder:{2**64}"),
+    "5000 digits": global_id("VoucherOrder:" + "9" * 5_000),
+    "bad base64": "!!not*base64",
+    "no colon": global_id("VoucherOrder"),
+    "unknown type": global_id("NoSuchType:1"),
+    "wrong type": global_id("ApiKey:1"),
+    "zero": global_id("VoucherOrder:0"),
+    "negative": global_id("VoucherOrder:-1"),
+    "unicode digits": global_id("VoucherOrder:١٢٣"),
+}
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    caplog.set_level(logging.ERROR)
+    yield
+    unexpected = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not unexpected, unexpected
+
+
+def no_internal_error(result: dict[str, Any]) -> None:
+    codes = [(e.get("extensions") or {}).get("code") for e in result.get("errors") or []]
+    assert "INTERNAL_SERVER_ERROR" not in codes, result
+
+
+async def post(api: Api, payload: dict[str, Any], token: str | None = None) -> tuple[int, dict[str, Any]]:
+    headers = {**GRAPHQL_RESPONSE, **({"Authorization": f"Bearer {token}"} if token else {})}
+    response = await api.http.post("/graphql", json=payload, headers=headers)
+    body = response.json()
+    no_internal_error(body)
+    return response.status_code, body
+
+
+class TestVariables:
+    QUERY = """query Orders($first: Int, $filter: VoucherOrderFilter) {
+  voucherOrders(first: $first, filter: $filter) { totalCount } }"""
+    NEEDS_ID = "query Node($id: ID!) { node(id: $id) { id } }"
+
+    @pytest.mark.parametrize(
+        ("variables", "names"),
+        [
+            ({"first": 2**31}, ["$first", "32-bit"]),
+            ({"first": "ten"}, ["$first", "Int cannot represent"]),
+            ({"first": 1.5}, ["$first", "Int cannot represent"]),
+            ({"filter": {"status": "GONE"}}, ["$filter", "GONE", "VoucherOrderStatus"]),
+            ({"filter": {"nope": 1}}, ["$filter", "nope"]),
+            ({"filter": "ACTIVE"}, ["$filter", "VoucherOrderFilter"]),
+        ],
+    )
+    async def test_a_mistyped_or_out_of_range_variable_is_named_with_its_problem(
+        self, api: Api, variables: dict[str, Any], names: list[str]
+    ) -> None:
+        admin = await tenant(api)
+        status, body = await post(api, {"query": self.QUERY, "variables": variables}, admin["token"])
+        assert status == 400, body
+        [error] = body["errors"]
+        assert all(name in error["message"] for name in names), error
+
+    async def test_a_missing_variable_is_named(self, api: Api) -> None:
+        status, body = await post(api, {"query": self.NEEDS_ID, "variables": {}})
+        assert status == 400
+        assert "$id" in body["errors"][0]["message"] and "ID!" in body["errors"][0]["message"]
+
+    async def test_with_application_json_it_is_200_with_the_same_error(self, api: Api) -> None:
+        result = await api(self.NEEDS_ID, {"id": None})
+        assert result["data"] is None
+        assert "$id" in result["errors"][0]["message"]
+
+
+class TestGlobalIds:
+    @pytest.mark.parametrize("bad", BAD_IDS.values(), ids=BAD_IDS.keys())
+    async def test_node_and_nodes_read_a_bad_id_as_missing(self, api: Api, bad: str) -> None:
+        admin = await tenant(api)
+        query = "query N($id: ID!, $ids: [ID!]!) { node(id: $id) { id } nodes(ids: $ids) { id } }"
+        real = (await api("{ viewer { account { id } } }", token=admin["token"]))["data"]["viewer"]["account"]["id"]
+        status, body = await post(api, {"query": query, "variables": {"id": bad, "ids": [bad, real]}}, admin["token"])
+        assert (status, body) == (200, {"data": {"node": None, "nodes": [None, {"id": real}]}})
+
+    async def test_a_bad_id_written_in_the_document_reads_as_missing(self, api: Api) -> None:
+        status, body = await post(api, {"query": '{ node(id: "!!!") { id } }'})
+        assert (status, body) == (200, {"data": {"node": None}})
+
+    async def test_every_input_id_reads_a_bad_id_as_not_found(self, api: Api) -> None:
+        # given: a partner (for the tenant's mutations) and a staff user (for the staff ones)
+        seller = await partner(api)
+        staff_email = unique_email("staff")
+        await staff.create_staff(email=staff_email, password=PASSWORD)
+        staff_token = await sign_in(api, staff_email)
+        mutations = {
+            "voucherOrderCancel": ("VoucherOrderCancelInput", "orderId", seller["token"]),
+            "voucherCodesReveal": ("VoucherCodesRevealInput", "orderId", seller["token"]),
+            "apiKeyRevoke": ("ApiKeyRevokeInput", "id", seller["token"]),
+            "certificateRequestCancel": ("CertificateRequestCancelInput", "id", seller["token"]),
+            "certificateRevoke": ("CertificateRevokeInput", "id", seller["token"]),
+            "certificateRequestIssue": ("CertificateRequestCancelInput", "id", staff_token),
+            "partnerEnable": ("PartnerEnableInput", "accountId", staff_token),
+            "balanceAdjust": ("BalanceAdjustInput", "accountId", staff_token),
+            "jobRetry": ("JobRetryInput", "id", staff_token),
+        }
+        extra = {"balanceAdjust": {"amount": "1.00", "memo": "test"}}
+        for name, (input_type, field, token) in mutations.items():
+            document = f"mutation M($input: {input_type}!) {{ {name}(input: $input) {{ errors {{ code field }} }} }}"
+            for label, bad in BAD_IDS.items():
+                bad_value = "9" * 5_000 if name == "jobRetry" and label == "5000 digits" else bad
+                variables = {"input": {field: bad_value, **extra.get(name, {})}}
+                status, body = await post(api, {"query": document, "variables": variables}, token)
+                assert status == 200, (name, label, body)
+                assert body["data"][name]["errors"][0]["code"] == "NOT_FOUND", (name, label, body)
+
+
+def string_inputs() -> set[str]:
+    """Every String (or [String]) input field and argument of the schema, as Type.field(.argument)."""
+    graphql_schema = schema.schema._schema
+
+    def is_string(kind: Any) -> bool:
+        while isinstance(kind, GraphQLNonNull | GraphQLList):
+            kind = kind.of_type
+        return isinstance(kind, GraphQLScalarType) and kind.name == "String"
+
+    found = set()
+    for name, kind in graphql_schema.type_map.items():
+        if name.startswith("__"):
+            continue
+        if isinstance(kind, GraphQLInputObjectType):
+            found |= {f"{name}.{field}" for field, value in kind.fields.items() if is_string(value.type)}
+        if isinstance(kind, GraphQLObjectType):
+            for field_name, field in kind.fields.items():
+                found |= {f"{name}.{field_name}({arg})" for arg, value in field.args.items() if is_string(value.type)}
+    return found
+
+
+def mutation(name: str, input_type: str) -> str:
+    return f"mutation M($input: {input_type}!) {{ {name}(input: $input) {{ errors {{ code field message }} }} }}"
+
+
+SIGN_UP = mutation("signUp", "SignUpInput")
+SIGN_IN = mutation("signIn", "SignInInput")
+USER_CREATE = mutation("userCreate", "UserCreateInput")
+KEY_CREATE = mutation("apiKeyCreate", "ApiKeyCreateInput")
+ADJUST = mutation("balanceAdjust", "BalanceAdjustInput")
+ORDER = mutation("voucherOrderCreate", "VoucherOrderCreateInput")
+CANCEL = mutation("voucherOrderCancel", "VoucherOrderCancelInput")
+REDEEM = mutation("voucherRedeem", "VoucherRedeemInput")
+QUOTE = "query Q($input: VoucherQuoteInput!) { voucherQuote(input: $input) { errors { code field message } } }"
+BY_CODE = "query Q($code: String!) { voucherByCode(code: $code) { status } }"
+ORDERS = """query Q($f: VoucherOrderFilter, $a: String, $b: String) {
+  voucherOrders(filter: $f, after: $a, before: $b) { totalCount } }"""
+ACCOUNT_PAGES = """query Q($a: String, $b: String) { viewer { account {
+  users(after: $a, before: $b) { totalCount } apiKeys(after: $a, before: $b) { totalCount }
+  ledger(after: $a, before: $b) { totalCount } } } }"""
+ORDER_PAGES = """query Q($id: ID!, $a: String) { node(id: $id) { ... on VoucherOrder {
+  vouchers(after: $a) { totalCount } history(after: $a) { totalCount } } } }"""
+REQUESTS = "query Q($a: String) { certificateRequests(after: $a) { totalCount } }"
+
+REDEEM_INPUT = {"code": "VS-AAAAA-AAAAA-AAAAA-AAAAA", "commonName": "example.com"}
+CURSOR = 100
+LIMITS = {
+    "SignUpInput.email": 254,
+    "SignUpInput.password": 200,
+    "SignUpInput.accountName": 200,
+    "SignUpInput.locale": 10,
+    "SignInInput.email": 254,
+    "SignInInput.password": 200,
+    "UserCreateInput.email": 254,
+    "UserCreateInput.password": 200,
+    "ApiKeyCreateInput.name": 100,
+    "BalanceAdjustInput.memo": 500,
+    "BalanceAdjustInput.idempotencyKey": 255,
+    "FundsDepositInput.cardToken": 255,
+    "FundsDepositInput.idempotencyKey": 255,
+    "VoucherLineInput.productCode": 40,
+    "VoucherOrderCreateInput.customerName": 200,
+    "VoucherOrderCreateInput.notes": 2_000,
+    "VoucherOrderCreateInput.cardToken": 255,
+    "VoucherOrderCreateInput.idempotencyKey": 255,
+    "VoucherOrderCancelInput.idempotencyKey": 255,
+    "VoucherOrderFilter.customerName": 200,
+    "VoucherRedeemInput.code": 100,
+    "VoucherRedeemInput.commonName": 260,
+    "VoucherRedeemInput.additionalFqdns": 260,
+    "VoucherRedeemInput.wildcards": 260,
+    "VoucherRedeemInput.csr": 20_000,
+    "Query.voucherByCode(code)": 100,
+    "Query.voucherOrders(after)": CURSOR,
+    "Query.voucherOrders(before)": CURSOR,
+    "Query.certificateRequests(after)": CURSOR,
+    "Account.users(after)": CURSOR,
+    "Account.users(before)": CURSOR,
+    "Account.apiKeys(after)": CURSOR,
+    "Account.apiKeys(before)": CURSOR,
+    "Account.ledger(after)": CURSOR,
+    "Account.ledger(before)": CURSOR,
+    "VoucherOrder.vouchers(after)": CURSOR,
+    "VoucherOrder.history(after)": CURSOR,
+}
+
+
+def test_every_string_input_of_the_schema_has_a_limit_tested_here() -> None:
+    assert string_inputs() == set(LIMITS)
+
+
+class TestStringLimits:
+    """Each string input one character over its limit: a field error naming the limit; nothing stored."""
+
+    @pytest.fixture
+    async def seller(self, api: Api) -> dict[str, Any]:
+        seller = await partner(api)
+        placed = await api(
+            "mutation M($input: VoucherOrderCreateInput!) { voucherOrderCreate(input: $input) { order { id } } }",
+            {"input": {"lines": [line(quantity=1)], "paymentMethod": "ACCOUNT_BALANCE"}},
+            token=seller["token"],
+        )
+        seller["order_id"] = placed["data"]["voucherOrderCreate"]["order"]["id"]
+        staff_email = unique_email("staff")
+        await staff.create_staff(email=staff_email, password=PASSWORD)
+        seller["staff_token"] = await sign_in(api, staff_email)
+        return seller
+
+    def request(self, coordinate: str, value: str, seller: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
+        """The document, variables and token that put `value` into the input at `coordinate`."""
+        kind, _, field = coordinate.partition(".")
+        token = seller["token"]
+        if kind in ("SignUpInput", "SignInInput", "UserCreateInput"):
+            fields = {"email": unique_email("long"), "password": PASSWORD}
+            if kind == "SignUpInput":
+                fields |= {"accountName": "Acme", "locale": "en"}
+            document = {"SignUpInput": SIGN_UP, "SignInInput": SIGN_IN, "UserCreateInput": USER_CREATE}[kind]
+            if kind == "UserCreateInput":
+                fields["role"] = "MEMBER"
+            return document, {"input": {**fields, field: value}}, token if kind == "UserCreateInput" else None
+        if kind == "ApiKeyCreateInput":
+            return KEY_CREATE, {"input": {"name": value}}, token
+        if kind == "BalanceAdjustInput":
+            account_id = base64.b64encode(f"Account:{seller['account_id']}".encode()).decode()
+            fields = {"accountId": account_id, "amount": "1.00", "memo": "memo"}
+            return ADJUST, {"input": {**fields, field: value}}, seller["staff_token"]
+        if kind == "FundsDepositInput":
+            return DEPOSIT, {"input": {"amount": "10.00", "cardToken": "tok_visa", field: value}}, token
+        if kind == "VoucherLineInput":
+            return QUOTE, {"input": {"lines": [line(product=value)]}}, None
+        if kind == "VoucherOrderCreateInput":
+            fields = {"lines": [line(quantity=1)], "paymentMethod": "CREDIT_CARD", "cardToken": "tok_visa"}
+            return ORDER, {"input": {**fields, field: value}}, token
+        if kind == "VoucherOrderCancelInput":
+            return CANCEL, {"input": {"orderId": seller["order_id"], field: value}}, token
+        if kind == "VoucherOrderFilter":
+            return ORDERS, {"f": {field: value}}, token
+        if kind == "VoucherRedeemInput":
+            named = [value] if field in ("additionalFqdns", "wildcards") else value
+            return REDEEM, {"input": {**REDEEM_INPUT, field: named}}, token
+        if coordinate == "Query.voucherByCode(code)":
+            return BY_CODE, {"code": value}, None
+        argument = "a" if coordinate.endswith("(after)") else "b"
+        if kind == "Query":
+            return (ORDERS if "voucherOrders" in coordinate else REQUESTS), {argument: value}, token
+        if kind == "Account":
+            return ACCOUNT_PAGES, {argument: value}, token
+        return ORDER_PAGES, {"id": seller["order_id"], "a": value}, token
+
+    @pytest.mark.parametrize("coordinate", sorted(LIMITS))
+    async def test_one_character_over_the_limit_is_a_field_error_naming_it(
+        self, api: Api, seller: dict[str, Any], coordinate: str
+    ) -> None:
+        limit = LIMITS[coordinate]
+        value = "a" * (limit + 1)
+        if coordinate.startswith("VoucherRedeemInput.wildcards"):
+            value = "*." + "a" * (limit - 1)
+        users, orders, entries = await models.User.all().count(), await models.VoucherOrder.all().count(), None
+        entries = await models.LedgerEntry.all().count()
+        document, variables, token = self.request(coordinate, value, seller)
+        status, body = await post(api, {"query": document, "variables": variables}, token)
+        assert status == 200, body
+        messages = [e["message"] for e in body.get("errors") or []]
+        payload_errors = [
+            e
+            for payload in (body.get("data") or {}).values()
+            if isinstance(payload, dict)
+            for e in payload.get("errors") or []
+        ]
+        messages += [e["message"] for e in payload_errors]
+        assert any(str(limit) in message for message in messages), body
+        assert all(e["code"] in ("INVALID", "CSR_INVALID") for e in payload_errors), body
+        # nothing was stored
+        assert await models.User.all().count() == users
+        assert await models.VoucherOrder.all().count() == orders
+        assert await models.LedgerEntry.all().count() == entries
+
+    async def test_a_41_character_product_code_never_reaches_the_database(self, api: Api) -> None:
+        status, body = await post(api, {"query": QUOTE, "variables": {"input": {"lines": [line(product="A" * 41)]}}})
+        assert status == 200
+        [error] = body["data"]["voucherQuote"]["errors"]
+        assert error == {
+            "code": "INVALID",
+            "field": ["input", "lines", "0", "productCode"],
+            "message": "At most 40 characters.",
+        }
+
+
+DEPOSIT_LITERAL = (
+    'mutation { fundsDeposit(input: {amount: %s, cardToken: "tok_visa"}) { ledgerEntry { id } errors { code } } }'
+)
+
+
+class TestMoneyIsAString:
+    @pytest.mark.parametrize("literal", ["500", "1e3", "12.5", "-1"])
+    async def test_a_number_literal_is_refused_and_moves_nothing(self, api: Api, literal: str) -> None:
+        admin = await tenant(api)
+        status, body = await post(api, {"query": DEPOSIT_LITERAL % literal}, admin["token"])
+        assert status == 400, body
+        assert "Decimal" in body["errors"][0]["message"] and "string" in body["errors"][0]["message"]
+        assert await self.balance(api, admin["token"]) == "0.00"
+
+    @pytest.mark.parametrize("number", [500, 1e3, 12.5, True])
+    async def test_a_json_number_in_the_variables_is_refused_and_moves_nothing(
+        self, api: Api, number: float | bool
+    ) -> None:
+        admin = await tenant(api)
+        variables = {"input": {"amount": number, "cardToken": "tok_visa"}}
+        status, body = await post(api, {"query": DEPOSIT, "variables": variables}, admin["token"])
+        assert status == 400, body
+        message = body["errors"][0]["message"]
+        assert "$input" in message and "amount" in message and "string" in message, message
+        assert await self.balance(api, admin["token"]) == "0.00"
+
+    async def test_the_same_amount_as_a_string_is_deposited(self, api: Api) -> None:
+        admin = await tenant(api)
+        status, body = await post(api, {"query": DEPOSIT_LITERAL % '"500"'}, admin["token"])
+        assert status == 200 and body["data"]["fundsDeposit"]["errors"] == [], body
+        assert await self.balance(api, admin["token"]) == "500.00"
+
+    async def balance(self, api: Api, token: str) -> str:
+        result = await api("{ viewer { account { balance { amount } } } }", token=token)
+        return str(result["data"]["viewer"]["account"]["balance"]["amount"])
