@@ -85,6 +85,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         "log_level": settings.log_level.lower(),
         "access_log": args.access_log,
         "ws": WEBSOCKETS,
+        # The WebSocket's frames are capped by the server too, before the handler reads them.
+        "ws_max_size": settings.max_body_bytes,
     }
     if args.workers > 1:
         # uvicorn's supervisor spawns each process afresh: the factory builds the app there (see serve_app).
