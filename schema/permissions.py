@@ -10,7 +10,6 @@ from schema.context import Info
 from schema.errors import ClientError
 from services.actors import Actor
 
-
 BAD_TOKEN = "This token is unknown, expired or revoked: sign in again, or use a valid API key."
 
 
