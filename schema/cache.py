@@ -50,7 +50,7 @@ class ResponseCache(SchemaExtension):
         if ec.operation_type != OperationType.QUERY or not self._cacheable():
             yield
             return
-        # The HTTP front (web.graphql.CachedAnswers) looked this request up already, before the
+        # The HTTP front (web.graphql.GraphQLOverHTTP) looked this request up already, before the
         # session was read; anything else (a WebSocket, a form post) looks it up here.
         lookup = context.cache_lookup or await response_cache.look_up(
             redis, namespace, actor, [ec.query, ec.variables or {}, ec.operation_name]

@@ -66,7 +66,7 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-# Set by CachedAnswers on the ASGI scope of a POST it hands on to GraphQL: who the token
+# Set by GraphQLOverHTTP on the ASGI scope of a POST it executes: who the token
 # stands for and the response cache's lookup, so neither is done twice.
 PREFETCHED = "vouchsafe.prefetched"
 
@@ -238,14 +238,13 @@ class GraphQLOverHTTP:
             result = ExecutionResult(data=None, errors=[GraphQLError("The query is empty.")])
         answer: dict[str, object] = dict(process_result(result))
         status = 200
-        if media == GRAPHQL_RESPONSE_JSON and answer.get("data") is None and result.errors:
-            # No data at all: a request error (no path: parse, validation, variables, operation)
-            # is the client's, 400 without `data`; one of ours is 500. Field errors stay 200.
-            if any((e.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR" for e in result.errors):
-                status = 500
-            elif all(not e.path for e in result.errors):
-                status = 400
-                answer.pop("data", None)
+        errors = result.errors or []
+        if media == GRAPHQL_RESPONSE_JSON and answer.get("data") is None and errors and not any(e.path for e in errors):
+            # A request error (parse, validation, variables, the operation) is the client's: 400
+            # without `data`; one of ours before execution is 500. Field errors, with a path, stay 200.
+            internal = any((e.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR" for e in errors)
+            status = 500 if internal else 400
+            answer.pop("data", None)
         return Response(
             orjson.dumps(answer),
             status_code=status,
