@@ -28,6 +28,8 @@ class AttemptError(Exception):
 class Sender(Protocol):
     async def post(self, url: Url, address: str, headers: dict[str, str], body: bytes) -> Answer: ...
 
+    async def aclose(self) -> None: ...
+
 
 def _kept(data: bytes) -> str:
     # PostgreSQL text holds no NUL; whatever the receiver sent is shown, never run.
