@@ -83,14 +83,16 @@ async def due(*, limit: int, per_endpoint: int, exclude: set[int]) -> list[Due]:
     conn = connections.get("default")
     sql = Sql(conn)
     now = clock.now()
+    # Placeholders are numbered as they are made (SQLite's are positional): in the text's order.
+    due_by, free_by = sql.param(now), sql.param(now)
     skip = f"AND d.endpoint_id NOT IN ({sql.ids(sorted(exclude))})" if exclude else ""
     query = f"""
         SELECT id, endpoint_id, failing FROM (
             SELECT d.id, d.endpoint_id, CASE WHEN e.failing_since IS NULL THEN 0 ELSE 1 END AS failing,
                    ROW_NUMBER() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS n
             FROM webhook_delivery d JOIN webhook_endpoint e ON e.id = d.endpoint_id
-            WHERE d.status = 'PENDING' AND e.enabled AND d.next_attempt_at <= {sql.param(now)}
-              AND (d.locked_until IS NULL OR d.locked_until < {sql.param(now)}) {skip}
+            WHERE d.status = 'PENDING' AND e.enabled AND d.next_attempt_at <= {due_by}
+              AND (d.locked_until IS NULL OR d.locked_until < {free_by}) {skip}
         ) AS due WHERE n <= {sql.param(per_endpoint)} ORDER BY failing, id LIMIT {sql.param(limit)}
     """
     _, rows = await conn.execute_query(query, sql.values)

@@ -123,12 +123,10 @@ class Receiver:
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> Receiver:
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, str(self.port)],
-            stdout=subprocess.PIPE,
-            stderr=(self.workdir / "receiver.log").open("a"),
-            text=True,
-        )
+        with (self.workdir / "receiver.log").open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, __file__, str(self.port)], stdout=subprocess.PIPE, stderr=log, text=True
+            )
         assert self.process.stdout is not None
         deadline = time.monotonic() + START_TIMEOUT
         line = ""
