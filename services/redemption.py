@@ -32,7 +32,6 @@ from models import (
     VoucherOrderLine,
     VoucherOrderStatus,
     VoucherStatus,
-    WebhookEventType,
 )
 from services import codes, events, webhook_events
 from services.actors import Actor
@@ -223,13 +222,7 @@ async def _use(voucher: Voucher, values: dict[str, Any], event: dict[str, Any]) 
             raise _refusal(await Voucher.get(id=voucher.id, using_db=conn), now)
         created = await CertificateRequest.create(**values, using_db=conn)
         await OrderEvent.create(order_id=order.id, kind=OrderEventKind.VOUCHER_REDEEMED, data=event, using_db=conn)
-        line = voucher.line
-        redeemed = webhook_events.redeemed(
-            order, voucher.id, voucher.code_hint, line.product_code, line.validity_years, now
-        )
-        await webhook_events.emit(
-            conn, account_id=order.account_id, event=WebhookEventType.VOUCHER_REDEEMED, data=redeemed, at=now
-        )
+        await webhook_events.voucher_redeemed(conn, order, voucher, now)
     return created
 
 
@@ -245,7 +238,7 @@ async def _use(voucher: Voucher, values: dict[str, Any], event: dict[str, Any]) 
 # out why from the found row (`f`), the order's status and, last, the voucher's.
 # FOR NO KEY UPDATE, as the expiry sweep: it conflicts with a cancel's or another
 # redemption's order lock, not with a worker inserting rows that merely reference the order.
-_REDEEM_PG = """
+_REDEEM_PG = f"""
 WITH f AS (
     SELECT v.id, v.order_id, v.account_id, v.code_hint, l.fqdns, l.wildcards, l.product_code, l.validity_years,
            (SELECT number FROM voucher_order WHERE id = v.order_id) AS order_number
@@ -268,23 +261,8 @@ e AS (
     INSERT INTO order_event (order_id, kind, data, created_at)
     SELECT f.order_id, 'VOUCHER_REDEEMED', $11::text::jsonb || jsonb_build_object('voucher', f.code_hint), $2
     FROM v, f
-)
-,
-w AS (
-    INSERT INTO webhook_delivery
-        (endpoint_id, account_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at)
-    SELECT ep.id, ep.account_id, $12, 'voucher.redeemed', json_build_object(
-        'type', 'voucher.redeemed', 'timestamp', $13::text, 'data', json_build_object(
-            'account', json_build_object('id', encode(convert_to('Account:' || ep.account_id, 'UTF8'), 'base64')),
-            'order', json_build_object(
-                'id', encode(convert_to('VoucherOrder:' || f.order_id, 'UTF8'), 'base64'), 'number', f.order_number),
-            'voucher', json_build_object(
-                'id', encode(convert_to('Voucher:' || f.id, 'UTF8'), 'base64'), 'maskedCode', $14::text || f.code_hint,
-                'status', 'VALID_USED', 'productCode', f.product_code, 'validityYears', f.validity_years),
-            'redeemedAt', $13::text))::text, 'PENDING', 0, $2, $2
-    FROM v, f, webhook_endpoint ep
-    WHERE ep.account_id = f.account_id AND ep.enabled AND ep.events @> '["VOUCHER_REDEEMED"]'::jsonb
-)
+),
+{webhook_events.REDEEMED_PG}
 SELECT f.id AS found_voucher_id, f.order_id AS found_order_id, f.account_id AS found_owner_id, r.*
 FROM (VALUES (1)) AS one LEFT JOIN f ON true LEFT JOIN r ON true
 """
@@ -314,7 +292,7 @@ async def _redeem_in_one_statement(
     args = [cipher.digest(body), now, names.plain_count, names.wildcard_count, values["account_id"]]
     args += [values["user_id"], values["common_name"], json.dumps(values["additional_fqdns"])]
     args += [json.dumps(values["wildcards"]), values["csr"], json.dumps(event)]
-    # voucher.redeemed for the owner's subscribed endpoints, in the same statement (services.webhook_events).
+    # voucher.redeemed for the owner's endpoints, in the same statement (webhook_events.REDEEMED_PG).
     args += [webhook_events.new_event_id(), webhook_events.instant(now), codes.masked("")]
     [row] = await conn.execute_query_dict(_REDEEM_PG, args)
     voucher_id, order_id, owner_id = (row.pop(f"found_{key}") for key in ("voucher_id", "order_id", "owner_id"))
@@ -397,25 +375,10 @@ async def end_request(*, actor: Actor, request_id: int, revoke: bool) -> Ended:
                 },
                 using_db=conn,
             )
-            await webhook_events.emit(
-                conn,
-                account_id=order.account_id,
-                event=WebhookEventType.VOUCHER_RELEASED,
-                data=_released(order, voucher, revoke, now),
-                at=now,
-            )
+            await webhook_events.voucher_released(conn, order, voucher, revoke, now)
     if released:
         await events.publish([events.order_changed(voucher.order_id, voucher.account_id, "VOUCHER_RELEASED")])
     return Ended(await CertificateRequest.get(id=found.id), released, notice)
-
-
-def _released(order: VoucherOrder, voucher: Voucher, revoke: bool, at: datetime) -> dict[str, Any]:
-    return {
-        "order": webhook_events.order_ref(order),
-        "voucher": webhook_events.voucher_ref(voucher.id, voucher.code_hint, VoucherStatus.VALID_UNUSED.value),
-        "reason": "CERTIFICATE_REVOKED" if revoke else "CERTIFICATE_REQUEST_CANCELLED",
-        "releasedAt": webhook_events.instant(at),
-    }
 
 
 async def issue_request(*, actor: Actor, request_id: int) -> CertificateRequest:

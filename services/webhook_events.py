@@ -25,6 +25,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from models import (
+    Voucher,
     VoucherOrder,
     WebhookDelivery,
     WebhookDeliveryStatus,
@@ -107,12 +108,52 @@ def voucher_ref(voucher_id: int, hint: str, status: str) -> dict[str, Any]:
     return {"id": gid("Voucher", voucher_id), "maskedCode": masked(hint), "status": status}
 
 
-def redeemed(
-    order: VoucherOrder, voucher_id: int, hint: str, product_code: str, years: int, at: datetime
-) -> dict[str, Any]:
-    """voucher.redeemed's data (the PostgreSQL redemption builds the same in SQL: services.redemption)."""
-    voucher = {**voucher_ref(voucher_id, hint, "VALID_USED"), "productCode": product_code, "validityYears": years}
-    return {"order": order_ref(order), "voucher": voucher, "redeemedAt": instant(at)}
+async def voucher_redeemed(conn: BaseDBAsyncClient, order: VoucherOrder, voucher: Voucher, at: datetime) -> int:
+    """voucher.redeemed (the PostgreSQL redemption writes the same in SQL: REDEEMED_PG)."""
+    line = voucher.line
+    data = {
+        "order": order_ref(order),
+        "voucher": {
+            **voucher_ref(voucher.id, voucher.code_hint, "VALID_USED"),
+            "productCode": line.product_code,
+            "validityYears": line.validity_years,
+        },
+        "redeemedAt": instant(at),
+    }
+    return await emit(conn, account_id=order.account_id, event=WebhookEventType.VOUCHER_REDEEMED, data=data, at=at)
+
+
+# voucher.redeemed as `voucher_redeemed` writes it, for the PostgreSQL redemption's one statement
+# (services.redemption._REDEEM_PG): a CTE that writes it for the owner's subscribed endpoints
+# from the redeemed voucher `f` (with its line and order number) and the update `v`; $2 is
+# the time, $12 the event id, $13 the time in ISO 8601, $14 the mask before the code's hint.
+REDEEMED_PG = """w AS (
+    INSERT INTO webhook_delivery
+        (endpoint_id, account_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at)
+    SELECT ep.id, ep.account_id, $12, 'voucher.redeemed', json_build_object(
+        'type', 'voucher.redeemed', 'timestamp', $13::text, 'data', json_build_object(
+            'account', json_build_object('id', encode(convert_to('Account:' || ep.account_id, 'UTF8'), 'base64')),
+            'order', json_build_object(
+                'id', encode(convert_to('VoucherOrder:' || f.order_id, 'UTF8'), 'base64'), 'number', f.order_number),
+            'voucher', json_build_object(
+                'id', encode(convert_to('Voucher:' || f.id, 'UTF8'), 'base64'), 'maskedCode', $14::text || f.code_hint,
+                'status', 'VALID_USED', 'productCode', f.product_code, 'validityYears', f.validity_years),
+            'redeemedAt', $13::text))::text, 'PENDING', 0, $2, $2
+    FROM v, f, webhook_endpoint ep
+    WHERE ep.account_id = f.account_id AND ep.enabled AND ep.events @> '["VOUCHER_REDEEMED"]'::jsonb
+)"""
+
+
+async def voucher_released(
+    conn: BaseDBAsyncClient, order: VoucherOrder, voucher: Voucher, revoke: bool, at: datetime
+) -> int:
+    data = {
+        "order": order_ref(order),
+        "voucher": voucher_ref(voucher.id, voucher.code_hint, "VALID_UNUSED"),
+        "reason": "CERTIFICATE_REVOKED" if revoke else "CERTIFICATE_REQUEST_CANCELLED",
+        "releasedAt": instant(at),
+    }
+    return await emit(conn, account_id=order.account_id, event=WebhookEventType.VOUCHER_RELEASED, data=data, at=at)
 
 
 def body(wire_type: str, data: dict[str, Any], at: datetime) -> str:
