@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.exceptions import InvalidTag
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F, Q
@@ -119,7 +120,12 @@ def _signing_secrets(endpoint: WebhookEndpoint, cipher: SecretCipher, now: datet
     current = [cipher.open(endpoint.secret_ciphertext, endpoint.id)]
     previous = endpoint.previous_secret_ciphertext
     if previous is not None and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
-        current.append(cipher.open(previous, endpoint.id))
+        try:
+            current.append(cipher.open(previous, endpoint.id))
+        except InvalidTag:  # sealed under a secret key since replaced: the rotation that followed is what counts
+            log.warning(
+                "webhook endpoint %s: its previous secret cannot be opened, signing with the new one", endpoint.id
+            )
     return current
 
 
