@@ -22,10 +22,11 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
+from infra import clock
+from infra.sql import Sql
 from models import Account, Role, User, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
-from services import clock, outbox
+from services import outbox
 from services.mail import SEND_EMAIL, email_payload
-from services.sql import Sql
 from services.webhook_http import Answer, AttemptError, Sender
 from services.webhook_secrets import SecretCipher, headers
 from services.webhook_urls import Resolver, UnsafeAddress, checked_address, parse
@@ -112,7 +113,7 @@ async def claim(delivery_id: int, *, lease: timedelta = LEASE) -> bool:
 
 def _wall_clock() -> int:
     # webhook-timestamp is when the request leaves, by the real clock the receiver compares it
-    # with (its library refuses more than 5 minutes apart), not services.clock's scheduling time.
+    # with (its library refuses more than 5 minutes apart), not infra.clock's scheduling time.
     return int(time.time())
 
 

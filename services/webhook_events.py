@@ -24,6 +24,7 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from infra import clock
 from models import (
     Voucher,
     VoucherOrder,
@@ -33,7 +34,6 @@ from models import (
     WebhookEventType,
     WebhookExpiryTally,
 )
-from services import clock
 from services.catalogue import Quote
 from services.codes import masked
 from services.money import to_decimal

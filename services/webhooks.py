@@ -12,8 +12,9 @@ from datetime import timedelta
 
 from tortoise.transactions import in_transaction
 
+from infra import clock
 from models import Account, Role, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint, WebhookEventType
-from services import clock, webhook_events
+from services import webhook_events
 from services.actors import Actor
 from services.errors import invalid, not_found
 from services.validation import clean_text

@@ -2,7 +2,7 @@
 
 The app runs its worker in-process (embedded), or one on the run's Redis; its webhook
 dispatcher sends what the API's changes wrote. Time-dependent rules (the retry
-schedule, the 5-day rule, the rotation overlap) move services.clock, which the
+schedule, the 5-day rule, the rotation overlap) move infra.clock, which the
 dispatcher reads too; the webhook-timestamp header stays the real time, as the
 receiver's library checks it against its own clock.
 """
@@ -22,8 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
+from infra import clock
 from models import Voucher, VoucherOrder, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
-from services import clock, expiry
+from services import expiry
 from services.webhook_delivery import RETRY_SCHEDULE
 from settings import Settings
 from tests.conftest import Api, loopback_client, running_worker, wait_for

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+from infra import clock
 from models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
-from services import clock
 from services.webhook_delivery import DeliveryConfig
 from services.webhook_http import Answer
 from services.webhook_secrets import SecretCipher, new_secret
