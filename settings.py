@@ -38,6 +38,8 @@ class Settings:
     queue_name: str
     job_timeout_seconds: int
     max_body_bytes: int = 1_048_576
+    # Development and tests only: webhooks may go to plain http and to local addresses.
+    webhooks_allow_insecure: bool = False
 
     @property
     def production(self) -> bool:
@@ -101,6 +103,13 @@ def _positive(env: Mapping[str, str], name: str, default: str) -> int:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value not in ("", "0", "1", "false", "true"):
+        raise SettingsError(f"{name} must be 1 or 0")
+    return value in ("1", "true")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings; raise SettingsError when they cannot run."""
     env = os.environ if env is None else env
@@ -112,6 +121,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = env.get("DATABASE_URL") or f"sqlite://{data_dir / 'vouchsafe.sqlite3'}"
     origins = tuple(o.strip() for o in env.get("VOUCHSAFE_ALLOWED_ORIGINS", "").split(",") if o.strip())
+    webhooks_insecure = _flag(env, "VOUCHSAFE_WEBHOOKS_ALLOW_INSECURE")
+    if webhooks_insecure and production:
+        raise SettingsError("VOUCHSAFE_WEBHOOKS_ALLOW_INSECURE is for development and tests, not production")
     gateway = env.get("VOUCHSAFE_PAYMENT_GATEWAY", "sandbox")
     if gateway not in ("sandbox",):
         raise SettingsError(f"unknown VOUCHSAFE_PAYMENT_GATEWAY {gateway!r}")
@@ -133,4 +145,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_name=env.get("VOUCHSAFE_QUEUE_NAME", "arq:queue"),
         job_timeout_seconds=int(_number(env, "VOUCHSAFE_JOB_TIMEOUT_SECONDS", "180", int)),
         max_body_bytes=_positive(env, "VOUCHSAFE_MAX_BODY_BYTES", "1048576"),
+        webhooks_allow_insecure=webhooks_insecure,
     )

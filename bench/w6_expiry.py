@@ -183,10 +183,10 @@ async def _expire_due_timed(holds: list[float]) -> int:
     """expire_due as the worker runs it, each range's transaction timed (the time it holds its locks)."""
     original = expiry._expire_range
 
-    async def timed(start: int, stop: int, now: object) -> int:
+    async def timed(start: int, stop: int, now: object, sweep: str) -> int:
         begun = time.perf_counter()
         try:
-            return await original(start, stop, now)  # type: ignore[arg-type]
+            return await original(start, stop, now, sweep)  # type: ignore[arg-type]
         finally:
             holds.append(time.perf_counter() - begun)
 

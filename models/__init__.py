@@ -18,11 +18,14 @@ from models.enums import (
     Role,
     VoucherOrderStatus,
     VoucherStatus,
+    WebhookDeliveryStatus,
+    WebhookEventType,
 )
 from models.ledger import LedgerEntry
 from models.orders import OrderEvent, Voucher, VoucherOrder, VoucherOrderLine
 from models.outbox import IdempotencyRecord, OutboxMessage
 from models.redemption import CertificateRequest
+from models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookExpiryTally
 
 APP_LABEL = "vouchsafe"
 MODEL_MODULES = [
@@ -33,6 +36,7 @@ MODEL_MODULES = [
     "models.orders",
     "models.outbox",
     "models.redemption",
+    "models.webhooks",
 ]
 # The ORM's configuration of this app (infra.database opens and migrates what it is given).
 ORM_APPS = {APP_LABEL: {"models": MODEL_MODULES, "migrations": "migrations"}}
@@ -69,4 +73,9 @@ __all__ = [
     "VoucherOrderLine",
     "VoucherOrderStatus",
     "VoucherStatus",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
+    "WebhookEventType",
+    "WebhookExpiryTally",
 ]

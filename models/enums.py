@@ -76,3 +76,22 @@ class OutboxStatus(StrEnum):
 class IdempotencyStatus(StrEnum):
     IN_PROGRESS = "IN_PROGRESS"
     DONE = "DONE"
+
+
+class WebhookEventType(StrEnum):
+    """What an endpoint subscribes to; the payload's `type` is services.webhook_events.WIRE_NAMES."""
+
+    VOUCHER_ORDER_PLACED = "VOUCHER_ORDER_PLACED"
+    VOUCHER_ORDER_PDF_READY = "VOUCHER_ORDER_PDF_READY"
+    VOUCHER_ORDER_CANCELLED = "VOUCHER_ORDER_CANCELLED"
+    VOUCHER_REDEEMED = "VOUCHER_REDEEMED"
+    VOUCHER_RELEASED = "VOUCHER_RELEASED"
+    VOUCHERS_EXPIRED = "VOUCHERS_EXPIRED"
+    DEPOSIT_SUCCEEDED = "DEPOSIT_SUCCEEDED"
+    BALANCE_LOW = "BALANCE_LOW"
+
+
+class WebhookDeliveryStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"

@@ -35,6 +35,7 @@ from schema.pagination import MAX_PAGE_SIZE
 from schema.redemption import RedemptionMutation, RedemptionQuery
 from schema.requests import HideSuggestions, OneOperationOrItsName
 from schema.staff import JobMutation, StaffMutation, StaffQuery
+from schema.webhooks import WebhookMutation
 
 log = logging.getLogger("vouchsafe.graphql")
 
@@ -45,7 +46,15 @@ MAX_TOKENS = 2_000
 
 # One query and one mutation type per domain module, merged into the root types.
 QUERIES = (AccountQuery, CatalogueQuery, OrderQuery, RedemptionQuery, StaffQuery)
-MUTATIONS = (AccountMutation, FinanceMutation, OrderMutation, RedemptionMutation, StaffMutation, JobMutation)
+MUTATIONS = (
+    AccountMutation,
+    FinanceMutation,
+    OrderMutation,
+    RedemptionMutation,
+    StaffMutation,
+    JobMutation,
+    WebhookMutation,
+)
 
 
 class Schema(strawberry.Schema):

@@ -21,6 +21,7 @@ from schema.errors import UserError, user_errors
 from schema.finance.types import FinanceSettings, LedgerEntry, LedgerFilter
 from schema.pagination import Connection, paginate
 from schema.permissions import IsAuthenticated, actor_of
+from schema.webhooks import WebhookEndpoint, endpoints_of
 from services import accounts
 from services.errors import DomainError
 
@@ -157,6 +158,17 @@ class Account(relay.Node):
         return await paginate(
             query, lambda row: LedgerEntry.of(row, currency), first=first, after=after, last=last, before=before
         )
+
+    @strawberry.field(description="Webhook endpoints, newest first (ADMIN, FINANCE and API keys; empty otherwise).")
+    async def webhook_endpoints(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[WebhookEndpoint]:
+        return await endpoints_of(info, self.id, first=first, after=after, last=last, before=before)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]  # Strawberry declares it with overloads

@@ -35,8 +35,9 @@ from models import (
     VoucherOrder,
     VoucherOrderStatus,
     VoucherStatus,
+    WebhookEventType,
 )
-from services import events, idempotency, outbox
+from services import events, idempotency, outbox, webhook_events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
 from services.ledger import finance_contacts, post_entry
@@ -151,6 +152,14 @@ async def cancel_order(
         refund = await _refund(conn, order, actor, gateway, public_url)
         await OrderEvent.create(
             order_id=order.id, kind=OrderEventKind.REFUNDED, data=refund, using_db=conn, **actor_ids
+        )
+        refunded = {"amount": webhook_events.money(order.total, order.currency), "paymentMethod": refund["method"]}
+        await webhook_events.emit_for_order(
+            conn,
+            order.id,
+            WebhookEventType.VOUCHER_ORDER_CANCELLED,
+            {"refund": refunded, "vouchersCancelled": cancelled, "cancelledAt": webhook_events.instant(now)},
+            full=True,
         )
         await _notify(conn, order, public_url)
         return {"order_id": order.id}

@@ -36,7 +36,7 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import events, outbox
+from services import events, outbox, webhook_events
 from services.ledger import finance_contacts
 from services.mail import SEND_EMAIL, email_payload
 
@@ -82,6 +82,11 @@ WITH locked AS MATERIALIZED (
 ), history AS (
     INSERT INTO order_event (order_id, kind, data, created_at)
     SELECT order_id, 'EXPIRED', jsonb_build_object('count', n), $4 FROM per_order ORDER BY order_id
+), tally AS (
+    INSERT INTO webhook_expiry_tally (sweep_id, order_id, account_id, count, created_at)
+    SELECT $5, p.order_id, l.account_id, p.n, $4 FROM per_order AS p JOIN locked AS l ON l.id = p.order_id
+    WHERE EXISTS (SELECT 1 FROM webhook_endpoint w WHERE w.account_id = l.account_id AND w.enabled
+                  AND w.events @> '["VOUCHERS_EXPIRED"]'::jsonb)
 )
 SELECT p.order_id, l.account_id, p.n FROM per_order AS p JOIN locked AS l ON l.id = p.order_id
 """
@@ -99,6 +104,7 @@ async def expire_due(*, batch_size: int = BATCH_SIZE, now: datetime | None = Non
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     now = now or clock.now()
+    await webhook_events.flush_expiry_tallies()  # a sweep that died before its events
     bounds = (
         await Voucher.filter(status=VoucherStatus.VALID_UNUSED, expires_at__lte=now)
         .annotate(low=Min("id"), high=Max("id"))
@@ -108,26 +114,29 @@ async def expire_due(*, batch_size: int = BATCH_SIZE, now: datetime | None = Non
         return 0
     low, high = int(bounds[0]["low"]), int(bounds[0]["high"])
     ranges = iter(range(low, high + 1, batch_size))
+    # vouchers.expired webhooks: tallied with each range, one event per order when the sweep ends.
+    sweep = webhook_events.new_sweep_id()
 
     async def lane() -> int:
         # The lanes share one iterator: each takes the next range when its last one ends.
-        return sum([await _expire_range(start, start + batch_size, now) for start in ranges])
+        return sum([await _expire_range(start, start + batch_size, now, sweep) for start in ranges])
 
     lanes = SWEEP_LANES if connections.get("default").capabilities.dialect == "postgres" else 1
     # A task group: a lane that fails stops the other; the error reaches the caller in an ExceptionGroup.
     async with asyncio.TaskGroup() as group:
         swept = [group.create_task(lane()) for _ in range(lanes)]
     expired = sum(task.result() for task in swept)
+    await webhook_events.flush_expiry_tallies(sweep_id=sweep)
     if expired:
         log.info("expired %d vouchers", expired)
     return expired
 
 
-async def _expire_range(start: int, stop: int, now: datetime) -> int:
+async def _expire_range(start: int, stop: int, now: datetime, sweep: str) -> int:
     """One short transaction: the due vouchers with start <= id < stop, and their orders' history."""
     conn = connections.get("default")
     if conn.capabilities.dialect == "postgres":
-        rows = await conn.execute_query_dict(_EXPIRE_PG, [start, stop, now, clock.now()])
+        rows = await conn.execute_query_dict(_EXPIRE_PG, [start, stop, now, clock.now(), sweep])
         per_order = Counter({int(row["order_id"]): int(row["n"]) for row in rows})
         owners = {int(row["order_id"]): int(row["account_id"]) for row in rows}
     else:
@@ -137,6 +146,8 @@ async def _expire_range(start: int, stop: int, now: datetime) -> int:
             owners = {int(row["order_id"]): int(row["account_id"]) for row in rows}
             if per_order:
                 await _history(tx, per_order)
+                tallies = {order_id: (owners[order_id], count) for order_id, count in per_order.items()}
+                await webhook_events.tally_expired(tx, sweep, tallies)
     await events.publish(events.order_changed(order_id, owner, "EXPIRED") for order_id, owner in owners.items())
     return sum(per_order.values())
 

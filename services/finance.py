@@ -10,8 +10,17 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import Account, ApiKeyChannel, FinanceSettings, LedgerEntry, LedgerEntryKind, PaymentMethod, Role
-from services import events, idempotency, outbox
+from models import (
+    Account,
+    ApiKeyChannel,
+    FinanceSettings,
+    LedgerEntry,
+    LedgerEntryKind,
+    PaymentMethod,
+    Role,
+    WebhookEventType,
+)
+from services import events, idempotency, outbox, webhook_events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, invalid, not_found
 from services.ledger import finance_contacts, post_entry
@@ -147,6 +156,9 @@ async def deposit(
                 public_url=public_url,
             )
             await _receipt(conn, account, entry, public_url)
+            await webhook_events.emit(
+                conn, account_id=account_id, event=WebhookEventType.DEPOSIT_SUCCEEDED, data=_deposited(account, entry)
+            )
             await idempotency.complete(begun, {"ledger_entry_id": entry.id}, using_db=conn)
     except Exception:
         # The card was charged but nothing was credited: give the money back.
@@ -159,6 +171,17 @@ async def deposit(
     outbox.notify()
     await events.publish([events.account_changed(account_id, "DEPOSIT")])
     return entry
+
+
+def _deposited(account: Account, entry: LedgerEntry) -> dict[str, object]:
+    ledger_entry = {
+        "id": webhook_events.gid("LedgerEntry", entry.id),
+        "kind": entry.kind.value,
+        "amount": webhook_events.money(entry.amount, account.currency),
+        "balanceAfter": webhook_events.money(entry.balance_after, account.currency),
+        "createdAt": webhook_events.instant(entry.created_at),
+    }
+    return {"ledgerEntry": ledger_entry}
 
 
 async def _receipt(conn: BaseDBAsyncClient, account: Account, entry: LedgerEntry, public_url: str) -> None:

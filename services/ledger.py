@@ -19,8 +19,8 @@ from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
 
-from models import Account, FinanceSettings, LedgerEntry, LedgerEntryKind, Role, User
-from services import outbox
+from models import Account, FinanceSettings, LedgerEntry, LedgerEntryKind, Role, User, WebhookEventType
+from services import outbox, webhook_events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
 from services.mail import SEND_EMAIL, email_payload
@@ -89,6 +89,12 @@ async def _low_balance(conn: BaseDBAsyncClient, account: Account, amount: int, p
         )
         if crossed:
             settings = await FinanceSettings.get(account_id=account.id, using_db=conn)
+            threshold = settings.low_balance_threshold or 0
+            low = {
+                "balance": webhook_events.money(account.balance, account.currency),
+                "threshold": webhook_events.money(threshold, account.currency),
+            }
+            await webhook_events.emit(conn, account_id=account.id, event=WebhookEventType.BALANCE_LOW, data=low)
             recipients = await finance_contacts(conn, account.id)
             if recipients:
                 await outbox.add(

@@ -32,8 +32,9 @@ from models import (
     VoucherOrder,
     VoucherOrderLine,
     VoucherStatus,
+    WebhookEventType,
 )
-from services import catalogue, codes, events, idempotency, outbox
+from services import catalogue, codes, events, idempotency, outbox, webhook_events
 from services.actors import Actor
 from services.catalogue import LineRequest, Quote
 from services.errors import DomainError, ErrorCode
@@ -272,6 +273,12 @@ async def _commit(conn: BaseDBAsyncClient, d: _Details, *, charge_reference: str
         paid = {"method": d.method.value, "reference": charge_reference}
     await OrderEvent.create(order_id=order.id, kind=OrderEventKind.PAID, data=paid, using_db=conn, **actor_ids)
     await _confirmation(conn, d, order)
+    await webhook_events.emit(
+        conn,
+        account_id=d.account.id,
+        event=WebhookEventType.VOUCHER_ORDER_PLACED,
+        data={"order": webhook_events.placed_order(order, d.quote)},
+    )
     await outbox.add(RENDER_PDF, {"order_id": order.id}, using_db=conn)
     return {"order_id": order.id}
 

@@ -51,8 +51,9 @@ from models import (
     Voucher,
     VoucherOrder,
     VoucherOrderLine,
+    WebhookEventType,
 )
-from services import events, outbox
+from services import events, outbox, webhook_events
 from services.codes import CodeCipher, display
 from services.outbox import FailureHook, Handler
 
@@ -345,6 +346,8 @@ async def _store(order_id: int, generation: int, pdf: IO[bytes], *, pages: int, 
             data={"pages": pages, "bytes": size, "parts": part},
             using_db=conn,
         )
+        pdf_ready = {"pdf": {"pages": pages}}
+        await webhook_events.emit_for_order(conn, order_id, WebhookEventType.VOUCHER_ORDER_PDF_READY, pdf_ready)
         await PdfChunk.filter(order_id=order_id).using_db(conn).delete()
 
 

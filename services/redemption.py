@@ -33,7 +33,7 @@ from models import (
     VoucherOrderStatus,
     VoucherStatus,
 )
-from services import codes, events
+from services import codes, events, webhook_events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
 from services.limits import count_attempt
@@ -224,6 +224,7 @@ async def _use(voucher: Voucher, values: dict[str, Any], event: dict[str, Any]) 
             raise _refusal(await Voucher.get(id=voucher.id, using_db=conn), now)
         created = await CertificateRequest.create(**values, using_db=conn)
         await OrderEvent.create(order_id=order.id, kind=OrderEventKind.VOUCHER_REDEEMED, data=event, using_db=conn)
+        await webhook_events.voucher_redeemed(conn, order, voucher, now)
     return created
 
 
@@ -239,9 +240,10 @@ async def _use(voucher: Voucher, values: dict[str, Any], event: dict[str, Any]) 
 # out why from the found row (`f`), the order's status and, last, the voucher's.
 # FOR NO KEY UPDATE, as the expiry sweep: it conflicts with a cancel's or another
 # redemption's order lock, not with a worker inserting rows that merely reference the order.
-_REDEEM_PG = """
+_REDEEM_PG = f"""
 WITH f AS (
-    SELECT v.id, v.order_id, v.account_id, v.code_hint, l.fqdns, l.wildcards
+    SELECT v.id, v.order_id, v.account_id, v.code_hint, l.fqdns, l.wildcards, l.product_code, l.validity_years,
+           (SELECT number FROM voucher_order WHERE id = v.order_id) AS order_number
     FROM voucher v JOIN voucher_order_line l ON l.id = v.line_id WHERE v.code_digest = $1
 ),
 o AS (SELECT status FROM voucher_order WHERE id = (SELECT order_id FROM f) FOR NO KEY UPDATE),
@@ -261,7 +263,8 @@ e AS (
     INSERT INTO order_event (order_id, kind, data, created_at)
     SELECT f.order_id, 'VOUCHER_REDEEMED', $11::text::jsonb || jsonb_build_object('voucher', f.code_hint), $2
     FROM v, f
-)
+),
+{webhook_events.REDEEMED_PG}
 SELECT f.id AS found_voucher_id, f.order_id AS found_order_id, f.account_id AS found_owner_id, r.*
 FROM (VALUES (1)) AS one LEFT JOIN f ON true LEFT JOIN r ON true
 """
@@ -291,6 +294,8 @@ async def _redeem_in_one_statement(
     args = [cipher.digest(body), now, names.plain_count, names.wildcard_count, values["account_id"]]
     args += [values["user_id"], values["common_name"], json.dumps(values["additional_fqdns"])]
     args += [json.dumps(values["wildcards"]), values["csr"], json.dumps(event)]
+    # voucher.redeemed for the owner's endpoints, in the same statement (webhook_events.REDEEMED_PG).
+    args += [webhook_events.new_event_id(), webhook_events.instant(now), codes.masked("")]
     [row] = await conn.execute_query_dict(_REDEEM_PG, args)
     voucher_id, order_id, owner_id = (row.pop(f"found_{key}") for key in ("voucher_id", "order_id", "owner_id"))
     if voucher_id is None:
@@ -337,7 +342,7 @@ async def end_request(*, actor: Actor, request_id: int, revoke: bool) -> Ended:
     )
     voucher = await Voucher.get(id=found.voucher_id)
     async with in_transaction() as conn:
-        await VoucherOrder.filter(id=voucher.order_id).using_db(conn).select_for_update().get()
+        order = await VoucherOrder.filter(id=voucher.order_id).using_db(conn).select_for_update().get()
         now = clock.now()
         ended = (
             await CertificateRequest.filter(id=found.id, status=before)
@@ -372,6 +377,7 @@ async def end_request(*, actor: Actor, request_id: int, revoke: bool) -> Ended:
                 },
                 using_db=conn,
             )
+            await webhook_events.voucher_released(conn, order, voucher, revoke, now)
     if released:
         await events.publish([events.order_changed(voucher.order_id, voucher.account_id, "VOUCHER_RELEASED")])
     return Ended(await CertificateRequest.get(id=found.id), released, notice)

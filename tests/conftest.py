@@ -118,14 +118,17 @@ def run_keys() -> dict[str, str]:
 # them to its own worker, which takes one PDF chunk at a time: a test waiting for its own
 # PDF then waits behind every chunk left before it (seen: 60 s and more).
 _LEFTOVER_JOBS = "DELETE FROM outbox_message WHERE status IN ('PENDING', 'ENQUEUED')"
+# Webhooks an earlier test left waiting for a receiver that is gone: every later worker would try them.
+_LEFTOVER_WEBHOOKS = "UPDATE webhook_delivery SET status = 'FAILED', next_attempt_at = NULL WHERE status = 'PENDING'"
 
 
 def _drop_leftover_jobs(database_url: str) -> None:
     if not ON_POSTGRES:
         with contextlib.closing(sqlite3.connect(database_url.split("://", 1)[1], timeout=10)) as conn, conn:
             conn.execute(_LEFTOVER_JOBS)
+            conn.execute(_LEFTOVER_WEBHOOKS)
         return
-    asyncio.run(_admin_execute(_LEFTOVER_JOBS, database_url))
+    asyncio.run(_admin_execute(f"{_LEFTOVER_JOBS}; {_LEFTOVER_WEBHOOKS}", database_url))
 
 
 @pytest.fixture

@@ -10,18 +10,26 @@ from typing import Any
 
 from arq import Retry
 
+from infra import response_cache
 from infra.database import close_db, open_db
 from infra.redis import ArqQueue
 from models import ORM_APPS
 from services import events, expiry, idempotency, outbox, pdf
 from services.codes import CodeCipher
 from services.mail import SEND_EMAIL, mailer_for, send_email_handler
+from services.webhook_delivery import DeliveryConfig, Outcome
+from services.webhook_http import HttpSender
+from services.webhook_secrets import SecretCipher
+from services.webhook_urls import SystemResolver
 from settings import Settings
 from workers.relay import relay_forever
+from workers.webhooks import Dispatcher
 
 log = logging.getLogger(__name__)
 
 BUSY_RETRY_SECONDS = 30
+# A delivery's outcome retires its account's cached answers (their deliveries list), best effort.
+CACHE_BUMP_TIMEOUT_SECONDS = 2.0
 
 
 async def run_outbox(ctx: dict[str, Any], message_id: int) -> str:
@@ -77,9 +85,36 @@ async def startup(ctx: dict[str, Any]) -> None:
         events.install(ctx["event_bus"])
     ctx["handlers"] = handlers(settings)
     ctx["failure_hooks"] = pdf.pdf_failure_hooks()
+    ctx["webhooks"], ctx["webhooks_task"] = start_webhooks(settings, ctx["redis"])
+
+
+def start_webhooks(settings: Settings, redis: Any) -> tuple[Dispatcher, asyncio.Task[None]]:
+    """The process's webhook dispatcher (workers.webhooks), beside the job queue."""
+    config = DeliveryConfig(
+        cipher=SecretCipher(settings.secret_key),
+        sender=HttpSender(),
+        resolver=SystemResolver(),
+        allow_insecure=settings.webhooks_allow_insecure,
+        public_url=settings.public_url,
+    )
+
+    async def settled(outcome: Outcome) -> None:
+        async with asyncio.timeout(CACHE_BUMP_TIMEOUT_SECONDS):
+            await response_cache.invalidate(redis, settings.queue_name, [outcome.account_id])
+
+    dispatcher = Dispatcher(config, on_outcome=settled)
+    return dispatcher, asyncio.create_task(dispatcher.run_forever())
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    webhooks_task: asyncio.Task[None] | None = ctx.pop("webhooks_task", None)
+    if webhooks_task is not None:
+        webhooks_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await webhooks_task
+        dispatcher: Dispatcher = ctx.pop("webhooks")
+        await dispatcher.stop()
+        await dispatcher.config.sender.aclose()
     relay = ctx.pop("relay", None)
     if relay is not None:
         relay.cancel()

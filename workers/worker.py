@@ -125,6 +125,10 @@ class VouchsafeWorker(Worker):
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await main
         await self.stop(grace=grace)
+        # arq's close() is what runs on_shutdown, and it also closes the pool, which is not this
+        # worker's here: the webhook dispatcher started by on_startup stops with it.
+        if self.on_shutdown is not None:
+            await self.on_shutdown(self.ctx)
 
     async def stop(self, *, grace: float = STOP_GRACE_SECONDS) -> None:
         """Let running jobs finish for a moment, then end the rest (the in-process worker, at shutdown).

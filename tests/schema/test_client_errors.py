@@ -189,6 +189,12 @@ ACCOUNT_PAGES = """query Q($a: String, $b: String) { viewer { account {
 ORDER_PAGES = """query Q($id: ID!, $a: String) { node(id: $id) { ... on VoucherOrder {
   vouchers(after: $a) { totalCount } history(after: $a) { totalCount } } } }"""
 REQUESTS = "query Q($a: String) { certificateRequests(after: $a) { totalCount } }"
+HOOK_CREATE = mutation("webhookEndpointCreate", "WebhookEndpointCreateInput")
+HOOK_UPDATE = mutation("webhookEndpointUpdate", "WebhookEndpointUpdateInput")
+HOOK_PAGES = """query Q($id: ID!, $a: String, $b: String) { viewer { account { webhookEndpoints(after: $a, before: $b) {
+  totalCount } } } node(id: $id) { ... on WebhookEndpoint { deliveries(after: $a, before: $b) { totalCount } } } }"""
+# A public address written as an IP: an endpoint can be made without a DNS lookup or plain-http permission.
+HOOK_URL = "https://8.8.8.8/hooks"
 
 REDEEM_INPUT = {"code": "VS-AAAAA-AAAAA-AAAAA-AAAAA", "commonName": "example.com"}
 CURSOR = 100
@@ -230,6 +236,14 @@ LIMITS = {
     "Account.ledger(before)": CURSOR,
     "VoucherOrder.vouchers(after)": CURSOR,
     "VoucherOrder.history(after)": CURSOR,
+    "WebhookEndpointCreateInput.url": 2048,
+    "WebhookEndpointCreateInput.description": 500,
+    "WebhookEndpointUpdateInput.url": 2048,
+    "WebhookEndpointUpdateInput.description": 500,
+    "Account.webhookEndpoints(after)": CURSOR,
+    "Account.webhookEndpoints(before)": CURSOR,
+    "WebhookEndpoint.deliveries(after)": CURSOR,
+    "WebhookEndpoint.deliveries(before)": CURSOR,
 }
 
 
@@ -249,6 +263,13 @@ class TestStringLimits:
             token=seller["token"],
         )
         seller["order_id"] = placed["data"]["voucherOrderCreate"]["order"]["id"]
+        hook = await api(
+            "mutation M($input: WebhookEndpointCreateInput!) { webhookEndpointCreate(input: $input) {"
+            " endpoint { id } errors { code field message } } }",
+            {"input": {"url": HOOK_URL, "events": ["VOUCHER_REDEEMED"]}},
+            token=seller["token"],
+        )
+        seller["endpoint_id"] = hook["data"]["webhookEndpointCreate"]["endpoint"]["id"]
         staff_email = unique_email("staff")
         await staff.create_staff(email=staff_email, password=PASSWORD)
         seller["staff_token"] = await sign_in(api, staff_email)
@@ -286,11 +307,17 @@ class TestStringLimits:
         if kind == "VoucherRedeemInput":
             named = [value] if field in ("additionalFqdns", "wildcards") else value
             return REDEEM, {"input": {**REDEEM_INPUT, field: named}}, token
+        if kind == "WebhookEndpointCreateInput":
+            return HOOK_CREATE, {"input": {"url": HOOK_URL, "events": ["VOUCHER_REDEEMED"], field: value}}, token
+        if kind == "WebhookEndpointUpdateInput":
+            return HOOK_UPDATE, {"input": {"id": seller["endpoint_id"], field: value}}, token
         if coordinate == "Query.voucherByCode(code)":
             return BY_CODE, {"code": value}, None
         argument = "a" if coordinate.endswith("(after)") else "b"
         if kind == "Query":
             return (ORDERS if "voucherOrders" in coordinate else REQUESTS), {argument: value}, token
+        if kind == "WebhookEndpoint" or "webhookEndpoints" in coordinate:
+            return HOOK_PAGES, {"id": seller["endpoint_id"], argument: value}, token
         if kind == "Account":
             return ACCOUNT_PAGES, {argument: value}, token
         return ORDER_PAGES, {"id": seller["order_id"], "a": value}, token
