@@ -21,9 +21,21 @@ from schema.finance.types import LedgerEntry
 from schema.orders.types import Voucher, VoucherOrder
 from schema.pagination import MAX_PAGE_SIZE
 from schema.redemption import CertificateRequest
+from schema.webhooks import WebhookDelivery, WebhookEndpoint
 
 NODE_TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (Account, ApiKey, User, LedgerEntry, Voucher, VoucherOrder, CertificateRequest)
+    cls.__name__: cls
+    for cls in (
+        Account,
+        ApiKey,
+        User,
+        LedgerEntry,
+        Voucher,
+        VoucherOrder,
+        CertificateRequest,
+        WebhookEndpoint,
+        WebhookDelivery,
+    )
 }
 
 
