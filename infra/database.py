@@ -21,7 +21,8 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     (live updates go through Redis), no SET, cursors only inside transactions, which
     end with them. asyncpg still rolls back a transaction left open (a cancelled
     request) before the connection is reused. Code that starts keeping session state
-    must reset it itself, or this must go.
+    must reset it itself, or this must go. Drop it when asyncpg skips the reset for a clean
+    session (checked against upstream in tests/test_library_patches.py).
     """
 
     def get_reset_query(self) -> str:

@@ -31,6 +31,7 @@ class CheckOutsideLockPool(ConnectionPool):
     bench/README.md, W3). Moving it out is what the library's own BlockingConnectionPool
     does, and what its issue #3692 asks of this one: the lock still covers taking a
     connection, which awaits nothing; the check is on a connection no other task has.
+    Drop it when redis-py does the same (checked against upstream in tests/test_library_patches.py).
     """
 
     async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:

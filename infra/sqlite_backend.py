@@ -8,7 +8,8 @@ first (a cancel's order lock is a plain SELECT on SQLite, a reveal reads its vou
 before it writes the event), so a `vouchsafe worker` or a CLI command on the same file
 made the API fail (RELIABILITY F07, tests/test_sqlite_concurrency.py). BEGIN IMMEDIATE
 takes the write lock up front and waits busy_timeout for it. Inside one process nothing
-changes: Tortoise runs one SQLite transaction at a time there anyway.
+changes: Tortoise runs one SQLite transaction at a time there anyway. Drop it when Tortoise
+can begin IMMEDIATE itself (checked against upstream in tests/test_library_patches.py).
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ catches an AttributeError inside, and a dashboard returns thousands of such valu
 on its type only (`await` looks `__await__` up on the type), so the answer is
 remembered per type; generators, whose answer depends on their code, are asked
 every time, as before.
+
+Both patches here are checked against upstream in tests/test_library_patches.py; drop them
+when Strawberry remembers the awaitable answer per type and serializes enums by lookup.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@
 - Production answers no "Did you mean ...?" anywhere: graphql-core suggests fields,
   arguments, types, enum values and input fields, in validation and in variable coercion,
   and Strawberry turns off only the field suggestions.
+
+OneOperationOrItsName reads a private attribute of Strawberry's execution context: checked
+against upstream in tests/test_library_patches.py; drop it when Strawberry refuses the document itself.
 """
 
 from __future__ import annotations

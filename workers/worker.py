@@ -37,7 +37,8 @@ class VouchsafeWorker(Worker):
     arq claims up to `max_jobs` queued jobs at each poll and keeps them, so the first
     worker to poll took every chunk of an order's PDF while the others idled. This one
     runs one CPU-bound job (services.outbox.CPU_BOUND_TASKS) at a time and leaves the
-    others queued for other workers; short jobs (e-mails) still run beside it.
+    others queued for other workers; short jobs (e-mails) still run beside it. Both override
+    arq internals, checked against upstream in tests/test_library_patches.py.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
