@@ -1,6 +1,6 @@
 """Every row the bench writes before measuring, made through the project's own code paths.
 
-Partners are made as tests/factories.py makes them (sign-up, partner feature on, balance
+Partners are made as tests/support/factories.py makes them (sign-up, partner feature on, balance
 billing on, a sandbox card deposit); the rest of what their orders cost is credited by a
 ledger DEPOSIT entry (card deposits stop at 100,000.00 and the data set costs ~$190M).
 Every order is placed by `place_order`, paid by balance: quote, debit, order, lines,

@@ -230,7 +230,7 @@ async def _dashboard(info: strawberry.Info) -> dict[str, Any]:
     """The whole answer, from one statement, once per request (both root fields share it)."""
     context = info.context
     if "dashboard" not in context:
-        raw = info._raw_info
+        raw = info._raw_info  # noqa: SLF001  # the baseline reads graphql-core's info as Strawberry does
         selected = convert_selections(raw, list(raw.operation.selection_set.selections))
         orders = _argument(selected, ["voucherOrders"], "first")
         vouchers = _argument(selected, ["voucherOrders", "edges", "node", "vouchers"], "first")

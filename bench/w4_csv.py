@@ -199,7 +199,8 @@ async def compare(ctx: BenchContext, url: str, order_id: int, size: int, rounds:
     runs: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
     processes = Processes(reuse=ctx.quick)
     if ctx.quick:  # both started at once, before the timing
-        await asyncio.gather(*(asyncio.to_thread(processes._pool(v).submit(_warm).result) for v in runs))
+        warm = [processes._pool(v).submit(_warm).result for v in runs]  # noqa: SLF001  # the pools it times
+        await asyncio.gather(*(asyncio.to_thread(ready) for ready in warm))
 
     async def one(variant: str) -> float:
         result = await processes.run(variant, url, order_id, ctx.code_key)

@@ -6,7 +6,7 @@
   B  one statement: UPDATE voucher SET status = 'EXPIRED' WHERE status = 'VALID_UNUSED'
      AND expires_at <= now.
 Targets: time A <= 1.2 x time B; no batch of A holds its locks over 1 s (each range's
-transaction, one statement on PostgreSQL, timed around services.expiry._expire_range); redemptions
+transaction, one statement on PostgreSQL, timed around services.expiry._expire_range); redemptions  # noqa: SLF001
 of other, unexpired codes of the same orders, made meanwhile by another process through
 services.redemption.redeem, keep p99 <= 100 ms (pooled over A's rounds; B's are shown too).
 
@@ -91,7 +91,8 @@ async def run(ctx: BenchContext) -> list[Comparison]:
         # In random order, as customers come: a redemption may meet the range being swept, or any other.
         random.Random(6).shuffle(pool_codes)
         redeemer = await seed.account("W6 Redeemer", seed.email("w6"))
-        assert redeemer.user_id is not None and redeemer.account_id is not None
+        assert redeemer.user_id is not None
+        assert redeemer.account_id is not None
         comparison = Comparison(
             workload=f"W6 expire {due:,} vouchers",
             a_label=f"expire_due, ranges of {expiry.BATCH_SIZE:,}, {expiry.SWEEP_LANES} lanes",
@@ -181,7 +182,7 @@ async def run(ctx: BenchContext) -> list[Comparison]:
 
 async def _expire_due_timed(holds: list[float]) -> int:
     """expire_due as the worker runs it, each range's transaction timed (the time it holds its locks)."""
-    original = expiry._expire_range
+    original = expiry._expire_range  # noqa: SLF001
 
     async def timed(start: int, stop: int, now: object, sweep: str) -> int:
         begun = time.perf_counter()
@@ -190,8 +191,8 @@ async def _expire_due_timed(holds: list[float]) -> int:
         finally:
             holds.append(time.perf_counter() - begun)
 
-    expiry._expire_range = timed  # type: ignore[assignment]
+    expiry._expire_range = timed  # type: ignore[assignment]  # noqa: SLF001
     try:
         return await expiry.expire_due()
     finally:
-        expiry._expire_range = original  # type: ignore[assignment]
+        expiry._expire_range = original  # type: ignore[assignment]  # noqa: SLF001

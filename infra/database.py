@@ -39,7 +39,7 @@ def tortoise_config(database_url: str, *, apps: Mapping[str, Any], pool_size: in
                 "file_path": path,
                 # WAL lets the API read while a worker process writes; busy_timeout
                 # makes a second process wait for the write lock instead of failing,
-                # and the engine begins transactions IMMEDIATE so that it can (F07).
+                # and the engine begins transactions IMMEDIATE so that it can (tests/system/test_sqlite_concurrency.py).
                 "journal_mode": "WAL",
                 "busy_timeout": 10_000,
                 "foreign_keys": "ON",

@@ -6,7 +6,7 @@ process committed meanwhile cannot be upgraded: its snapshot is stale, and SQLit
 "database is locked" at once, without waiting busy_timeout. Many transactions here read
 first (a cancel's order lock is a plain SELECT on SQLite, a reveal reads its vouchers
 before it writes the event), so a `vouchsafe worker` or a CLI command on the same file
-made the API fail (RELIABILITY F07, tests/test_sqlite_concurrency.py). BEGIN IMMEDIATE
+made the API fail (tests/system/test_sqlite_concurrency.py). BEGIN IMMEDIATE
 takes the write lock up front and waits busy_timeout for it. Inside one process nothing
 changes: Tortoise runs one SQLite transaction at a time there anyway. Drop it when Tortoise
 can begin IMMEDIATE itself (checked against upstream in tests/test_library_patches.py).

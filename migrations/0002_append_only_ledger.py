@@ -1,6 +1,6 @@
 """Database-level guarantees Tortoise cannot express on both stores.
 
-- The ledger is append-only: a trigger refuses UPDATE and DELETE (I1, R11).
+- The ledger is append-only: a trigger refuses UPDATE and DELETE.
 - At most one live certificate request per voucher: a partial unique index (I3).
 """
 

@@ -119,6 +119,8 @@ class OrderEvent(Model):
     """An order's history: who did what, when. Never holds a full code."""
 
     order_id: int
+    actor_user_id: int | None
+    actor_api_key_id: int | None
 
     id = fields.BigIntField(primary_key=True)
     order: fields.ForeignKeyRelation[VoucherOrder] = fields.ForeignKeyField(

@@ -100,7 +100,7 @@ def build_schema(*, production: bool = False) -> Schema:
             scalar_map={DecimalString: DECIMAL_SCALAR},
         ),
     )
-    name_enums_by_lookup(built._schema)
+    name_enums_by_lookup(built._schema)  # noqa: SLF001  # Strawberry's graphql-core schema (tests/test_library_patches.py)
     return built
 
 

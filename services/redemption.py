@@ -104,8 +104,9 @@ async def _find(code: str, cipher: codes.CodeCipher) -> Voucher | None:
     line = {key[5:]: value for key, value in row.items() if key.startswith("line.")}
     # _init_from_db is how Tortoise itself turns a row into a model (its raw() and
     # select_related do the same); the line is attached as select_related attaches it.
-    voucher = Voucher._init_from_db(**{key: value for key, value in row.items() if not key.startswith("line.")})
-    object.__setattr__(voucher, "_line", VoucherOrderLine._init_from_db(**line))
+    fields = {key: value for key, value in row.items() if not key.startswith("line.")}
+    voucher = Voucher._init_from_db(**fields)  # noqa: SLF001
+    object.__setattr__(voucher, "_line", VoucherOrderLine._init_from_db(**line))  # noqa: SLF001
     return voucher
 
 
@@ -302,7 +303,7 @@ async def _redeem_in_one_statement(
         raise _unknown()
     # The inserted row as the database has it, made a model as Tortoise makes fetched rows
     # (cheaper than building an unsaved model first: bench/README.md, W3).
-    created = CertificateRequest._init_from_db(**row) if row["id"] is not None else None
+    created = CertificateRequest._init_from_db(**row) if row["id"] is not None else None  # noqa: SLF001
     return _Used(created, voucher_id, order_id, owner_id)
 
 

@@ -10,14 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import email
-import email.policy
-import os
 import secrets
-import socket
+import shutil
 import sqlite3
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -31,10 +26,11 @@ from aiosmtpd.controller import Controller
 from infra import database
 from models import ORM_APPS
 from settings import Settings, load_settings
-
-BASE_DATABASE_URL = os.environ.get("DATABASE_URL")
-REDIS_URL = os.environ.get("REDIS_URL")
-ON_POSTGRES = bool(BASE_DATABASE_URL)
+from tests.support.api import Api, loopback_client
+from tests.support.mail import Inbox
+from tests.support.redis import OwnRedis
+from tests.support.running import free_port, running_worker, wait_for
+from tests.support.stores import BASE_DATABASE_URL, ON_POSTGRES, REDIS_URL, admin_database, admin_execute, with_database
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -44,34 +40,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
-
-
-async def _admin_execute(sql: str, url: str | None = BASE_DATABASE_URL) -> None:
-    import asyncpg
-
-    assert url
-    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
-
-
-@contextlib.asynccontextmanager
-async def admin_database() -> AsyncIterator[str]:
-    """An empty PostgreSQL database of the caller's own (e.g. for a deployed process to migrate); dropped after."""
-    assert BASE_DATABASE_URL
-    name = f"vouchsafe_test_{secrets.token_hex(4)}"
-    await _admin_execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _with_database(BASE_DATABASE_URL, name)
-    finally:
-        await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -84,13 +52,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     assert BASE_DATABASE_URL
     name = f"vouchsafe_test_{secrets.token_hex(4)}"
-    asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
-    url = _with_database(BASE_DATABASE_URL, name)
+    asyncio.run(admin_execute(f'CREATE DATABASE "{name}"'))
+    url = with_database(BASE_DATABASE_URL, name)
     try:
         asyncio.run(database.migrate(url, apps=ORM_APPS))
         yield url
     finally:
-        asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
@@ -128,7 +96,7 @@ def _drop_leftover_jobs(database_url: str) -> None:
             conn.execute(_LEFTOVER_JOBS)
             conn.execute(_LEFTOVER_WEBHOOKS)
         return
-    asyncio.run(_admin_execute(f"{_LEFTOVER_JOBS}; {_LEFTOVER_WEBHOOKS}", database_url))
+    asyncio.run(admin_execute(f"{_LEFTOVER_JOBS}; {_LEFTOVER_WEBHOOKS}", database_url))
 
 
 @pytest.fixture
@@ -158,31 +126,6 @@ async def db(settings: Settings) -> AsyncIterator[None]:
         await database.close_db()
 
 
-def loopback_client() -> tuple[str, int]:
-    """A distinct loopback address per client, so per-client rate limits never leak between tests."""
-    return (f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}", 50000)
-
-
-class Api:
-    """A GraphQL client over the ASGI app, as a SPA would talk to it."""
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-
-    async def __call__(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def client(self) -> Api:
-        """Another client (another address) on the same app."""
-        transport = httpx.ASGITransport(app=self.http._transport.app, client=loopback_client())  # type: ignore[attr-defined]
-        return Api(httpx.AsyncClient(transport=transport, base_url="http://testserver"))
-
-
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Any]:
     from server import create_app
@@ -202,53 +145,6 @@ async def api(app: Any) -> AsyncIterator[Api]:
 @pytest.fixture
 def production_settings(settings: Settings) -> Settings:
     return replace(settings, env="production")
-
-
-async def wait_for(predicate: Any, *, within: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll an async predicate until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
-
-
-@contextlib.asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[None]:
-    """A worker for the test's duration: the app has one in-process when embedded, otherwise start one."""
-    if settings.embedded_redis:
-        yield
-        return
-    from infra.redis import open_redis
-    from workers.worker import embedded_worker
-
-    redis = await open_redis(settings.redis_url, queue_name=settings.queue_name)
-    # The embedded worker class only skips a log call; on real Redis it is arq's worker.
-    worker = embedded_worker(settings, redis)
-    task = asyncio.create_task(worker.main())
-    try:
-        yield
-    finally:
-        await worker.finish(task)
-        await redis.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
 
 
 @pytest.fixture
@@ -277,39 +173,29 @@ async def smtp_api(settings: Settings, smtp: tuple[Inbox, int]) -> AsyncIterator
             yield Api(http), app_settings, inbox
 
 
-class OwnRedis:
-    """A redis-server of the test's own on a free loopback port: stopped and started at will, never the shared one."""
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A redis-server of the test's own (fault tests stop, freeze and restart it)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    own = OwnRedis(tmp_path)
+    own.start()
+    try:
+        yield own
+    finally:
+        own.stop()
 
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-            self.process = None
+__all__ = [
+    "BASE_DATABASE_URL",
+    "ON_POSTGRES",
+    "REDIS_URL",
+    "Api",
+    "Inbox",
+    "OwnRedis",
+    "admin_database",
+    "free_port",
+    "loopback_client",
+    "running_worker",
+    "wait_for",
+]

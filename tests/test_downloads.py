@@ -24,9 +24,9 @@ from services.downloads import DOWNLOAD_TTL, download_url, verify
 from services.errors import DomainError, ErrorCode
 from services.reveal import reveal_codes
 from settings import Settings
-from tests.conftest import Api
-from tests.factories import PASSWORD, partner_admin, unique_email
-from tests.services.test_exports import placed_order
+from tests.support.api import Api
+from tests.support.factories import PASSWORD, partner_admin, unique_email
+from tests.support.orders import placed
 
 SECRET = b"s" * 32
 ADMIN = Actor(user_id=41, account_id=7, role=Role.ADMIN)
@@ -69,7 +69,8 @@ class TestToken:
         key = Actor(user_id=None, account_id=7, role=Role.FINANCE, api_key_id=5)
         token = token_of(download_url(secret=SECRET, public_url="", order_id=12, kind="pdf", actor=key))
         grant = verify(secret=SECRET, token=token, order_id=12, kind="pdf")
-        assert grant is not None and (grant.user_id, grant.api_key_id) == (None, 5)
+        assert grant is not None
+        assert (grant.user_id, grant.api_key_id) == (None, 5)
 
     def test_a_token_opens_nothing_else(self) -> None:
         token = token_of(download_url(secret=SECRET, public_url="", order_id=12, kind="csv", actor=ADMIN))
@@ -102,7 +103,7 @@ class TestToken:
             with pytest.raises(DomainError) as raised:
                 download_url(secret=SECRET, public_url="", order_id=12, kind="csv", actor=actor)
             assert raised.value.code == ErrorCode.PERMISSION_DENIED
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="unknown download kind"):
             download_url(secret=SECRET, public_url="", order_id=12, kind="zip", actor=ADMIN)
 
 
@@ -134,7 +135,7 @@ class TestDownloadCsv:
     ) -> None:
         # given
         admin = await partner_admin()
-        order = await placed_order(app_settings, admin)
+        order = await placed(app_settings, admin)
         url = mint(app_settings, order.id, admin)
         assert url.startswith(f"{app_settings.public_url}/downloads/orders/{order.id}/codes.csv?t=")
         # when
@@ -151,7 +152,7 @@ class TestDownloadCsv:
 
     async def test_finance_users_and_api_keys_download_too(self, api: Api, app_settings: Settings) -> None:
         admin = await partner_admin()
-        order = await placed_order(app_settings, admin)
+        order = await placed(app_settings, admin)
         finance_user = await accounts.user_create(
             actor=admin, email=unique_email("finance"), password=PASSWORD, role=Role.FINANCE
         )
@@ -160,7 +161,8 @@ class TestDownloadCsv:
         key = Actor(user_id=None, account_id=admin.account_id, role=Role.FINANCE, api_key_id=created.api_key.id)
         for actor in (finance, key):
             response = await api.http.get(path_of(mint(app_settings, order.id, actor)))
-            assert response.status_code == 200 and len(rows_of(response)) == 3
+            assert response.status_code == 200
+            assert len(rows_of(response)) == 3
         events = await downloads_of(order)
         assert [(e.actor_user_id, e.actor_api_key_id) for e in events] == [
             (finance_user.id, None),
@@ -169,7 +171,7 @@ class TestDownloadCsv:
 
     async def test_a_link_works_until_it_expires(self, api: Api, app_settings: Settings) -> None:
         admin = await partner_admin()
-        order = await placed_order(app_settings, admin)
+        order = await placed(app_settings, admin)
         path = path_of(mint(app_settings, order.id, admin))
         with clock.shifted(DOWNLOAD_TTL - timedelta(seconds=5)):
             assert (await api.http.get(path)).status_code == 200
@@ -179,7 +181,7 @@ class TestDownloadCsv:
 
     async def test_a_missing_or_tampered_token(self, api: Api, app_settings: Settings) -> None:
         admin = await partner_admin()
-        order = await placed_order(app_settings, admin)
+        order = await placed(app_settings, admin)
         token = token_of(mint(app_settings, order.id, admin))
         principal, expires, mac = token.split(".")
         base = f"/downloads/orders/{order.id}/codes.csv"
@@ -197,13 +199,14 @@ class TestDownloadCsv:
 
     async def test_another_order_or_another_file(self, api: Api, app_settings: Settings) -> None:
         admin = await partner_admin()
-        order = await placed_order(app_settings, admin)
-        other = await placed_order(app_settings, admin)
+        order = await placed(app_settings, admin)
+        other = await placed(app_settings, admin)
         token = token_of(mint(app_settings, order.id, admin))
         pdf_token = token_of(mint(app_settings, order.id, admin, kind="pdf"))
         await assert_not_found(api, f"/downloads/orders/{other.id}/codes.csv?t={token}")
         await assert_not_found(api, f"/downloads/orders/{order.id}/codes.csv?t={pdf_token}")
-        assert await downloads_of(order) == [] and await downloads_of(other) == []
+        assert await downloads_of(order) == []
+        assert await downloads_of(other) == []
 
     async def test_an_unknown_order(self, api: Api, app_settings: Settings) -> None:
         admin = await partner_admin()
@@ -212,7 +215,7 @@ class TestDownloadCsv:
     async def test_another_tenants_user(self, api: Api, app_settings: Settings) -> None:
         # given: a link minted for another tenant's admin, with a valid signature
         admin = await partner_admin()
-        order = await placed_order(app_settings, admin)
+        order = await placed(app_settings, admin)
         stranger = await partner_admin()
         # then
         await assert_not_found(api, path_of(mint(app_settings, order.id, stranger)))
@@ -223,7 +226,7 @@ class TestDownloadCsv:
     ) -> None:
         # given
         admin = await partner_admin()
-        order = await placed_order(app_settings, admin)
+        order = await placed(app_settings, admin)
         path = path_of(mint(app_settings, order.id, admin))
         # when: the role changes to MEMBER
         await User.filter(id=admin.user_id).update(role=Role.MEMBER)
@@ -237,7 +240,7 @@ class TestDownloadCsv:
 
     async def test_a_revoked_api_key(self, api: Api, app_settings: Settings) -> None:
         admin = await partner_admin()
-        order = await placed_order(app_settings, admin)
+        order = await placed(app_settings, admin)
         created = await accounts.api_key_create(actor=admin, name="shop", channel=ApiKeyChannel.API)
         key = Actor(user_id=None, account_id=admin.account_id, role=Role.FINANCE, api_key_id=created.api_key.id)
         path = path_of(mint(app_settings, order.id, key))
@@ -247,7 +250,8 @@ class TestDownloadCsv:
 
     async def test_head_sends_no_codes_and_records_nothing(self, api: Api, app_settings: Settings) -> None:
         admin = await partner_admin()
-        order = await placed_order(app_settings, admin)
+        order = await placed(app_settings, admin)
         response = await api.http.head(path_of(mint(app_settings, order.id, admin)))
-        assert response.status_code == 200 and response.content == b""
+        assert response.status_code == 200
+        assert response.content == b""
         assert await downloads_of(order) == []

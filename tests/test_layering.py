@@ -112,3 +112,16 @@ class TestLayers:
 
     def test_web_imports_neither_workers_nor_server(self) -> None:
         assert violations(sources("web"), lambda top: top not in {"workers", "server", "cli"}) == []
+
+
+class TestTests:
+    def test_test_modules_share_code_through_tests_support_only(self) -> None:
+        # A test module imported by another runs its tests twice and hides what the suite shares.
+        modules = [p for p in sources("tests") if "support" not in p.parts and p.name != "conftest.py"]
+        found = [
+            f"{module_name(path)} imports {name}"
+            for path in modules
+            for name in imports_of(path)
+            if (name.startswith("tests.") and not name.startswith("tests.support")) or name == "tests.conftest"
+        ]
+        assert found == []

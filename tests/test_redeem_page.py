@@ -1,11 +1,10 @@
-"""The redemption page: served alike for every code with strict headers; codes and tokens never logged (S07)."""
+"""The redemption page: served alike for every code with strict headers; codes and tokens never logged."""
 
 from __future__ import annotations
 
 import io
 import logging
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,19 @@ from starlette.applications import Starlette
 from uvicorn.logging import AccessFormatter
 
 from services import codes
-from tests.factories import PASSWORD, SIGN_UP, unique_email
-from tests.processes import ROOT, command, graphql, poll, process_env, serving, sign_in
-from tests.schema.test_redemption import REDEEM
+from tests.support.documents import REDEEM
+from tests.support.factories import PASSWORD, SIGN_UP, unique_email
+from tests.support.processes import (
+    ROOT,
+    graphql,
+    partner_order,
+    poll,
+    serving,
+    sign_in,
+)
 from web import redeem as redeem_page
 
-CLI_TIMEOUT = 60.0
 ACCESS_FORMAT = '%s - "%s %s HTTP/%s" %d'  # uvicorn's access log call
-ORDER_CREATE = """mutation O($input: VoucherOrderCreateInput!) {
-  voucherOrderCreate(input: $input) { order { id } errors { code field message } } }"""
-REVEAL = """mutation R($id: ID!) { voucherCodesReveal(input: {orderId: $id}) {
-  codes { code } errors { code message } } }"""
 CSV_URL = """query C($id: ID!) { node(id: $id) { ... on VoucherOrder { csvUrl } } }"""
 PDF_URL = """query P($id: ID!) { node(id: $id) { ... on VoucherOrder { pdf { url } } } }"""
 FIXED_CODES = ["VS-7Q2XM-9KD4T-HB3ZR-5WN8P", "vs 7q2xm 9kd4t hb3zr 5wn8p"]
@@ -89,7 +90,8 @@ class TestPage:
         body = response.text
         # every inline block carries the nonce; nothing is loaded from anywhere
         assert body.count(f'nonce="{nonce.group(1)}"') == 2
-        assert len(re.findall(r"<script\b", body)) == 1 and len(re.findall(r"<style\b", body)) == 1
+        assert len(re.findall(r"<script\b", body)) == 1
+        assert len(re.findall(r"<style\b", body)) == 1
         assert not re.search(r"""\b(?:src|href|action)\s*=\s*["'](?!data:)""", body)
         assert not re.search(r"@import|url\(", body)
         assert '<meta name="referrer" content="no-referrer">' in body
@@ -116,7 +118,8 @@ class TestPage:
 
     async def test_only_get_and_head(self, page: httpx.AsyncClient) -> None:
         head = await page.head("/redeem/" + FIXED_CODES[0])
-        assert head.status_code == 200 and head.headers["cache-control"] == "no-store"
+        assert head.status_code == 200
+        assert head.headers["cache-control"] == "no-store"
         assert (await page.post("/redeem/" + FIXED_CODES[0])).status_code == 405
 
 
@@ -166,7 +169,8 @@ class TestLogMasking:
             )
             message = record.getMessage()
             assert expected in message, (path, message)
-            assert isinstance(record.args, tuple) and len(record.args) == 5
+            assert isinstance(record.args, tuple)
+            assert len(record.args) == 5
             for text in (message, line):
                 assert token not in text
                 assert not any(part in text.upper() for part in code_parts(code)), text
@@ -219,51 +223,13 @@ class TestLogMasking:
 # ---- a real server: a partner's order over HTTP, as the browser test uses it too ----
 
 
-def enable_partner(data_dir: Path, email: str) -> None:
-    """`vouchsafe partner enable EMAIL` on the server's data dir, as staff do it."""
-    done = subprocess.run(
-        [*command(), "partner", "enable", email],
-        cwd=data_dir.parent,
-        env=process_env(data_dir),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-def partner_order(http: httpx.Client, data_dir: Path, *, quantity: int = 1) -> tuple[str, str, list[str]]:
-    """A new partner pays an order by card and reveals it: (its token, the order id, the codes)."""
-    email = unique_email("partner")
-    signed_up = graphql(
-        http, SIGN_UP, {"input": {"email": email, "password": PASSWORD, "accountName": "Reseller SARL"}}
-    )["signUp"]
-    assert signed_up["errors"] == [], signed_up
-    enable_partner(data_dir, email)
-    token = sign_in(http, email)
-    line = {"productCode": "BASIC_OV", "quantity": quantity, "validityYears": 1, "fqdns": 2, "wildcards": 1}
-    created = graphql(
-        http,
-        ORDER_CREATE,
-        {"input": {"lines": [line], "paymentMethod": "CREDIT_CARD", "cardToken": "tok_visa"}},
-        token=token,
-    )["voucherOrderCreate"]
-    assert created["errors"] == [], created
-    order_id = created["order"]["id"]
-    revealed = graphql(http, REVEAL, {"id": order_id}, token=token)["voucherCodesReveal"]
-    assert revealed["errors"] == [], revealed
-    return token, order_id, [c["code"] for c in revealed["codes"]]
-
-
 def masking_installed_by_serve() -> bool:
     """Whether `vouchsafe serve` installs the access log masking (cli.py calls it before uvicorn starts)."""
     return "redeem_page.install_access_log_masking()" in (ROOT / "cli.py").read_text()
 
 
 def test_serve_logs_no_code_and_no_download_token(tmp_path: Path) -> None:
-    """S07: an order, its reveal, the code's page, the CSV and PDF downloads and the redemption leave no full
+    """An order, its reveal, the code's page, the CSV and PDF downloads and the redemption leave no full
     code (nor a download token) in the server's log, and no full code in any e-mail sent."""
     data_dir = tmp_path / "data"
     log_path = tmp_path / "serve.log"
@@ -278,7 +244,8 @@ def test_serve_logs_no_code_and_no_download_token(tmp_path: Path) -> None:
         download = urlsplit(csv_url)
         download_token = dict(p.split("=", 1) for p in download.query.split("&"))["t"]
         response = http.get(f"{download.path}?{download.query}")
-        assert response.status_code == 200 and code in response.text
+        assert response.status_code == 200
+        assert code in response.text
         # the PDF (rendered by the in-process worker), then the code redeemed by a customer
         pdf_url = poll(
             lambda: graphql(http, PDF_URL, {"id": order_id}, token=token)["node"]["pdf"]["url"],
@@ -286,7 +253,8 @@ def test_serve_logs_no_code_and_no_download_token(tmp_path: Path) -> None:
             what="the order's PDF",
         )
         pdf = http.get(urlsplit(pdf_url).path + "?" + urlsplit(pdf_url).query)
-        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+        assert pdf.status_code == 200
+        assert pdf.content.startswith(b"%PDF")
         customer = unique_email("customer")
         graphql(http, SIGN_UP, {"input": {"email": customer, "password": PASSWORD, "accountName": "Customer"}})
         redeemed = graphql(

@@ -16,9 +16,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, 
 
 from services.errors import DomainError
 from services.names import clean_dns_name
-from tests.factories import PASSWORD, unique_email
-from tests.processes import graphql, serving
-from tests.test_redeem_page import partner_order
+from tests.support.factories import PASSWORD, unique_email
+from tests.support.processes import graphql, partner_order, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -92,8 +91,10 @@ def check_requests(watched: Watched, base: str, code: str) -> None:
         referer = {name.lower(): value for name, value in request.headers.items()}.get("referer")
         assert not referer, (request.url, referer)
         if request.url != page_url:
-            assert code not in request.url and code[-5:] not in request.url, request.url
-            assert request.method == "POST" and parts.path == "/graphql", request.url
+            assert code not in request.url, request.url
+            assert code[-5:] not in request.url, request.url
+            assert request.method == "POST", request.url
+            assert parts.path == "/graphql", request.url
 
 
 NAMES = [

@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, line, unique_email
-from tests.processes import command, process_env, serving
+from tests.support.factories import PASSWORD, SIGN_IN, SIGN_UP, line, unique_email
+from tests.support.processes import command, process_env, serving
 
 pytestmark = pytest.mark.peers
 

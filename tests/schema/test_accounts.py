@@ -5,22 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 from infra import clock
-from tests.conftest import Api
-from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, sign_in, sign_up, tenant, unique_email
+from tests.support.api import Api
+from tests.support.documents import API_KEY_CREATE, API_KEY_REVOKE
+from tests.support.factories import PASSWORD, SIGN_IN, SIGN_UP, sign_in, sign_up, tenant, unique_email
 
 VIEWER = "{ viewer { user { id email role } account { id name locale isPartner balance { amount currencyCode } } } }"
 SIGN_OUT = "mutation { signOut { signedOut errors { code message } } }"
 USER_CREATE = """
 mutation UserCreate($input: UserCreateInput!) {
   userCreate(input: $input) { user { id email role } errors { code field message } }
-}"""
-API_KEY_CREATE = """
-mutation KeyCreate($input: ApiKeyCreateInput!) {
-  apiKeyCreate(input: $input) { secret apiKey { id name channel prefix } errors { code field message } }
-}"""
-API_KEY_REVOKE = """
-mutation KeyRevoke($input: ApiKeyRevokeInput!) {
-  apiKeyRevoke(input: $input) { apiKey { id revokedAt } errors { code field message } }
 }"""
 
 
@@ -167,10 +160,13 @@ class TestApiKeys:
         )
         payload = result["data"]["apiKeyCreate"]
         secret = payload["secret"]
-        assert secret.startswith("vsk_") and payload["apiKey"]["channel"] == "AZURE_KEY_VAULT"
-        assert secret.startswith(payload["apiKey"]["prefix"]) and len(payload["apiKey"]["prefix"]) < 12
+        assert secret.startswith("vsk_")
+        assert payload["apiKey"]["channel"] == "AZURE_KEY_VAULT"
+        assert secret.startswith(payload["apiKey"]["prefix"])
+        assert len(payload["apiKey"]["prefix"]) < 12
         viewer = (await api(VIEWER, token=secret))["data"]["viewer"]
-        assert viewer["user"] is None and viewer["account"]["name"] == "Acme GmbH"
+        assert viewer["user"] is None
+        assert viewer["account"]["name"] == "Acme GmbH"
         listed = await api(
             "{ viewer { account { apiKeys { totalCount edges { node { name prefix } } } } } }", token=admin["token"]
         )

@@ -9,8 +9,8 @@ import pytest
 
 from infra import clock
 from models import Account, LedgerEntry, LedgerEntryKind, Voucher, VoucherOrder, VoucherStatus
-from tests.conftest import Api
-from tests.factories import line, member, order, partner, sign_in
+from tests.support.api import Api
+from tests.support.factories import line, member, order, partner, sign_in
 
 CANCEL = """mutation C($input: VoucherOrderCancelInput!) { voucherOrderCancel(input: $input) {
   order { status statusCounts { cancelled validUnused } cancellable cancelBlockers { code } }
@@ -43,7 +43,8 @@ class TestCancel:
         assert result["order"]["cancelBlockers"] == [{"code": "ORDER_ALREADY_CANCELLED"}]
         assert (await Account.get(id=p["account_id"])).balance == 100_000
         refund = await LedgerEntry.get(account_id=p["account_id"], kind=LedgerEntryKind.REFUND)
-        assert refund.amount == 52_500 and refund.balance_after == 100_000
+        assert refund.amount == 52_500
+        assert refund.balance_after == 100_000
         again = await cancel(api, p["token"], o["id"])
         assert again["errors"][0]["code"] == "ORDER_ALREADY_CANCELLED"
         assert await LedgerEntry.filter(account_id=p["account_id"], kind=LedgerEntryKind.REFUND).count() == 1
@@ -105,7 +106,7 @@ class TestCancel:
 
 @pytest.mark.postgres
 class TestConcurrentCancels:
-    async def test_r05_ten_cancels_refund_once(self, api: Api) -> None:
+    async def test_ten_cancels_refund_once(self, api: Api) -> None:
         p = await partner(api, balance="1000.00")
         o = await placed(api, p)
         clients = [api.client() for _ in range(10)]

@@ -11,8 +11,8 @@ import pytest
 
 from services.accounts import SIGN_IN_PER_EMAIL
 from settings import Settings
-from tests.conftest import Api, loopback_client
-from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, line, partner, sign_in, tenant, unique_email
+from tests.support.api import Api, loopback_client
+from tests.support.factories import PASSWORD, SIGN_IN, SIGN_UP, line, partner, sign_in, tenant, unique_email
 
 # Each misspelling graphql-core would answer with "Did you mean ...?".
 MISSPELLINGS = {
@@ -55,7 +55,8 @@ class TestSuggestions:
         self, production_api: Api, query: str, variables: dict[str, Any] | None
     ) -> None:
         messages = await error_messages(production_api, query, variables)
-        assert messages and not any("Did you mean" in m for m in messages), messages
+        assert messages
+        assert not any("Did you mean" in m for m in messages), messages
 
     @pytest.mark.parametrize(("query", "variables"), MISSPELLINGS.values(), ids=MISSPELLINGS.keys())
     async def test_development_suggests_the_name(self, api: Api, query: str, variables: dict[str, Any] | None) -> None:
@@ -65,7 +66,8 @@ class TestSuggestions:
 
     async def test_production_still_refuses_introspection(self, production_api: Api) -> None:
         result = await production_api("{ __schema { types { name } } }")
-        assert result["data"] is None and "introspection" in result["errors"][0]["message"].lower()
+        assert result["data"] is None
+        assert "introspection" in result["errors"][0]["message"].lower()
 
 
 class TestTokens:
@@ -107,7 +109,8 @@ class TestRateLimited:
         [error] = result["errors"]
         assert error["extensions"]["code"] == "RATE_LIMITED"
         seconds = error["extensions"]["retryAfterSeconds"]
-        assert isinstance(seconds, int) and seconds > 0
+        assert isinstance(seconds, int)
+        assert seconds > 0
         assert f"Try again in {seconds} seconds" in error["message"]
 
 

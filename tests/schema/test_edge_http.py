@@ -19,9 +19,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from settings import Settings
-from tests.conftest import Api, loopback_client
-from tests.factories import PASSWORD, unique_email
-from tests.live import served
+from tests.support.api import Api, loopback_client
+from tests.support.factories import PASSWORD, unique_email
+from tests.support.live import served
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON_BODY = {"Content-Type": "application/json"}
@@ -46,7 +46,8 @@ def refused(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.headers["content-type"].startswith(("application/json", GRAPHQL_RESPONSE))
     body = response.json()
     assert set(body) == {"errors"}, body
-    assert body["errors"] and all(error["message"] for error in body["errors"])
+    assert body["errors"]
+    assert all(error["message"] for error in body["errors"])
     return dict(body)
 
 
@@ -182,7 +183,8 @@ class TestStatusCodesByMediaType:
         response = await api.http.post("/graphql", json=payload, headers={**JSON_BODY, "Accept": "application/json"})
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["data"] is None and body["errors"], body
+        assert body["data"] is None, body
+        assert body["errors"], body
 
     async def test_field_errors_are_200_with_data(self, api: Api) -> None:
         response = await api.http.post("/graphql", json={"query": "{ viewer { account { id } } }"}, headers=MODERN)
@@ -233,7 +235,8 @@ class TestBodyLimit:
         stream = Chunks([head, *[b"x" * 1_024] * 40, b'"}}'])
         request = small_api.http.build_request("POST", "/graphql", headers=JSON_BODY, content=stream.__aiter__())
         response = await small_api.http.send(request)
-        assert "content-length" not in request.headers and request.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in request.headers
+        assert request.headers["transfer-encoding"] == "chunked"
         refused(response, 413)
         assert stream.sent < 10, "refused while reading, not after the whole body"
         assert not await user_exists(email)
@@ -246,7 +249,8 @@ class TestBodyLimit:
         content = json.dumps(payload, separators=(",", ":")).encode()
         assert len(content) == LIMIT
         response = await small_api.http.post("/graphql", content=content, headers=JSON_BODY)
-        assert response.status_code == 200 and "errors" not in response.json(), response.text
+        assert response.status_code == 200, response.text
+        assert "errors" not in response.json(), response.text
         assert await user_exists(email)
 
     async def test_the_cached_answer_front_applies_the_limit_too(self, small_api: Api) -> None:
@@ -265,10 +269,12 @@ async def test_a_websocket_message_over_the_limit_closes_the_connection(settings
             await ws.send(json.dumps({"type": "connection_init", "payload": {"padding": "x" * LIMIT}}))
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), timeout=10)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
         # a message under the limit is read: here, a connection_init without a valid token (4403)
         async with connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
             await ws.send(json.dumps({"type": "connection_init", "payload": {"padding": "x" * (LIMIT - 100)}}))
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), timeout=10)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4403

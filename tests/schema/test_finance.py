@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from models import LedgerEntry
 from services import staff
-from tests.conftest import Api
-from tests.factories import DEPOSIT, PASSWORD, deposit, member, request_outbox_rows, sign_in, tenant, unique_email
+from tests.support.api import Api
+from tests.support.factories import (
+    DEPOSIT,
+    PASSWORD,
+    deposit,
+    member,
+    request_outbox_rows,
+    sign_in,
+    tenant,
+    unique_email,
+)
 
 SETTINGS = """{ viewer { account { financeSettings {
   billToBalanceEnabled creditCardEnabled defaultPaymentMethod lowBalanceThreshold { amount currencyCode } } } } }"""
@@ -82,7 +91,8 @@ class TestFinanceSettings:
             errors = (await api(UPDATE, {"input": update}, token=a["token"]))["data"]["financeSettingsUpdate"]["errors"]
             assert [(e["code"], e["field"]) for e in errors] == [("INVALID", field)], update
         settings = (await api(SETTINGS, token=a["token"]))["data"]["viewer"]["account"]["financeSettings"]
-        assert settings["creditCardEnabled"] is True and settings["defaultPaymentMethod"] == "CREDIT_CARD"
+        assert settings["creditCardEnabled"] is True
+        assert settings["defaultPaymentMethod"] == "CREDIT_CARD"
 
     async def test_switching_the_default_and_disabling_the_other_method(self, api: Api) -> None:
         a = await tenant(api)
@@ -124,7 +134,8 @@ class TestDeposit:
         for token, code in (("tok_chargeDeclined", "PAYMENT_DECLINED"), ("tok_gatewayError", "PAYMENT_GATEWAY_ERROR")):
             result = await api(DEPOSIT, {"input": {"amount": "100.00", "cardToken": token}}, token=a["token"])
             payload = result["data"]["fundsDeposit"]
-            assert payload["ledgerEntry"] is None and payload["errors"][0]["code"] == code
+            assert payload["ledgerEntry"] is None
+            assert payload["errors"][0]["code"] == code
         assert await balance_and_entries(api, a["token"]) == ("200.00", 2)
 
     async def test_bad_amounts_are_invalid_and_write_nothing(self, api: Api) -> None:
@@ -152,14 +163,15 @@ class TestDeposit:
 
 
 class TestIdempotency:
-    async def test_replay_returns_the_first_result_and_moves_nothing(self, api: Api) -> None:  # R06
+    async def test_replay_returns_the_first_result_and_moves_nothing(self, api: Api) -> None:
         a = await tenant(api)
         first = await deposit(api, a["token"], "75.00", idempotencyKey="dep-1")
         second = await deposit(api, a["token"], "75.00", idempotencyKey="dep-1")
-        assert first["ledgerEntry"] == second["ledgerEntry"] and first["errors"] == []
+        assert first["ledgerEntry"] == second["ledgerEntry"]
+        assert first["errors"] == []
         assert await balance_and_entries(api, a["token"]) == ("75.00", 1)
 
-    async def test_same_key_other_input_is_refused(self, api: Api) -> None:  # R08
+    async def test_same_key_other_input_is_refused(self, api: Api) -> None:
         a = await tenant(api)
         await deposit(api, a["token"], "75.00", idempotencyKey="dep-2")
         outbox_before = await request_outbox_rows()
@@ -170,11 +182,12 @@ class TestIdempotency:
         assert await balance_and_entries(api, a["token"]) == ("75.00", 1)
         assert await request_outbox_rows() == outbox_before
 
-    async def test_keys_are_scoped_per_account(self, api: Api) -> None:  # R09
+    async def test_keys_are_scoped_per_account(self, api: Api) -> None:
         a, b = await tenant(api), await tenant(api)
         first = await deposit(api, a["token"], "75.00", idempotencyKey="shared")
         theirs = await deposit(api, b["token"], "75.00", idempotencyKey="shared")
-        assert theirs["errors"] == [] and theirs["ledgerEntry"]["id"] != first["ledgerEntry"]["id"]
+        assert theirs["errors"] == []
+        assert theirs["ledgerEntry"]["id"] != first["ledgerEntry"]["id"]
         assert await balance_and_entries(api, b["token"]) == ("75.00", 1)
 
     async def test_a_declined_attempt_leaves_the_key_free(self, api: Api) -> None:

@@ -15,8 +15,8 @@ import schema
 import services.accounts
 from schema.pagination import MAX_PAGE_SIZE
 from settings import Settings
-from tests.conftest import Api, loopback_client
-from tests.factories import PASSWORD, SIGN_IN, sign_in, sign_up, tenant, unique_email
+from tests.support.api import Api, loopback_client
+from tests.support.factories import PASSWORD, SIGN_IN, sign_in, sign_up, tenant, unique_email
 
 VIEWER = "{ viewer { user { email } } }"
 USERS_PAGE = "query Users($first: Int) { viewer { account { users(first: $first) { totalCount } } } }"
@@ -212,7 +212,8 @@ class TestUnexpectedErrors:
         assert "secret-token-xyz" not in response.text
         [error] = response.json()["errors"]
         request_id = error["extensions"]["requestId"]
-        assert request_id and request_id != "-"
+        assert request_id
+        assert request_id != "-"
         assert response.headers["X-Request-Id"] == request_id
         assert error["message"] == f"Unexpected error. Request id: {request_id}"
         assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
@@ -220,7 +221,8 @@ class TestUnexpectedErrors:
         # and the log has the trace, the secret and the same request id
         [record] = [r for r in caplog.records if request_id in r.getMessage()]
         assert record.levelno == logging.ERROR
-        assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+        assert record.exc_info is not None
+        assert record.exc_info[0] is RuntimeError
         logged = caplog.handler.format(record)
         assert "Traceback" in logged
         assert "secret-token-xyz" in logged

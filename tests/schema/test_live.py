@@ -21,16 +21,15 @@ from infra import clock
 from models import Voucher
 from services import expiry
 from settings import Settings
-from tests.conftest import Api, running_worker
-from tests.factories import line, order, partner, tenant
-from tests.live import ACCOUNT_UPDATED, ORDER_UPDATED, Stream, latest_event, order_of, served, session_for
+from tests.support.api import Api
+from tests.support.documents import ORDER_CANCEL, REVEAL, THRESHOLD_UPDATE
+from tests.support.factories import line, order, partner, tenant
+from tests.support.live import ACCOUNT_UPDATED, ORDER_UPDATED, Stream, latest_event, order_of, served, session_for
+from tests.support.running import running_worker
 
-REVEAL = """mutation R($id: ID!) { voucherCodesReveal(input: {orderId: $id}) { codes { code } errors { code } } }"""
 REDEEM = """mutation R($input: VoucherRedeemInput!) { voucherRedeem(input: $input) {
   certificateRequest { id } errors { code message } } }"""
 RELEASE = """mutation C($id: ID!) { certificateRequestCancel(input: {id: $id}) { voucherReleased errors { code } } }"""
-CANCEL = """mutation C($id: ID!) { voucherOrderCancel(input: {orderId: $id}) { errors { code message } } }"""
-SETTINGS = """mutation S($t: Decimal) { financeSettingsUpdate(input: {lowBalanceThreshold: $t}) { errors { code } } }"""
 WITHIN_A_SECOND = 1.0
 
 
@@ -65,7 +64,9 @@ async def test_an_order_stream_sees_each_change_within_a_second(api: Api, url: s
         doomed = Stream(session, ORDER_UPDATED, {"id": second["id"]})
         cancelled = Stream(session, ORDER_UPDATED, {"id": third["id"]})
         now = order_of(await stream.next())
-        assert now["id"] == first["id"] and now["status"] == "ACTIVE" and now["statusCounts"]["validUnused"] == 2
+        assert now["id"] == first["id"]
+        assert now["status"] == "ACTIVE"
+        assert now["statusCounts"]["validUnused"] == 2
         await doomed.next()
         await cancelled.next()
 
@@ -102,7 +103,7 @@ async def test_an_order_stream_sees_each_change_within_a_second(api: Api, url: s
         assert latest_event(order_of(expired)) == "EXPIRED"
 
         # the partner cancels the third
-        done, data = await timed(api, CANCEL, {"id": third["id"]}, p["token"])
+        done, data = await timed(api, ORDER_CANCEL, {"id": third["id"]}, p["token"])
         assert data["voucherOrderCancel"]["errors"] == [], data
         arrived, gone = await cancelled.until(lambda d: order_of(d)["status"] == "CANCELLED")
         assert arrived - done < WITHIN_A_SECOND
@@ -123,7 +124,7 @@ async def test_the_account_stream_follows_balance_and_settings(api: Api, url: st
         assert arrived - done < WITHIN_A_SECOND + 1  # includes placing the order
         assert Decimal(after["accountUpdated"]["balance"]["amount"]) < Decimal("1000.00")
 
-        done, _ = await timed(api, SETTINGS, {"t": "25.00"}, p["token"])
+        done, _ = await timed(api, THRESHOLD_UPDATE, {"t": "25.00"}, p["token"])
         arrived, _ = await stream.until(
             lambda d: (d["accountUpdated"]["financeSettings"]["lowBalanceThreshold"] or {}).get("amount") == "25.00"
         )
@@ -139,7 +140,8 @@ async def test_another_tenants_order_answers_not_found(api: Api, url: str) -> No
         stream = Stream(session, ORDER_UPDATED, {"id": theirs["id"]})
         with pytest.raises(TransportQueryError) as refused:
             await stream.next()
-        assert refused.value.errors and refused.value.errors[0]["extensions"]["code"] == "NOT_FOUND"
+        assert refused.value.errors
+        assert refused.value.errors[0]["extensions"]["code"] == "NOT_FOUND"
     async with session_for(url, b["token"]) as session:
         missing = Stream(session, ORDER_UPDATED, {"id": "Vm91Y2hlck9yZGVyOjk5OTk5OTk="})  # VoucherOrder:9999999
         with pytest.raises(TransportQueryError) as unknown:

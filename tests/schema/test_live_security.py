@@ -1,4 +1,4 @@
-"""S06 and the protocol rules of live updates: who may listen, to what, how, and how much."""
+"""Tenancy and the protocol rules of live updates: who may listen, to what, how, and how much."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from infra.live import Hub
 from services import events
 from services.events import Change, Topic, account_changed, order_changed
 from settings import Settings
-from tests.conftest import Api
-from tests.factories import line, order, partner
-from tests.live import ACCOUNT_UPDATED, ORDER_UPDATED, Stream, order_of, served, session_for
+from tests.support.api import Api
+from tests.support.factories import line, order, partner
+from tests.support.live import ACCOUNT_UPDATED, ORDER_UPDATED, Stream, order_of, served, session_for
 
 REVEAL = """mutation R($id: ID!) { voucherCodesReveal(input: {orderId: $id}) { errors { code } } }"""
 CANCEL = """mutation C($id: ID!) { voucherOrderCancel(input: {orderId: $id}) { errors { code } } }"""
@@ -38,7 +38,7 @@ async def placed(api: Api, token: str) -> dict[str, Any]:
 
 
 async def test_a_tenant_hears_nothing_of_another_tenants_changes(api: Api, url: str) -> None:
-    """S06: B follows its own order and account while A's orders and balance change."""
+    """B follows its own order and account while A's orders and balance change."""
     a, b = await partner(api), await partner(api)
     a_orders = [await placed(api, a["token"]) for _ in range(2)]
     b_order = await placed(api, b["token"])
@@ -66,10 +66,12 @@ def test_every_event_is_checked_against_the_subscribers_tenant() -> None:
     hub = Hub(redis=None, channel="unused", decode=events.decode)
     with hub.subscribe(Topic.ORDER, 7, tenant=1) as mine, hub.subscribe(Topic.ACCOUNT, 1, tenant=1) as account:
         hub.dispatch([order_changed(7, 2, "PLACED"), account_changed(2, "DEPOSIT"), Change(Topic.ACCOUNT, 1, 2, "X")])
-        assert not mine._pending.is_set() and not account._pending.is_set()
+        assert not mine._pending.is_set()  # noqa: SLF001
+        assert not account._pending.is_set()  # noqa: SLF001
         assert hub.refused == 2  # order 7 owned by 2, account 1 claimed by 2; account 2 has no subscriber
         hub.dispatch([order_changed(7, 1, "PLACED")])
-        assert mine._pending.is_set() and not account._pending.is_set()
+        assert mine._pending.is_set()  # noqa: SLF001
+        assert not account._pending.is_set()  # noqa: SLF001
     assert hub.subscriber_count == 0
 
 
@@ -88,7 +90,7 @@ async def raw_close(url: str, subprotocol: str, init: dict[str, Any] | None) -> 
 
 
 async def test_the_legacy_graphql_ws_protocol_is_refused(url: str) -> None:
-    """S06: a subscriptions-transport-ws client (subprotocol graphql-ws) is turned away."""
+    """A subscriptions-transport-ws client (subprotocol graphql-ws) is turned away."""
     assert await raw_close(url, "graphql-ws", {}) == 4406
 
 

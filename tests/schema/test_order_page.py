@@ -8,8 +8,9 @@ from typing import Any
 from infra import clock
 from models import Voucher, VoucherStatus
 from settings import Settings
-from tests.conftest import Api, running_worker, wait_for
-from tests.factories import line, order, partner
+from tests.support.api import Api
+from tests.support.factories import line, order, partner
+from tests.support.running import running_worker, wait_for
 
 SHOWN = """fragment Shown on VoucherOrder {
   id number customerName notes status paymentMethod total { amount currencyCode } createdAt voucherCount
@@ -109,18 +110,20 @@ class TestOrderPage:
         listed = await api(LISTED, variables, token=p["token"])
         by_id = await api(BY_ID, {"ids": ids[::-1], **variables}, token=p["token"])
 
-        assert "errors" not in listed and "errors" not in by_id, (listed, by_id)
+        assert "errors" not in listed, listed
+        assert "errors" not in by_id, by_id
         nodes = [edge["node"] for edge in listed["data"]["voucherOrders"]["edges"]]
         assert nodes == by_id["data"]["nodes"]
         assert listed["data"]["voucherOrders"]["totalCount"] == 4
         # What the data set holds, so the comparison covers every branch.
-        assert {n["statusCounts"]["validUsed"] for n in nodes} >= {1} and sum(
-            n["statusCounts"]["expired"] for n in nodes
-        ) == 2
-        assert nodes[0]["status"] == "CANCELLED" and nodes[0]["statusCounts"]["cancelled"] == 6
+        assert {n["statusCounts"]["validUsed"] for n in nodes} >= {1}
+        assert sum(n["statusCounts"]["expired"] for n in nodes) == 2
+        assert nodes[0]["status"] == "CANCELLED"
+        assert nodes[0]["statusCounts"]["cancelled"] == 6
         actors = {e["node"]["actor"] for n in nodes for e in n["history"]["edges"]}
         assert {p["email"], "API key erp"} <= actors
-        assert any(n["later"]["edges"] for n in nodes) and any(n["older"]["edges"] for n in nodes)
+        assert any(n["later"]["edges"] for n in nodes)
+        assert any(n["older"]["edges"] for n in nodes)
 
     async def test_pages_forwards_and_backwards_with_the_total_on_every_page(self, api: Api) -> None:
         p = await partner(api)
@@ -136,17 +139,21 @@ class TestOrderPage:
 
         first = await page(first=2)
         assert [e["node"]["number"] for e in first["edges"]] == newest_first[:2]
-        assert first["pageInfo"]["hasNextPage"] and not first["pageInfo"]["hasPreviousPage"]
+        assert first["pageInfo"]["hasNextPage"]
+        assert not first["pageInfo"]["hasPreviousPage"]
         rest = await page(first=10, after=first["pageInfo"]["endCursor"])
         assert [e["node"]["number"] for e in rest["edges"]] == newest_first[2:]
-        assert not rest["pageInfo"]["hasNextPage"] and rest["pageInfo"]["hasPreviousPage"]
+        assert not rest["pageInfo"]["hasNextPage"]
+        assert rest["pageInfo"]["hasPreviousPage"]
         last = await page(last=2)
         assert [e["node"]["number"] for e in last["edges"]] == newest_first[-2:]
         before = await page(last=2, before=last["pageInfo"]["startCursor"])
         assert [e["node"]["number"] for e in before["edges"]] == newest_first[1:3]
-        assert before["pageInfo"]["hasPreviousPage"] and before["pageInfo"]["hasNextPage"]
+        assert before["pageInfo"]["hasPreviousPage"]
+        assert before["pageInfo"]["hasNextPage"]
         empty = await page(first=5, after=rest["pageInfo"]["endCursor"])
-        assert empty["edges"] == [] and empty["pageInfo"]["endCursor"] is None
+        assert empty["edges"] == []
+        assert empty["pageInfo"]["endCursor"] is None
         assert {first["totalCount"], rest["totalCount"], last["totalCount"], empty["totalCount"]} == {5}
 
     async def test_a_bad_nested_argument_is_refused_as_before(self, api: Api) -> None:
@@ -176,4 +183,5 @@ class TestOrderPage:
             assert page["node"] == same
             ids += [e["node"]["id"] for e in same["vouchers"]["edges"]]
             after = same["vouchers"]["pageInfo"]["endCursor"]
-        assert len(set(ids)) == 5 and same["vouchers"]["pageInfo"]["hasNextPage"] is False
+        assert len(set(ids)) == 5
+        assert same["vouchers"]["pageInfo"]["hasNextPage"] is False

@@ -11,8 +11,8 @@ import pytest
 from infra import clock
 from models import Account, LedgerEntry, Voucher, VoucherOrder
 from services.orders import CUSTOMER_NAME_MAX, NOTES_MAX
-from tests.conftest import Api
-from tests.factories import ORDER_CREATE, line, member, order, partner, request_outbox_rows, sign_in, tenant
+from tests.support.api import Api
+from tests.support.factories import ORDER_CREATE, line, member, order, partner, request_outbox_rows, sign_in, tenant
 
 MASKED = re.compile(r"^VS-•••••-•••••-•••••-[0-9A-HJKMNP-TV-Z]{5}$")
 QUOTE = """query Q($input: VoucherQuoteInput!) { voucherQuote(input: $input) {
@@ -39,7 +39,8 @@ class TestCatalogue:
     async def test_default_products_are_seeded(self, api: Api) -> None:
         products = {p["code"]: p for p in (await api(PRODUCTS))["data"]["products"]}
         assert set(products) == {"BASIC_OV", "BASIC_EV", "SECURE_SITE_OV", "SECURE_SITE_EV"}
-        assert products["BASIC_EV"]["maxWildcards"] == 0 and products["BASIC_EV"]["isEv"] is True
+        assert products["BASIC_EV"]["maxWildcards"] == 0
+        assert products["BASIC_EV"]["isEv"] is True
         assert products["BASIC_OV"]["pricePerYear"]["base"]["amount"] == "175.00"
 
     async def test_quote_prices_each_line(self, api: Api) -> None:
@@ -82,13 +83,15 @@ class TestPlaceOrder:
         )
         assert result["errors"] == []
         placed = result["order"]
-        assert placed["total"]["amount"] == "350.00" and placed["paymentMethod"] == "ACCOUNT_BALANCE"
+        assert placed["total"]["amount"] == "350.00"
+        assert placed["paymentMethod"] == "ACCOUNT_BALANCE"
         assert re.match(r"^VO-\d{6}-[0-9A-Z]{4}-[0-9A-Z]{4}$", placed["number"])
         assert await balance_of(p["account_id"]) == 65_000
         model = await VoucherOrder.get(number=placed["number"])
         assert await Voucher.filter(order_id=model.id).count() == 2
         purchase = await LedgerEntry.get(order_id=model.id)
-        assert purchase.amount == -35_000 and purchase.balance_after == 65_000
+        assert purchase.amount == -35_000
+        assert purchase.balance_after == 65_000
 
     async def test_the_default_method_is_preselected(self, api: Api) -> None:
         p = await partner(api)
@@ -105,7 +108,8 @@ class TestPlaceOrder:
         p = await partner(api, balance="100.00")
         outbox_before = await request_outbox_rows()
         result = await order(api, p["token"], line("BASIC_OV", 1), paymentMethod="ACCOUNT_BALANCE")
-        assert result["order"] is None and result["errors"][0]["code"] == "INSUFFICIENT_FUNDS"
+        assert result["order"] is None
+        assert result["errors"][0]["code"] == "INSUFFICIENT_FUNDS"
         assert await VoucherOrder.filter(account_id=p["account_id"]).count() == 0
         assert await Voucher.filter(account_id=p["account_id"]).count() == 0
         assert await balance_of(p["account_id"]) == 10_000
@@ -114,7 +118,8 @@ class TestPlaceOrder:
     async def test_by_card(self, api: Api) -> None:
         p = await partner(api, balance=None)
         paid = await order(api, p["token"], paymentMethod="CREDIT_CARD", cardToken="tok_mastercard")
-        assert paid["errors"] == [] and paid["order"]["paymentMethod"] == "CREDIT_CARD"
+        assert paid["errors"] == []
+        assert paid["order"]["paymentMethod"] == "CREDIT_CARD"
         model = await VoucherOrder.get(number=paid["order"]["number"])
         assert (model.gateway_charge_reference or "").startswith("ch_sandbox_")
         declined = await order(api, p["token"], paymentMethod="CREDIT_CARD", cardToken="tok_chargeDeclined")
@@ -148,11 +153,12 @@ class TestPlaceOrder:
         )
         key = created["data"]["apiKeyCreate"]["secret"]
         by_default = await order(api, key)  # the account's default is the card: the key still pays by balance
-        assert by_default["errors"] == [] and by_default["order"]["paymentMethod"] == "ACCOUNT_BALANCE"
+        assert by_default["errors"] == []
+        assert by_default["order"]["paymentMethod"] == "ACCOUNT_BALANCE"
         card = await order(api, key, paymentMethod="CREDIT_CARD", cardToken="tok_visa")
         assert card["errors"][0]["code"] == "PAYMENT_METHOD_DISABLED"
 
-    async def test_idempotency_replays_and_refuses_other_input(self, api: Api) -> None:  # R06, R08 for orders
+    async def test_idempotency_replays_and_refuses_other_input(self, api: Api) -> None:
         p = await partner(api)
         first = await order(api, p["token"], paymentMethod="ACCOUNT_BALANCE", idempotencyKey="o-1")
         again = await order(api, p["token"], paymentMethod="ACCOUNT_BALANCE", idempotencyKey="o-1")
@@ -162,13 +168,14 @@ class TestPlaceOrder:
         assert await VoucherOrder.filter(account_id=p["account_id"]).count() == 1
         assert await LedgerEntry.filter(account_id=p["account_id"], kind="PURCHASE").count() == 1
 
-    async def test_a_replay_is_answered_after_the_balance_is_spent(self, api: Api) -> None:  # R06
+    async def test_a_replay_is_answered_after_the_balance_is_spent(self, api: Api) -> None:
         p = await partner(api, balance="400.00")
         first = await order(api, p["token"], paymentMethod="ACCOUNT_BALANCE", idempotencyKey="o-2")
         assert first["errors"] == []
         # 50.00 left: a new order of 350.00 is refused, its replay is not
         again = await order(api, p["token"], paymentMethod="ACCOUNT_BALANCE", idempotencyKey="o-2")
-        assert again["errors"] == [] and again["order"]["number"] == first["order"]["number"]
+        assert again["errors"] == []
+        assert again["order"]["number"] == first["order"]["number"]
         other = await order(api, p["token"], paymentMethod="ACCOUNT_BALANCE", idempotencyKey="o-3")
         assert other["errors"][0]["code"] == "INSUFFICIENT_FUNDS"
         assert await LedgerEntry.filter(account_id=p["account_id"], kind="PURCHASE").count() == 1
@@ -202,7 +209,8 @@ class TestPlaceOrder:
         await update_product(code="BASIC_OV", price_base_per_year=99_900)
         try:
             read = (await api(ORDER, {"id": placed["id"]}, token=p["token"]))["data"]["node"]
-            assert read["total"]["amount"] == "350.00" and read["lines"][0]["unitPrice"]["amount"] == "175.00"
+            assert read["total"]["amount"] == "350.00"
+            assert read["lines"][0]["unitPrice"]["amount"] == "175.00"
         finally:
             await update_product(code="BASIC_OV", price_base_per_year=17_500)
 
@@ -214,12 +222,15 @@ class TestReadingOrders:
         read = (await api(ORDER, {"id": placed["id"]}, token=p["token"]))["data"]["node"]
         assert read["statusCounts"] == {"validUnused": 5, "validUsed": 0, "expired": 0, "cancelled": 0, "total": 5}
         vouchers = read["vouchers"]
-        assert vouchers["totalCount"] == 5 and vouchers["pageInfo"]["hasNextPage"] is True
+        assert vouchers["totalCount"] == 5
+        assert vouchers["pageInfo"]["hasNextPage"] is True
         assert all(MASKED.match(e["node"]["code"]) for e in vouchers["edges"])
         # the worker's PDF_READY may already be in: the request's own events are these
         events = [e["node"] for e in read["history"]["edges"] if e["node"]["kind"] != "PDF_READY"]
-        assert [e["kind"] for e in events] == ["PAID", "PLACED"] and events[0]["actor"] == p["email"]
-        assert read["cancellable"] is True and read["cancelBlockers"] == []
+        assert [e["kind"] for e in events] == ["PAID", "PLACED"]
+        assert events[0]["actor"] == p["email"]
+        assert read["cancellable"] is True
+        assert read["cancelBlockers"] == []
 
     async def test_a_voucher_past_its_expiry_reads_expired_without_any_job(self, api: Api) -> None:
         p = await partner(api)
@@ -227,7 +238,8 @@ class TestReadingOrders:
         with clock.shifted(timedelta(days=366)):  # a year on: sign in again, the first session has lapsed
             token = await sign_in(api, p["email"])
             read = (await api(ORDER, {"id": placed["id"]}, token=token))["data"]["node"]
-        assert read["statusCounts"]["expired"] == 2 and read["statusCounts"]["validUnused"] == 0
+        assert read["statusCounts"]["expired"] == 2
+        assert read["statusCounts"]["validUnused"] == 0
         assert {e["node"]["status"] for e in read["vouchers"]["edges"]} == {"EXPIRED"}
         assert {b["code"] for b in read["cancelBlockers"]} == {"CANCEL_WINDOW_CLOSED", "ORDER_HAS_EXPIRED_VOUCHERS"}
 
@@ -252,7 +264,7 @@ class TestReadingOrders:
         future = await api(query, {"filter": {"createdAfter": "2099-01-01T00:00:00Z"}}, token=p["token"])
         assert future["data"]["voucherOrders"]["totalCount"] == 0
 
-    async def test_another_tenants_orders_and_vouchers_read_as_missing(self, api: Api) -> None:  # S05
+    async def test_another_tenants_orders_and_vouchers_read_as_missing(self, api: Api) -> None:
         a, b = await partner(api), await partner(api)
         placed = (await order(api, a["token"], paymentMethod="ACCOUNT_BALANCE"))["order"]
         read = (await api(ORDER, {"id": placed["id"]}, token=a["token"]))["data"]["node"]
@@ -289,7 +301,8 @@ class TestReveal:
         placed = (await order(api, p["token"], paymentMethod="ACCOUNT_BALANCE"))["order"]
         token = await member(api, p["token"], "MEMBER")
         result = (await api(REVEAL, {"input": {"orderId": placed["id"]}}, token=token))["data"]["voucherCodesReveal"]
-        assert result["codes"] is None and result["errors"][0]["code"] == "PERMISSION_DENIED"
+        assert result["codes"] is None
+        assert result["errors"][0]["code"] == "PERMISSION_DENIED"
         url = await api(f'{{ node(id: "{placed["id"]}") {{ ... on VoucherOrder {{ csvUrl }} }} }}', token=token)
         assert url["data"]["node"]["csvUrl"] is None
 
@@ -301,7 +314,8 @@ class TestLimits:
             "{ voucherOrders(first: 1000) { edges { node { vouchers(first: 1000) { totalCount } } } } }",
             token=p["token"],
         )
-        assert result["data"] is None and "Page size" in result["errors"][0]["message"]
+        assert result["data"] is None
+        assert "Page size" in result["errors"][0]["message"]
         nested = await api(
             "{ voucherOrders(first: 10) { edges { node { vouchers(first: 1000) { totalCount } } } } }", token=p["token"]
         )
@@ -311,7 +325,7 @@ class TestLimits:
 
 @pytest.mark.postgres
 class TestConcurrentOrders:
-    async def test_r07_ten_twins_with_one_key_place_one_order(self, api: Api) -> None:
+    async def test_ten_twins_with_one_key_place_one_order(self, api: Api) -> None:
         p = await partner(api, balance="1000.00")
         clients = [api.client() for _ in range(10)]
         variables = {"input": {"lines": [line()], "paymentMethod": "ACCOUNT_BALANCE", "idempotencyKey": "twin"}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -12,37 +13,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from infra import clock
-from models import CertificateRequest, Voucher, VoucherOrderLine, VoucherStatus
+from models import CertificateRequest, LedgerEntry, Voucher, VoucherOrderLine, VoucherStatus
 from services import codes, redemption, staff
 from settings import Settings
-from tests.conftest import Api
-from tests.factories import PASSWORD, line, order, partner, sign_in, tenant, unique_email
+from tests.support.api import Api
+from tests.support.factories import PASSWORD, codes_of, line, partner, redeem, sign_in, tenant, unique_email
 
 BY_CODE = """query V($code: String!) { voucherByCode(code: $code) {
   code productName validityYears fqdns wildcards expiresAt status redeemable } }"""
-REDEEM = """mutation R($input: VoucherRedeemInput!) { voucherRedeem(input: $input) {
-  certificateRequest { id commonName additionalFqdns wildcards hasCsr status } errors { code field message } } }"""
 CANCEL = """mutation C($id: ID!) { certificateRequestCancel(input: {id: $id}) {
   certificateRequest { status } voucherReleased notices { code } errors { code message } } }"""
 REVOKE = """mutation C($id: ID!) { certificateRevoke(input: {id: $id}) {
   certificateRequest { status } voucherReleased notices { code } errors { code message } } }"""
 ISSUE = """mutation I($id: ID!) { certificateRequestIssue(input: {id: $id}) {
   certificateRequest { status } errors { code } } }"""
-REVEAL = """mutation R($id: ID!) { voucherCodesReveal(input: {orderId: $id}) { codes { code } } }"""
-
-
-async def codes_of(api: Api, p: dict, *lines: dict) -> list[str]:
-    placed = await order(
-        api, p["token"], *(lines or (line("BASIC_OV", 2, fqdns=2, wildcards=1),)), paymentMethod="ACCOUNT_BALANCE"
-    )
-    assert placed["errors"] == [], placed
-    revealed = await api(REVEAL, {"id": placed["order"]["id"]}, token=p["token"])
-    return [c["code"] for c in revealed["data"]["voucherCodesReveal"]["codes"]]
-
-
-async def redeem(api: Api, token: str, code: str, cn: str = "www.example.com", **extra: object) -> dict:
-    result = await api(REDEEM, {"input": {"code": code, "commonName": cn, **extra}}, token=token)
-    return dict(result["data"]["voucherRedeem"])
 
 
 def csr_for(cn: str, *sans: str) -> str:
@@ -62,8 +46,12 @@ class TestVoucherByCode:
         for spelling in (code, code.lower(), code.replace("-", " "), code.replace("-", "").replace("0", "O")):
             found = (await api(BY_CODE, {"code": spelling}))["data"]["voucherByCode"]
             assert found is not None, spelling
-            assert found["productName"] == "Basic OV" and found["fqdns"] == 2 and found["wildcards"] == 1
-            assert found["redeemable"] is True and found["code"].endswith(code[-5:]) and code not in found["code"]
+            assert found["productName"] == "Basic OV"
+            assert found["fqdns"] == 2
+            assert found["wildcards"] == 1
+            assert found["redeemable"] is True
+            assert found["code"].endswith(code[-5:])
+            assert code not in found["code"]
         assert (await api(BY_CODE, {"code": "VS-00000-00000-00000-00000"}))["data"]["voucherByCode"] is None
         assert (await api(BY_CODE, {"code": "not a code"}))["data"]["voucherByCode"] is None
 
@@ -74,14 +62,20 @@ class TestLookup:
         # same voucher and line as Tortoise's select_related, on either database.
         p = await partner(api)
         [code, _] = await codes_of(api, p)
-        found = await redemption._find(code, codes.CodeCipher(settings.code_key))
+        # the lookup itself, apart from its rate limit
+        found = await redemption._find(code, codes.CodeCipher(settings.code_key))  # noqa: SLF001
         assert found is not None
         orm = await Voucher.get(id=found.id).select_related("line")
         fields = set(Voucher._meta.fields_map) - set(Voucher._meta.fetch_fields)
         assert {f: getattr(found, f) for f in fields} == {f: getattr(orm, f) for f in fields}
         line_fields = set(VoucherOrderLine._meta.fields_map) - set(VoucherOrderLine._meta.fetch_fields)
         assert {f: getattr(found.line, f) for f in line_fields} == {f: getattr(orm.line, f) for f in line_fields}
-        assert await redemption._find("VS-00000-00000-00000-00000", codes.CodeCipher(settings.code_key)) is None
+        assert (
+            await redemption._find(  # noqa: SLF001
+                "VS-00000-00000-00000-00000", codes.CodeCipher(settings.code_key)
+            )
+            is None
+        )
 
 
 class TestRedeem:
@@ -90,7 +84,8 @@ class TestRedeem:
         [code, _] = await codes_of(api, p)
         customer = await tenant(api)  # not a partner
         done = await redeem(api, customer["token"], code, additionalFqdns=["example.com"], wildcards=["*.example.com"])
-        assert done["errors"] == [] and done["certificateRequest"]["status"] == "SUBMITTED"
+        assert done["errors"] == []
+        assert done["certificateRequest"]["status"] == "SUBMITTED"
         assert done["certificateRequest"]["additionalFqdns"] == ["example.com"]
         again = await redeem(api, customer["token"], code)
         assert [(e["code"], e["field"]) for e in again["errors"]] == [("VOUCHER_NOT_REDEEMABLE", ["input", "code"])]
@@ -124,7 +119,7 @@ class TestRedeem:
         p = await partner(api)
         [code] = await codes_of(api, p, line("BASIC_OV", 1, fqdns=1, wildcards=0))
         customer = await tenant(api)
-        cases = [
+        cases: list[tuple[dict[str, Any], str, list[str]]] = [
             ({"additionalFqdns": ["second.example.com"]}, "ALLOWANCE_EXCEEDED", ["input", "additionalFqdns"]),
             ({"wildcards": ["*.example.com"]}, "ALLOWANCE_EXCEEDED", ["input", "wildcards"]),
             ({"additionalFqdns": ["not a name"]}, "INVALID", ["input", "additionalFqdns", "0"]),
@@ -155,7 +150,8 @@ class TestRedeem:
             additionalFqdns=["example.com"],
             csr=csr_for("www.example.com", "www.example.com", "example.com"),
         )
-        assert good["errors"] == [] and good["certificateRequest"]["hasCsr"] is True
+        assert good["errors"] == []
+        assert good["certificateRequest"]["hasCsr"] is True
 
     async def test_cancelled_or_expired_vouchers_cannot_be_redeemed(self, api: Api) -> None:
         p = await partner(api)
@@ -208,7 +204,8 @@ class TestReuse:
         with clock.shifted(timedelta(days=30, minutes=1)):
             token = await sign_in(api, customer["email"])
             ended = (await api(CANCEL, {"id": request_id}, token=token))["data"]["certificateRequestCancel"]
-            assert ended["voucherReleased"] is False and ended["notices"] == [{"code": "REUSE_WINDOW_CLOSED"}]
+            assert ended["voucherReleased"] is False
+            assert ended["notices"] == [{"code": "REUSE_WINDOW_CLOSED"}]
             assert (await redeem(api, token, code))["errors"][0]["code"] == "VOUCHER_NOT_REDEEMABLE"
 
     async def test_revoking_an_issued_certificate_within_30_days(self, api: Api) -> None:
@@ -220,7 +217,8 @@ class TestReuse:
         issued = await api(ISSUE, {"id": request_id}, token=await sign_in(api, staff_email))
         assert issued["data"]["certificateRequestIssue"]["certificateRequest"]["status"] == "ISSUED"
         revoked = (await api(REVOKE, {"id": request_id}, token=customer["token"]))["data"]["certificateRevoke"]
-        assert revoked["certificateRequest"]["status"] == "REVOKED" and revoked["voucherReleased"] is True
+        assert revoked["certificateRequest"]["status"] == "REVOKED"
+        assert revoked["voucherReleased"] is True
         assert (await api(BY_CODE, {"code": code}))["data"]["voucherByCode"]["redeemable"] is True
 
     async def test_only_the_requester_ends_a_request(self, api: Api) -> None:
@@ -231,7 +229,7 @@ class TestReuse:
 
 
 class TestGuessing:
-    async def test_s04_failed_lookups_are_limited_per_client_even_through_aliases(self, api: Api) -> None:
+    async def test_failed_lookups_are_limited_per_client_even_through_aliases(self, api: Api) -> None:
         aliases = " ".join(f'a{i}: voucherByCode(code: "VS-00000-00000-00000-{i:05d}") {{ code }}' for i in range(11))
         result = await api("{ " + aliases + " }")
         codes = [e["extensions"]["code"] for e in result.get("errors", [])]
@@ -240,7 +238,7 @@ class TestGuessing:
         later = await api(BY_CODE, {"code": "VS-00000-00000-00000-99999"})
         assert later["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
 
-    async def test_s04_failed_redemptions_are_limited_per_account(self, api: Api) -> None:
+    async def test_failed_redemptions_are_limited_per_account(self, api: Api) -> None:
         customer = await tenant(api)
         outcomes = []
         for i in range(11):
@@ -252,7 +250,7 @@ class TestGuessing:
 
 @pytest.mark.postgres
 class TestRaces:
-    async def test_r04_twenty_sessions_one_code_one_request(self, api: Api) -> None:
+    async def test_twenty_sessions_one_code_one_request(self, api: Api) -> None:
         p = await partner(api)
         [code, _] = await codes_of(api, p)
         customers = [await tenant(api) for _ in range(20)]
@@ -262,7 +260,7 @@ class TestRaces:
         voucher = await Voucher.get(code_hint=code[-5:], status=VoucherStatus.VALID_USED)
         assert await CertificateRequest.filter(voucher_id=voucher.id).count() == 1
 
-    async def test_r03_cancel_and_redeem_never_both_win(self, db: None, settings: object) -> None:
+    async def test_cancel_and_redeem_never_both_win(self, db: None, settings: object) -> None:
         from infra.ratelimit import RateLimiter
         from infra.redis import open_redis
         from models import LedgerEntryKind, PaymentMethod, VoucherOrder, VoucherOrderStatus
@@ -272,10 +270,10 @@ class TestRaces:
         from services.errors import DomainError
         from services.payments import SandboxGateway
         from services.reveal import reveal_codes
-        from tests.factories import balance_partner, tenant_admin
+        from tests.support.factories import balance_partner, tenant_admin
 
         buyer = await balance_partner(funds=200 * 17_500)
-        redeemer = await tenant_admin(name="R03 customer")
+        redeemer = await tenant_admin(name="Racing customer")
         cipher, gateway = CodeCipher(b"r" * 32), SandboxGateway()
         redis = await open_redis(None)
         limiter = RateLimiter(redis)
@@ -319,10 +317,12 @@ class TestRaces:
             fresh = await VoucherOrder.get(id=o.id)
             voucher = await Voucher.get(order_id=o.id)
             if cancelled:
-                assert fresh.status == VoucherOrderStatus.CANCELLED and voucher.status == VoucherStatus.CANCELLED
+                assert fresh.status == VoucherOrderStatus.CANCELLED
+                assert voucher.status == VoucherStatus.CANCELLED
             else:
-                assert fresh.status == VoucherOrderStatus.ACTIVE and voucher.status == VoucherStatus.VALID_USED
-        refunds = await ledger.LedgerEntry.filter(account_id=buyer.account_id, kind=LedgerEntryKind.REFUND).count()
+                assert fresh.status == VoucherOrderStatus.ACTIVE
+                assert voucher.status == VoucherStatus.VALID_USED
+        refunds = await LedgerEntry.filter(account_id=buyer.account_id, kind=LedgerEntryKind.REFUND).count()
         assert refunds == sum(1 for c, _ in outcomes if c)
         assert buyer.account_id not in [m.account_id for m in await ledger.verify()]
         await redis.aclose()

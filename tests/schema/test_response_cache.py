@@ -12,9 +12,10 @@ from infra import clock
 from models import PdfStatus, Voucher, VoucherOrder
 from services import expiry
 from settings import Settings
-from tests.conftest import Api, wait_for
-from tests.factories import deposit, line, member, order, partner, tenant
-from tests.schema.test_dashboard import statements_for
+from tests.support.api import Api
+from tests.support.factories import deposit, line, member, order, partner, tenant
+from tests.support.running import wait_for
+from tests.support.statements import statements_for
 from web.graphql import VouchsafeGraphQL
 
 ORDER = """query O($id: ID!) { node(id: $id) { ... on VoucherOrder {
@@ -40,7 +41,7 @@ async def read(api: Api, query: str, token: str, **variables: Any) -> dict[str, 
 
 
 async def answers(api: Any, settings: Settings) -> int:
-    redis = api.http._transport.app.state.resources.redis
+    redis = api.app.state.resources.redis
     return len([key async for key in redis.scan_iter(match=f"{settings.queue_name}:answer:*")])
 
 
@@ -87,7 +88,8 @@ async def test_never_stale_after_a_change_the_query_shows(api: Api) -> None:
     await Voucher.filter(order_id=GlobalID.from_id(other["id"]).node_id).update(expires_at=due)
     assert await expiry.expire_due() >= 1
     counts = (await read(api, ORDER, p["token"], id=other["id"]))["node"]["statusCounts"]
-    assert counts["expired"] == 1 and counts["validUnused"] == 0
+    assert counts["expired"] == 1
+    assert counts["validUnused"] == 0
     # and a staff change to the account's balance
     before = (await read(api, VIEWER, p["token"]))["viewer"]["account"]["balance"]["amount"]
     funded = await deposit(api, p["token"], "10.00")
@@ -146,8 +148,10 @@ async def test_a_polled_answer_is_sent_before_graphql_runs(api: Api, monkeypatch
     assert len(contexts) == 1  # computed by GraphQL, then stored
     headers = {"Authorization": f"Bearer {p['token']}"}
     polled = await api.http.post("/graphql", json={"query": VIEWER}, headers=headers)
-    assert polled.status_code == 200 and polled.headers["content-type"] == "application/json"
-    assert polled.headers["x-request-id"] and polled.json() == {"data": first}
+    assert polled.status_code == 200
+    assert polled.headers["content-type"] == "application/json"
+    assert polled.headers["x-request-id"]
+    assert polled.json() == {"data": first}
     assert len(contexts) == 1  # the stored bytes, no GraphQL work
 
     # the session is still checked on every poll: signed out, the stored answer is not sent

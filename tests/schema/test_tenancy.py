@@ -5,10 +5,9 @@ from __future__ import annotations
 import base64
 
 from services import staff
-from tests.conftest import Api
-from tests.factories import PASSWORD, line, order, partner, sign_in, tenant, unique_email
-from tests.schema.test_accounts import API_KEY_CREATE, API_KEY_REVOKE
-from tests.schema.test_redemption import REDEEM, REVEAL
+from tests.support.api import Api
+from tests.support.documents import API_KEY_CREATE, API_KEY_REVOKE, REDEEM, REVEAL
+from tests.support.factories import PASSWORD, line, order, partner, sign_in, tenant, unique_email
 
 NODE = "query Node($id: ID!) { node(id: $id) { id ... on User { email } ... on Account { name } } }"
 NODES = "query Nodes($ids: [ID!]!) { nodes(ids: $ids) { id } }"
@@ -52,7 +51,7 @@ class TestNodes:
         listed = await api(NODES, {"ids": [a_ids["user"], missing]}, token=b["token"])
         assert listed == {"data": {"nodes": [None, None]}}
 
-    async def test_every_node_type_of_another_tenant_reads_as_missing(self, api: Api) -> None:  # S05
+    async def test_every_node_type_of_another_tenant_reads_as_missing(self, api: Api) -> None:
         # given: one object of every node type, owned by A (a partner) or C (A's customer, who redeemed)
         a, b, c = await partner(api), await tenant(api), await tenant(api)
         await api(API_KEY_CREATE, {"input": {"name": "a"}}, token=a["token"])
@@ -152,7 +151,8 @@ class TestFailedJobs:
         } in jobs
         a = await tenant(api)
         refused = await api(FAILED_JOBS, token=a["token"])
-        assert refused["data"] is None and refused["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED"
+        assert refused["data"] is None
+        assert refused["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED"
         assert (await api(JOB_RETRY, {"id": str(failed.id)}, token=a["token"]))["data"]["jobRetry"]["errors"][0][
             "code"
         ] == "PERMISSION_DENIED"

@@ -12,8 +12,8 @@ import pytest
 from models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
 from services.webhook_secrets import key_bytes
 from settings import Settings
-from tests.conftest import Api, loopback_client
-from tests.factories import member, tenant
+from tests.support.api import Api, loopback_client
+from tests.support.factories import member, tenant
 
 CREATE = """
 mutation Create($input: WebhookEndpointCreateInput!) {
@@ -94,12 +94,15 @@ class TestCreate:
         admin = await tenant(api)
         created = await create(api, admin["token"], events=["VOUCHER_REDEEMED", "BALANCE_LOW"], description="CRM")
         assert created["errors"] == []
-        assert created["secret"].startswith("whsec_") and len(key_bytes(created["secret"])) == 32
+        assert created["secret"].startswith("whsec_")
+        assert len(key_bytes(created["secret"])) == 32
         assert created["endpoint"]["events"] == ["BALANCE_LOW", "VOUCHER_REDEEMED"]
-        assert created["endpoint"]["enabled"] is True and created["endpoint"]["description"] == "CRM"
+        assert created["endpoint"]["enabled"] is True
+        assert created["endpoint"]["description"] == "CRM"
         # then: the list never shows it again, and the database holds it only sealed
         [listed] = await endpoints(api, admin["token"])
-        assert listed["id"] == created["endpoint"]["id"] and "secret" not in listed
+        assert listed["id"] == created["endpoint"]["id"]
+        assert "secret" not in listed
         stored = await WebhookEndpoint.get(url=NOWHERE, description="CRM")
         assert created["secret"].encode() not in stored.secret_ciphertext
         assert key_bytes(created["secret"]) not in stored.secret_ciphertext
@@ -116,8 +119,10 @@ class TestCreate:
     async def test_bad_input_is_a_field_error(self, api: Api, url: str, events: list[str], field: str) -> None:
         admin = await tenant(api)
         created = await create(api, admin["token"], url=url, events=events)
-        assert created["endpoint"] is None and created["secret"] is None
-        assert created["errors"][0]["code"] == "INVALID" and created["errors"][0]["field"] == ["input", field]
+        assert created["endpoint"] is None
+        assert created["secret"] is None
+        assert created["errors"][0]["code"] == "INVALID"
+        assert created["errors"][0]["field"] == ["input", field]
 
     async def test_a_description_with_bidi_controls_is_refused(self, api: Api) -> None:
         admin = await tenant(api)
@@ -154,7 +159,8 @@ class TestProduction:
         admin = await tenant(production)
         created = await create(production, admin["token"], url=url)
         assert created["endpoint"] is None
-        assert created["errors"][0]["code"] == "INVALID" and created["errors"][0]["field"] == ["input", "url"]
+        assert created["errors"][0]["code"] == "INVALID"
+        assert created["errors"][0]["field"] == ["input", "url"]
 
     async def test_a_public_https_url_is_accepted(self, production: Api) -> None:
         admin = await tenant(production)
@@ -226,21 +232,25 @@ class TestManage:
             token=token,
         )
         endpoint = changed["data"]["webhookEndpointUpdate"]["endpoint"]
-        assert endpoint["events"] == ["DEPOSIT_SUCCEEDED", "VOUCHERS_EXPIRED"] and endpoint["description"] == "ERP"
+        assert endpoint["events"] == ["DEPOSIT_SUCCEEDED", "VOUCHERS_EXPIRED"]
+        assert endpoint["description"] == "ERP"
         # rotate: a new secret, the old one signing for 24 hours more
         rotated = (await api(ROTATE, {"input": {"id": endpoint_id}}, token=token))["data"][
             "webhookEndpointRotateSecret"
         ]
-        assert rotated["secret"].startswith("whsec_") and rotated["endpoint"]["previousSecretExpiresAt"]
+        assert rotated["secret"].startswith("whsec_")
+        assert rotated["endpoint"]["previousSecretExpiresAt"]
         # test: a webhook.test delivery, pending
         tested = (await api(TEST, {"input": {"id": endpoint_id}}, token=token))["data"]["webhookEndpointTest"]
-        assert tested["delivery"]["eventType"] == "webhook.test" and tested["delivery"]["status"] == "PENDING"
+        assert tested["delivery"]["eventType"] == "webhook.test"
+        assert tested["delivery"]["status"] == "PENDING"
         # disabling fails what waits, visibly; a retry needs it enabled again
         disabled = await api(UPDATE, {"input": {"id": endpoint_id, "enabled": False}}, token=token)
         assert disabled["data"]["webhookEndpointUpdate"]["endpoint"]["disabledReason"]
         [listed] = await endpoints(api, token, status="FAILED")
         [failed] = [edge["node"] for edge in listed["deliveries"]["edges"]]
-        assert failed["lastError"] == "The endpoint was disabled." and failed["nextAttemptAt"] is None
+        assert failed["lastError"] == "The endpoint was disabled."
+        assert failed["nextAttemptAt"] is None
         assert (await endpoints(api, token, status="PENDING"))[0]["deliveries"]["edges"] == []
         retry = await api(RETRY, {"input": {"id": failed["id"]}}, token=token)
         assert retry["data"]["webhookDeliveryRetry"]["errors"][0]["code"] == "INVALID"

@@ -10,9 +10,8 @@ import pytest
 from infra import response_cache
 from models import User
 from settings import Settings
-from tests.conftest import Api
-from tests.factories import line, partner, tenant
-from tests.schema.test_redemption import codes_of, redeem
+from tests.support.api import Api
+from tests.support.factories import codes_of, line, partner, redeem, tenant
 
 
 def round_trips(redis: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -60,6 +59,7 @@ async def test_a_redemption_reaches_redis_twice_and_its_writes_land(
     customer = await tenant(api)
     redis = app.state.resources.redis
     customer_account = (await User.get(email=customer["email"])).account_id
+    assert customer_account is not None
     before = await versions(redis, settings, p["account_id"], customer_account)
     trips = round_trips(redis, monkeypatch)
     # when: the customer redeems it
@@ -67,16 +67,20 @@ async def test_a_redemption_reaches_redis_twice_and_its_writes_land(
     # then: Redis was reached twice, the attempt counted before and one pipeline after the commit
     assert done["errors"] == [], done
     assert len(trips) == 2, trips
-    assert trips[0] == "EVALSHA" and trips[1].startswith("pipeline:") and "PUBLISH" in trips[1], trips
+    assert trips[0] == "EVALSHA", trips
+    assert trips[1].startswith("pipeline:"), trips
+    assert "PUBLISH" in trips[1], trips
     # and each write landed: the hit forgiven, the owner's and the caller's answers retired
     counters = [int(await redis.get(k)) async for k in redis.scan_iter(match=f"{settings.queue_name}:rl:redeem:*")]
-    assert counters and set(counters) == {0}
+    assert counters
+    assert set(counters) == {0}
     for account_id in (p["account_id"], customer_account):
         assert f"INCRBY {response_cache.version_key(settings.queue_name, account_id)}" in trips[1], trips
     # The owner's version may move on its own meanwhile: the embedded worker announces the
     # order's PDF (PDF_PENDING, PDF_READY) from a task of its own. The caller's cannot.
     owner_after, caller_after = await versions(redis, settings, p["account_id"], customer_account)
-    assert owner_after >= before[0] + 1 and caller_after == before[1] + 1
+    assert owner_after >= before[0] + 1
+    assert caller_after == before[1] + 1
 
 
 async def test_one_request_redeems_more_codes_than_the_limit_allows_attempts_in_flight(api: Api) -> None:

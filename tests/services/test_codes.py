@@ -1,4 +1,4 @@
-"""Codes as secrets: format, randomness source, storage (S01, S02, S03) and pricing properties."""
+"""Codes as secrets: format, randomness source, storage and pricing properties."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ ALPHABET = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
 class TestGenerate:
-    def test_s01_100k_codes_are_unique_20_symbols_crockford(self) -> None:
+    def test_100k_codes_are_unique_20_symbols_crockford(self) -> None:
         bodies = [codes.generate() for _ in range(100_000)]
         assert len(set(bodies)) == 100_000
         assert all(len(b) == 20 and ALPHABET.issuperset(b) for b in bodies)
@@ -36,11 +36,12 @@ class TestGenerate:
             if isinstance(node, ast.Import | ast.ImportFrom)
             for alias in node.names
         } | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        assert "random" not in imported and "secrets" in imported
+        assert "random" not in imported
+        assert "secrets" in imported
 
 
 class TestNormalize:
-    def test_s03_variants_resolve_to_the_same_code(self) -> None:
+    def test_variants_resolve_to_the_same_code(self) -> None:
         body = "0123456789ABCDEFGHJK"
         shown = codes.display(body)  # VS-01234-56789-ABCDE-FGHJK
         variants = [
@@ -77,19 +78,19 @@ class TestStorage:
         sealed = cipher.seal(body)
         assert cipher.open(sealed.ciphertext, sealed.digest) == body
         assert body.encode() not in sealed.ciphertext
-        assert other.digest(body) != sealed.digest  # S02: lookup breaks when the key changes
+        assert other.digest(body) != sealed.digest  # the lookup breaks when the key changes
         assert sealed.hint == body[-5:]
 
-    async def test_s02_no_code_in_clear_in_any_table(self, db: None, settings: object) -> None:
+    async def test_no_code_in_clear_in_any_table(self, db: None, settings: object) -> None:
         from services import orders
         from services.payments import SandboxGateway
         from services.reveal import reveal_codes
-        from tests.factories import partner_admin
+        from tests.support.factories import partner_admin
 
-        actor = await partner_admin(name="S02")
+        actor = await partner_admin(name="Sealed codes")
         cipher = CodeCipher(b"k" * 32)
         request = orders.OrderRequest(
-            lines=[LineRequest("BASIC_OV", 100, 1, 1, 0)], card_token="tok_visa", customer_name="S02 customer"
+            lines=[LineRequest("BASIC_OV", 100, 1, 1, 0)], card_token="tok_visa", customer_name="Sealed codes customer"
         )
         order = await orders.place_order(
             actor=actor, request=request, gateway=SandboxGateway(), cipher=cipher, public_url="http://127.0.0.1:8000"
@@ -110,7 +111,9 @@ class TestStorage:
                 dump.append(" ".join(repr(v) for v in record.values()).upper())
         text = "\n".join(dump)
         for body, full in zip(bodies, shown, strict=True):
-            assert body is not None and body not in text and full not in text
+            assert body is not None
+            assert body not in text
+            assert full not in text
         # the lookup works with the key, and breaks with another
         from models import Voucher
 
@@ -166,4 +169,5 @@ class TestPricingProperty:
         assert quote.total == sum(p.line_total for p in quote.lines)
         for p in quote.lines:
             assert p.line_total == p.unit_price * p.quantity
-            assert isinstance(p.unit_price, int) and p.unit_price >= 0
+            assert isinstance(p.unit_price, int)
+            assert p.unit_price >= 0

@@ -30,12 +30,13 @@ def test_no_code_keeps_session_state_on_pooled_connections() -> None:
 async def test_a_released_connection_is_clean_without_a_reset_statement(db: None) -> None:
     client = connections.get("default")
     async with client.acquire_connection() as raw:
-        assert isinstance(raw, PooledConnection) and raw.get_reset_query() == ""
+        assert isinstance(raw, PooledConnection)
+        assert raw.get_reset_query() == ""
         backend = await raw.fetchval("SELECT pg_backend_pid()")
         await raw.execute("BEGIN")
         await raw.execute("CREATE TEMPORARY TABLE left_open (x int) ON COMMIT DROP")
     # asyncpg still rolls back a transaction left open: the next user of that session finds none.
-    pool = client._pool
+    pool = client._pool  # noqa: SLF001  # the asyncpg pool Tortoise keeps
     for _ in range(pool.get_max_size()):
         async with pool.acquire() as again:
             if await again.fetchval("SELECT pg_backend_pid()") == backend:

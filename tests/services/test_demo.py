@@ -28,10 +28,12 @@ class TestCreateDemo:
         account = await Account.get(id=result.account.id)
         assert (account.name, account.locale, account.is_partner) == ("Demo Partner GmbH", "de", True)
         user = await User.get(email=result.email)
-        assert user.account_id == account.id and user.role == Role.ADMIN
+        assert user.account_id == account.id
+        assert user.role == Role.ADMIN
         assert verify_password(user.password_hash, result.password)
         finance = await FinanceSettings.get(account_id=account.id)
-        assert finance.bill_to_balance_enabled and finance.credit_card_enabled
+        assert finance.bill_to_balance_enabled
+        assert finance.credit_card_enabled
         # the orders
         orders = result.orders
         assert len(orders) == 3

@@ -37,8 +37,10 @@ from services.order_reads import first_vouchers, status_counts
 from services.orders import OrderRequest
 from services.payments import SandboxGateway
 from settings import Settings
-from tests.conftest import Api, Inbox, running_worker, wait_for
-from tests.factories import partner_admin, unique_email
+from tests.support.api import Api
+from tests.support.factories import partner_admin, unique_email
+from tests.support.mail import Inbox
+from tests.support.running import running_worker, wait_for
 
 YEAR = timedelta(days=365)
 
@@ -144,7 +146,8 @@ class TestExpireDue:
         # stored as unused, read as expired
         assert await stored(order) == [VoucherStatus.VALID_UNUSED] * 3
         counts = (await status_counts([order.id], now))[order.id]
-        assert counts[VoucherStatus.EXPIRED] == 3 and counts[VoucherStatus.VALID_UNUSED] == 0
+        assert counts[VoucherStatus.EXPIRED] == 3
+        assert counts[VoucherStatus.VALID_UNUSED] == 0
         rows = (await first_vouchers([order.id], limit=10, after_id=None, status=None, now=now))[order.id]
         assert [r.status for r in rows] == [VoucherStatus.EXPIRED] * 3
         unused = await first_vouchers([order.id], limit=10, after_id=None, status=VoucherStatus.VALID_UNUSED, now=now)
@@ -169,7 +172,7 @@ async def redeem_at(voucher: Voucher, at: datetime) -> int:
 
 @pytest.mark.postgres
 class TestExpiryRacesRedemption:
-    async def test_r12_one_end_state_at_the_boundary_and_a_rerun_changes_nothing(
+    async def test_one_end_state_at_the_boundary_and_a_rerun_changes_nothing(
         self, settings: Settings, db: None
     ) -> None:
         # given: 40 vouchers over 20 orders, all expiring at one instant; a redemption a
@@ -197,9 +200,11 @@ class TestExpiryRacesRedemption:
         for voucher, won in zip(vouchers, redeemed, strict=True):
             final = after[voucher.id]
             if won:
-                assert final.status == VoucherStatus.VALID_USED and final.used_at == redeemed_at
+                assert final.status == VoucherStatus.VALID_USED
+                assert final.used_at == redeemed_at
             else:
-                assert final.status == VoucherStatus.EXPIRED and final.used_at is None
+                assert final.status == VoucherStatus.EXPIRED
+                assert final.used_at is None
         expired = sum(1 for v in after.values() if v.status == VoucherStatus.EXPIRED)
         assert sweep_a + sweep_b == expired
         assert expired + sum(redeemed) == len(vouchers)
@@ -260,10 +265,12 @@ class TestExpiryReminders:
         # then: one e-mail, in the account's locale, to its admin and finance users only
         [row] = await reminders(order)
         admin = await User.get(id=actor.user_id)
-        assert row.payload["to"] == [admin.email, finance.email] and member.email not in row.payload["to"]
+        assert row.payload["to"] == [admin.email, finance.email]
+        assert member.email not in row.payload["to"]
         assert row.payload["locale"] == "fr"
         context = row.payload["context"]
-        assert context["vouchers"] == 2 and context["account_name"] == "Café Lumière"
+        assert context["vouchers"] == 2
+        assert context["account_name"] == "Café Lumière"
         assert context["link"] == f"{settings.public_url}/orders/{order.number}"
         assert context["expires_on"] == f"{first.expires_at:%d/%m/%Y}"
         assert await reminded(order)
@@ -350,4 +357,5 @@ class TestExpiryReminders:
         body = mail.get_body(("plain",))
         assert body is not None
         text = body.get_content()
-        assert "„Bäckerei Größe“" in text and f"/orders/{order.number}" in text
+        assert "„Bäckerei Größe“" in text
+        assert f"/orders/{order.number}" in text

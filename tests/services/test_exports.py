@@ -10,31 +10,17 @@ import pytest
 
 from infra import clock
 from models import OrderEvent, OrderEventKind, Voucher, VoucherOrder, VoucherOrderLine, VoucherStatus
-from services import orders
-from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
 from services.downloads import Grant
 from services.exports import HEADER, cell, csv_chunks, record_download
-from services.orders import OrderRequest
-from services.payments import SandboxGateway
 from services.reveal import reveal_codes
 from settings import Settings
-from tests.factories import partner_admin
+from tests.support.factories import partner_admin
+from tests.support.orders import placed
 
 BASIC_OV = LineRequest(product_code="BASIC_OV", quantity=3, validity_years=2, fqdns=3, wildcards=1)
 BASIC_EV = LineRequest(product_code="BASIC_EV", quantity=2, validity_years=1, fqdns=1, wildcards=0)
-
-
-async def placed_order(settings: Settings, actor: Actor, *lines: LineRequest) -> VoucherOrder:
-    """An order placed as a partner places it, paid by card in the sandbox."""
-    return await orders.place_order(
-        actor=actor,
-        request=OrderRequest(lines=list(lines) or [BASIC_OV], card_token="tok_visa"),
-        gateway=SandboxGateway(),
-        cipher=CodeCipher(settings.code_key),
-        public_url=settings.public_url,
-    )
 
 
 async def csv_body(settings: Settings, order: VoucherOrder, **kwargs: int) -> str:
@@ -74,7 +60,7 @@ class TestCsvChunks:
     async def test_rows_are_the_revealed_codes_with_their_line(self, db: None, settings: Settings) -> None:
         # given
         actor = await partner_admin()
-        order = await placed_order(settings, actor, BASIC_OV, BASIC_EV)
+        order = await placed(settings, actor, BASIC_OV, BASIC_EV)
         # when
         body = await csv_body(settings, order)
         # then
@@ -95,16 +81,18 @@ class TestCsvChunks:
 
     async def test_only_this_orders_codes(self, db: None, settings: Settings) -> None:
         actor = await partner_admin()
-        order = await placed_order(settings, actor, BASIC_EV)
-        other = await placed_order(settings, actor, BASIC_OV)
+        order = await placed(settings, actor, BASIC_EV)
+        other = await placed(settings, actor, BASIC_OV)
         codes = {row["code"] for row in parse(await csv_body(settings, order))}
         other_codes = {row["code"] for row in parse(await csv_body(settings, other))}
-        assert len(codes) == 2 and len(other_codes) == 3 and not codes & other_codes
+        assert len(codes) == 2
+        assert len(other_codes) == 3
+        assert not codes & other_codes
 
     async def test_statuses_read_as_of_now(self, db: None, settings: Settings) -> None:
         # given: one voucher used, one cancelled, one untouched, and a year and a day gone by
         actor = await partner_admin()
-        order = await placed_order(settings, actor, BASIC_OV)
+        order = await placed(settings, actor, BASIC_OV)
         used, cancelled, untouched = await Voucher.filter(order_id=order.id).order_by("id").values_list("id", flat=True)
         await Voucher.filter(id=used).update(status=VoucherStatus.VALID_USED)
         await Voucher.filter(id=cancelled).update(status=VoucherStatus.CANCELLED)
@@ -123,7 +111,7 @@ class TestCsvChunks:
     async def test_a_product_name_that_is_a_formula_is_neutralised(self, db: None, settings: Settings) -> None:
         # The line keeps the name it was sold under; a staff edit could have made it a formula.
         actor = await partner_admin()
-        order = await placed_order(settings, actor, BASIC_EV)
+        order = await placed(settings, actor, BASIC_EV)
         await VoucherOrderLine.filter(order_id=order.id).update(product_name='=HYPERLINK("http://evil.example")')
         rows = parse(await csv_body(settings, order))
         assert [row["product"] for row in rows] == ['\'=HYPERLINK("http://evil.example")'] * 2
@@ -131,7 +119,7 @@ class TestCsvChunks:
     async def test_a_large_order_streams_in_batches(self, db: None, settings: Settings) -> None:
         # given
         actor = await partner_admin()
-        order = await placed_order(settings, actor, LineRequest("BASIC_OV", 2_500, 1, 1, 0))
+        order = await placed(settings, actor, LineRequest("BASIC_OV", 2_500, 1, 1, 0))
         # when
         chunks = [
             chunk
@@ -149,21 +137,21 @@ class TestCsvChunks:
 
     async def test_an_exact_multiple_of_the_batch_size(self, db: None, settings: Settings) -> None:
         actor = await partner_admin()
-        order = await placed_order(settings, actor, LineRequest("BASIC_OV", 4, 1, 1, 0))
+        order = await placed(settings, actor, LineRequest("BASIC_OV", 4, 1, 1, 0))
         body = await csv_body(settings, order, batch_size=2)
         assert len(parse(body)) == 4
 
     async def test_batch_size_must_be_positive(self, db: None, settings: Settings) -> None:
         actor = await partner_admin()
-        order = await placed_order(settings, actor)
-        with pytest.raises(ValueError):
+        order = await placed(settings, actor)
+        with pytest.raises(ValueError, match="batch_size must be positive"):
             await csv_body(settings, order, batch_size=0)
 
 
 class TestRecordDownload:
     async def test_the_history_records_who_downloaded_which_file(self, db: None, settings: Settings) -> None:
         actor = await partner_admin()
-        order = await placed_order(settings, actor)
+        order = await placed(settings, actor)
         grant = Grant(
             order_id=order.id,
             kind="csv",

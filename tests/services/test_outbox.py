@@ -18,8 +18,11 @@ from infra.redis import fake_server
 from models import OutboxMessage, OutboxStatus, User
 from services import outbox
 from settings import Settings
-from tests.conftest import Api, Inbox, OwnRedis, loopback_client, running_worker, wait_for
-from tests.factories import PASSWORD, SIGN_UP, request_outbox_rows, sign_up, unique_email
+from tests.support.api import Api, loopback_client
+from tests.support.factories import PASSWORD, SIGN_UP, request_outbox_rows, sign_up, unique_email
+from tests.support.mail import Inbox
+from tests.support.redis import OwnRedis
+from tests.support.running import running_worker, wait_for
 
 
 async def _welcome_message(email_address: str) -> OutboxMessage | None:
@@ -49,7 +52,8 @@ class TestWelcomeEmail:
         assert mail["Message-ID"] == f"<outbox-{message.id}@vouchsafe>"
         text = mail.get_body(("plain",)).get_content()
         html = mail.get_body(("html",)).get_content()
-        assert "Gutscheinfunktion" in text and "Bäckerei Größe" in text
+        assert "Gutscheinfunktion" in text
+        assert "Bäckerei Größe" in text
         assert "<p>" in html
 
     async def test_html_escapes_user_text(self, settings: Settings, api: Api) -> None:
@@ -57,7 +61,8 @@ class TestWelcomeEmail:
             account = await sign_up(api, accountName="<b>Evil</b> & Co")
             message = await wait_for(lambda: _done(account["email"]))
         html = _eml(settings, message).get_body(("html",)).get_content()
-        assert "&lt;b&gt;Evil&lt;/b&gt; &amp; Co" in html and "<b>Evil" not in html
+        assert "&lt;b&gt;Evil&lt;/b&gt; &amp; Co" in html
+        assert "<b>Evil" not in html
 
     async def test_a_refused_sign_up_writes_no_outbox_row(self, api: Api) -> None:
         account = await sign_up(api)
@@ -90,7 +95,8 @@ class TestRun:
         outcomes = [await outbox.run(message.id, {"broken": broken}) for _ in range(outbox.MAX_ATTEMPTS)]
         assert outcomes == [outbox.Outcome.RETRY] * (outbox.MAX_ATTEMPTS - 1) + [outbox.Outcome.FAILED]
         row = await OutboxMessage.get(id=message.id)
-        assert row.status == OutboxStatus.FAILED and "SMTP said no" in (row.last_error or "")
+        assert row.status == OutboxStatus.FAILED
+        assert "SMTP said no" in (row.last_error or "")
         assert message.id in [m.id for m in await outbox.failed_messages()]
         # an operator retries it; it is pending again and runs
         await outbox.retry_failed(message.id)
@@ -101,7 +107,7 @@ class TestRun:
         assert await outbox.run(message.id, {"broken": fixed}) is outbox.Outcome.DONE
 
 
-# --- Redis outage (RELIABILITY F01 in the small) -------------------------------------------------
+# --- Redis outage in the small, with the in-process worker -------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -120,7 +126,7 @@ def redis_down(settings: Settings, own: OwnRedis | None) -> Iterator[None]:
 
 
 @pytest.fixture
-def own_redis(settings: Settings, tmp_path: Path) -> Iterator[OwnRedis | None]:
+def own_redis_or_stand_in(settings: Settings, tmp_path: Path) -> Iterator[OwnRedis | None]:
     if settings.embedded_redis:
         yield None
         return
@@ -135,11 +141,12 @@ def own_redis(settings: Settings, tmp_path: Path) -> Iterator[OwnRedis | None]:
 
 
 @pytest.fixture
-async def outage_api(settings: Settings, own_redis: OwnRedis | None) -> AsyncIterator[tuple[Api, Settings]]:
+async def outage_api(settings: Settings, own_redis_or_stand_in: OwnRedis | None) -> AsyncIterator[tuple[Api, Settings]]:
     import httpx
 
     from server import create_app
 
+    own_redis = own_redis_or_stand_in
     app_settings = settings if own_redis is None else replace(settings, redis_url=own_redis.url)
     app = create_app(app_settings)
     async with app.router.lifespan_context(app):
@@ -150,17 +157,18 @@ async def outage_api(settings: Settings, own_redis: OwnRedis | None) -> AsyncIte
 
 class TestRedisOutage:
     async def test_sign_up_commits_and_its_email_goes_out_once_redis_is_back(
-        self, outage_api: tuple[Api, Settings], own_redis: OwnRedis | None
+        self, outage_api: tuple[Api, Settings], own_redis_or_stand_in: OwnRedis | None
     ) -> None:
         api, app_settings = outage_api
         address = unique_email("outage")
-        with redis_down(app_settings, own_redis):
+        with redis_down(app_settings, own_redis_or_stand_in):
             result = await api(SIGN_UP, {"input": {"email": address, "password": PASSWORD, "accountName": "Down"}})
             assert result["data"]["signUp"]["errors"] == []
             assert await User.filter(email=address).exists()
             await asyncio.sleep(1.2)  # two sweeps fail while Redis is away
             message = await _welcome_message(address)
-            assert message is not None and message.status == OutboxStatus.PENDING
+            assert message is not None
+            assert message.status == OutboxStatus.PENDING
         async with running_worker(app_settings):
             done = await wait_for(lambda: _done(address), within=20)
         assert (app_settings.mail_dir / f"{done.id}.eml").exists()

@@ -15,10 +15,8 @@ from typing import Any
 import pytest
 import segno
 from pypdf import PdfReader
-from tortoise.transactions import in_transaction
 
 from models import (
-    OrderEvent,
     OrderEventKind,
     OutboxMessage,
     OutboxStatus,
@@ -26,101 +24,28 @@ from models import (
     PdfPart,
     PdfRender,
     PdfStatus,
-    Role,
     VoucherOrder,
 )
-from services import accounts, outbox, pdf, pdf_store, staff
-from services.actors import Actor
-from services.catalogue import LineRequest
+from services import outbox, pdf
 from services.codes import CodeCipher
-from services.orders import OrderRequest, place_order
-from services.payments import SandboxGateway
-from services.reveal import RevealedCode, reveal_codes
 from settings import Settings
-from tests.conftest import free_port
-from tests.factories import PASSWORD, unique_email
-
-OV = LineRequest(product_code="BASIC_OV", quantity=3, validity_years=2, fqdns=3, wildcards=1)
-EV = LineRequest(product_code="BASIC_EV", quantity=2, validity_years=1, fqdns=1, wildcards=0)
-PDF_TASKS = (pdf.RENDER_PDF, pdf.RENDER_PDF_CHUNK, pdf.ASSEMBLE_PDF)
-
-
-async def partner(settings: Settings, locale: str = "en") -> Actor:
-    user = await accounts.sign_up(
-        email=unique_email("pdf"), password=PASSWORD, account_name="Reseller", locale=locale, public_url=""
-    )
-    assert user.account_id is not None
-    await staff.set_partner(account_id=user.account_id, enabled=True)
-    return Actor(user_id=user.id, account_id=user.account_id, role=Role.ADMIN)
-
-
-async def placed(settings: Settings, actor: Actor, *lines: LineRequest, **request: Any) -> VoucherOrder:
-    return await place_order(
-        actor=actor,
-        request=OrderRequest(lines=list(lines) or [OV], card_token="tok_visa", **request),
-        gateway=SandboxGateway(),
-        cipher=CodeCipher(settings.code_key),
-        public_url=settings.public_url,
-    )
-
-
-def handlers(settings: Settings, cipher: CodeCipher | None = None) -> dict[str, outbox.Handler]:
-    return pdf.pdf_handlers(cipher=cipher or CodeCipher(settings.code_key), public_url=settings.public_url)
-
-
-async def request_render(order: VoucherOrder) -> int:
-    """Another render_pdf outbox row (placing the order wrote the first), as a regeneration would."""
-    async with in_transaction() as conn:
-        message = await outbox.add(pdf.RENDER_PDF, {"order_id": order.id}, using_db=conn)
-    return message.id
-
-
-async def placed_render_row(order: VoucherOrder) -> int:
-    """The render_pdf row that placing the order wrote, in its transaction."""
-    [row] = await pending_rows(order, pdf.RENDER_PDF)
-    return int(row["id"])
-
-
-async def pending_rows(order: VoucherOrder, *tasks: str) -> list[dict[str, Any]]:
-    rows = await (
-        OutboxMessage.filter(task__in=tasks or PDF_TASKS, status__in=[OutboxStatus.PENDING, OutboxStatus.ENQUEUED])
-        .order_by("id")
-        .values("id", "task", "payload")
-    )
-    return [row for row in rows if row["payload"].get("order_id") == order.id]
-
-
-async def drain(order: VoucherOrder, handlers: dict[str, outbox.Handler], *, within: float = 120) -> None:
-    """Run this order's PDF rows (and the rows they write) until none is left; failures retry until final."""
-    hooks = pdf.pdf_failure_hooks()
-    deadline = asyncio.get_running_loop().time() + within
-    while rows := await pending_rows(order):
-        for row in rows:
-            outcome = await outbox.run(row["id"], handlers, failure_hooks=hooks)
-            if outcome is outbox.Outcome.BUSY:  # a worker holds it: let it finish
-                await asyncio.sleep(0.05)
-        assert asyncio.get_running_loop().time() < deadline, "the PDF rows did not drain"
-
-
-async def render(settings: Settings, order: VoucherOrder) -> bytes:
-    await drain(order, handlers(settings))
-    return await stored_pdf(order)
-
-
-async def stored_pdf(order: VoucherOrder) -> bytes:
-    return b"".join([part async for part in pdf_store.pdf_bytes_stream(order.id)])
-
-
-def pages_text(data: bytes) -> list[str]:
-    return [" ".join((page.extract_text() or "").split()) for page in PdfReader(io.BytesIO(data)).pages]
-
-
-async def events(order: VoucherOrder, kind: OrderEventKind) -> list[OrderEvent]:
-    return await OrderEvent.filter(order_id=order.id, kind=kind).order_by("id")
-
-
-async def codes(settings: Settings, actor: Actor, order: VoucherOrder) -> list[RevealedCode]:
-    return await reveal_codes(actor=actor, order_id=order.id, cipher=CodeCipher(settings.code_key))
+from tests.support.orders import (
+    EV,
+    OV,
+    codes,
+    drain,
+    events,
+    handlers,
+    pages_text,
+    partner,
+    pending_rows,
+    placed,
+    placed_render_row,
+    render,
+    request_render,
+    stored_pdf,
+)
+from tests.support.running import free_port
 
 
 @pytest.fixture
@@ -144,15 +69,21 @@ class TestRender:
         pages = pages_text(data)
         assert len(pages) == order.voucher_count == 5
         for page, (i, r) in zip(pages, enumerate(revealed), strict=True):
-            assert r.code in page and f"{settings.public_url}/redeem/{r.code}" in page
+            assert r.code in page
+            assert f"{settings.public_url}/redeem/{r.code}" in page
             assert [other.code for other in revealed if other.code in page] == [r.code]
-            assert order.number in page and "Acme Shop Ltd" in page and f"Voucher {i + 1} of 5" in page
-            assert r.voucher.expires_at.strftime("%Y-%m-%d") in page and "Terms of use" in page
-        assert "Product Basic OV" in pages[0] and "Product Basic EV" in pages[4]
+            assert order.number in page
+            assert "Acme Shop Ltd" in page
+            assert f"Voucher {i + 1} of 5" in page
+            assert r.voucher.expires_at.strftime("%Y-%m-%d") in page
+            assert "Terms of use" in page
+        assert "Product Basic OV" in pages[0]
+        assert "Product Basic EV" in pages[4]
         assert "Certificate validity 2 years Domain names (FQDNs) 3 Wildcard names 1" in pages[0]
         assert "Certificate validity 1 year Domain names (FQDNs) 1 Wildcard names 0" in pages[4]
         stored = await VoucherOrder.get(id=order.id)
-        assert stored.pdf_status == PdfStatus.READY and stored.pdf_generated_at is not None
+        assert stored.pdf_status == PdfStatus.READY
+        assert stored.pdf_generated_at is not None
         [ready] = await events(order, OrderEventKind.PDF_READY)
         assert ready.data == {"pages": 5, "bytes": len(data), "parts": 1}
         assert await PdfChunk.filter(order_id=order.id).count() == 0  # removed once joined
@@ -195,7 +126,8 @@ class TestRender:
         pages = pages_text(data)
         assert len(pages) == order.voucher_count == 3
         for page in pages:
-            assert name in page and "A<pdf:nextpage/>B" in page
+            assert name in page
+            assert "A<pdf:nextpage/>B" in page
         assert hits == []
 
     @pytest.mark.parametrize("name", ["Jürgen Größe €", "山田太郎", "محمد", "Jürgen Größe € 山田太郎 محمد"])
@@ -221,7 +153,8 @@ class TestRender:
         notes = ("Invoice 2026-0042, cost centre 7, delivery to the branch office. " * 40)[:2000]
         order = await placed(settings, actor, OV, customer_name=name, notes=notes)
         pages = pages_text(await render(settings, order))
-        assert len(pages) == 3 and all(name.split()[0] in page and "…" in page for page in pages)
+        assert len(pages) == 3
+        assert all(name.split()[0] in page and "…" in page for page in pages)
 
 
 class TestRunTwice:
@@ -283,7 +216,8 @@ class TestRunTwice:
         order = await placed(settings, actor, EV)
         data = await render(settings, order)
         parts = await PdfPart.filter(order_id=order.id).order_by("part").values_list("part", flat=True)
-        assert list(parts) == list(range(-(-len(data) // 20_000))) and len(parts) > 1
+        assert list(parts) == list(range(-(-len(data) // 20_000)))
+        assert len(parts) > 1
         assert len(PdfReader(io.BytesIO(data)).pages) == 2
 
 
@@ -302,7 +236,8 @@ class TestFailure:
         # then
         failed = await VoucherOrder.get(id=order.id)
         assert failed.pdf_status == PdfStatus.FAILED
-        assert failed.pdf_error is not None and failed.pdf_error.startswith("Rendering vouchers 1+ failed: InvalidTag")
+        assert failed.pdf_error is not None
+        assert failed.pdf_error.startswith("Rendering vouchers 1+ failed: InvalidTag")
         [event] = await events(order, OrderEventKind.PDF_FAILED)
         assert event.data == {"reason": failed.pdf_error}
         # this order's row: the shared database may hold other tests' failed rows

@@ -14,8 +14,8 @@ from services import pdf
 from services.actors import Actor
 from services.downloads import download_url
 from settings import Settings
-from tests.conftest import Api
-from tests.services.test_pdf import EV, drain, events, handlers, partner, placed, stored_pdf
+from tests.support.api import Api
+from tests.support.orders import EV, drain, events, handlers, partner, placed, stored_pdf
 
 
 def pdf_path(settings: Settings, order_id: int, actor: Actor, kind: str = "pdf") -> str:
@@ -49,7 +49,8 @@ class TestDownload:
         # when
         response = await api.http.get(path)
         # then
-        assert response.status_code == 200 and response.content.startswith(b"%PDF-")
+        assert response.status_code == 200
+        assert response.content.startswith(b"%PDF-")
         assert response.content == await stored_pdf(order)
         assert await PdfPart.filter(order_id=order.id).count() > 1
         assert len(PdfReader(io.BytesIO(response.content)).pages) == 2
@@ -70,7 +71,8 @@ class TestDownload:
         csv_token = pdf_path(app_settings, order.id, actor, kind="csv").split("?")[1]
         await assert_not_found(api, f"/downloads/orders/{order.id}/vouchers.pdf?{csv_token}")
         head = await api.http.head(pdf_path(app_settings, order.id, actor))
-        assert head.status_code == 200 and head.content == b""
+        assert head.status_code == 200
+        assert head.content == b""
         assert await events(order, OrderEventKind.PDF_DOWNLOADED) == []
 
 

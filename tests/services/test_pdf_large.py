@@ -1,4 +1,4 @@
-"""RELIABILITY P03: an order of 10,000 vouchers renders in chunks whose memory does not grow with the order.
+"""An order of 10,000 vouchers renders in chunks whose memory does not grow with the order.
 
 Rendering all 10,000 pages takes minutes (bench W5 does it, and prints the workers' peak
 memory at 1,000 and at 10,000 vouchers). Here: the render of the largest order a line
@@ -19,7 +19,7 @@ from models import OutboxMessage, OutboxStatus, PdfChunk, PdfRender
 from services import outbox, pdf
 from services.catalogue import MAX_QUANTITY, LineRequest
 from settings import Settings
-from tests.services.test_pdf import handlers, partner, pending_rows, placed
+from tests.support.orders import handlers, partner, pending_rows, placed
 
 LARGEST = LineRequest(product_code="BASIC_OV", quantity=MAX_QUANTITY, validity_years=1, fqdns=1, wildcards=0)
 # Rendering one chunk of 100 pages peaked at 43 MB of Python allocations (tracemalloc, this
@@ -28,7 +28,7 @@ LARGEST = LineRequest(product_code="BASIC_OV", quantity=MAX_QUANTITY, validity_y
 CHUNK_PEAK_MAX = 64 << 20
 
 
-async def test_p03_ten_thousand_vouchers_render_in_chunks_of_bounded_memory(db: None, settings: Settings) -> None:
+async def test_ten_thousand_vouchers_render_in_chunks_of_bounded_memory(db: None, settings: Settings) -> None:
     # given: an order of 10,000 vouchers, and its render started
     actor = await partner(settings)
     order = await placed(settings, actor, LARGEST)

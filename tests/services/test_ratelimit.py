@@ -19,8 +19,7 @@ async def attempt(limiter: RateLimiter, *, succeeds: bool) -> str:
     try:
         await limiter.attempt(LIMIT, "office")
     except RateLimited as refused:
-        assert refused.retry_after_seconds > 0
-        return "refused"
+        return "refused" if refused.retry_after_seconds > 0 else "refused without a wait"
     await asyncio.sleep(0.01)  # the work, while others run
     if succeeds:
         await limiter.forgive(LIMIT, "office")
@@ -48,6 +47,6 @@ async def test_refusals_do_not_add_to_the_count() -> None:
         assert await attempt(rl, succeeds=False) == "ran"
     for _ in range(5):
         assert await attempt(rl, succeeds=False) == "refused"
-    redis = rl._redis
+    redis = rl._redis  # noqa: SLF001  # the limiter's own counters
     values = [int(await redis.get(k)) async for k in redis.scan_iter(match="t:rl:test:*")]  # type: ignore[attr-defined]
     assert values == [LIMIT.max_hits]

@@ -12,7 +12,7 @@ from models import CertificateRequest, CertificateRequestStatus, Voucher, Vouche
 from services import redemption
 from services.codes import CodeCipher
 from settings import Settings
-from tests.services.test_pdf import codes, partner, placed
+from tests.support.orders import codes, partner, placed
 
 
 class RedisGoneAfterTheAttempt(RateLimiter):

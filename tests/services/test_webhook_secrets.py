@@ -15,7 +15,8 @@ from services.webhook_secrets import PREFIX, SecretCipher, headers, key_bytes, n
 
 def test_a_secret_is_whsec_and_32_random_bytes() -> None:
     secret = new_secret()
-    assert secret.startswith(PREFIX) and len(key_bytes(secret)) == 32
+    assert secret.startswith(PREFIX)
+    assert len(key_bytes(secret)) == 32
     assert new_secret() != secret
 
 
@@ -23,7 +24,8 @@ def test_a_sealed_secret_opens_only_for_its_endpoint_and_key() -> None:
     cipher = SecretCipher(secrets.token_bytes(32))
     secret = new_secret()
     sealed = cipher.seal(secret, 7)
-    assert secret.encode() not in sealed and key_bytes(secret) not in sealed
+    assert secret.encode() not in sealed
+    assert key_bytes(secret) not in sealed
     assert cipher.open(sealed, 7) == secret
     with pytest.raises(InvalidTag):
         cipher.open(sealed, 8)  # moved to another endpoint's row
@@ -38,7 +40,8 @@ def test_the_signature_is_the_libraries_own() -> None:
 
     expected = Webhook(secret).sign("evt_1", datetime.fromtimestamp(now, UTC), body)
     assert signature(secret, message_id="evt_1", timestamp=now, body=body) == expected
-    assert expected.startswith("v1,") and len(base64.b64decode(expected[3:])) == 32
+    assert expected.startswith("v1,")
+    assert len(base64.b64decode(expected[3:])) == 32
 
 
 def test_during_a_rotation_both_secrets_verify_the_same_request() -> None:

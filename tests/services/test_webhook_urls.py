@@ -89,7 +89,8 @@ class TestParse:
     def test_production_refuses_anything_but_a_plain_https_url(self, url: str) -> None:
         with pytest.raises(DomainError) as refused:
             parse(url, allow_insecure=False)
-        assert refused.value.code == ErrorCode.INVALID and refused.value.field == ("url",)
+        assert refused.value.code == ErrorCode.INVALID
+        assert refused.value.field == ("url",)
 
     def test_the_insecure_setting_allows_http(self) -> None:
         url = parse("http://LOCALHOST:8080/hooks?x=1", allow_insecure=True)

@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ON_POSTGRES, REDIS_URL, admin_database
-from tests.live import Stream, session_for
-from tests.processes import ROOT, command, process_env, serving, stop
+from tests.support.live import Stream, session_for
+from tests.support.processes import ROOT, command, process_env, serving, stop
+from tests.support.stores import ON_POSTGRES, REDIS_URL, admin_database
 
 TUTORIAL = ROOT / "docs" / "tutorial.md"
 BLOCK = re.compile(r"<!--\s*(?P<note>.*?)\s*-->\s*\n```(?P<lang>\w+)\n(?P<body>.*?)\n```", re.DOTALL)
@@ -214,7 +214,9 @@ async def read_tutorial(tmp_path: Path, env: dict[str, str]) -> list[str]:
 async def test_the_tutorial_runs_in_order_from_a_fresh_start(tmp_path: Path) -> None:
     env = process_env(tmp_path / "data")
     done = await read_tutorial(tmp_path, env)
-    assert done.count("step") >= 15 and "event" in done and "run" in done
+    assert done.count("step") >= 15
+    assert "event" in done
+    assert "run" in done
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="deployed on PostgreSQL + Redis in the PostgreSQL run")

@@ -97,7 +97,8 @@ def _overlaps(spans: list[tuple[float, float]]) -> bool:
 async def test_two_workers_share_the_chunks_one_at_a_time_each(settings: Settings) -> None:
     runs = await _run(settings, VouchsafeWorker)
     assert sorted((len(runs["w0"]), len(runs["w1"]))) == [JOBS // 2, JOBS // 2]
-    assert not _overlaps(runs["w0"]) and not _overlaps(runs["w1"])
+    assert not _overlaps(runs["w0"])
+    assert not _overlaps(runs["w1"])
     # the short job did not wait for a chunk to end
     first_chunk_end = min(end for spans in (runs["w0"], runs["w1"]) for _, end in spans)
     assert runs["short"][0][0] < first_chunk_end

@@ -11,7 +11,7 @@ from services.webhook_delivery import DeliveryConfig
 from services.webhook_http import Answer
 from services.webhook_secrets import SecretCipher, new_secret
 from services.webhook_urls import Url
-from tests.factories import tenant_admin
+from tests.support.factories import tenant_admin
 from workers.webhooks import Dispatcher
 
 

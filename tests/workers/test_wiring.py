@@ -33,10 +33,10 @@ def _task_names_written() -> set[str]:
                 and isinstance(node.func.value, ast.Name)
                 and node.func.value.id == "outbox"
             )
-            if is_add and node.args:  # type: ignore[union-attr]
-                first = node.args[0]  # type: ignore[union-attr]
+            if is_add and isinstance(node, ast.Call) and node.args:
+                first = node.args[0]
                 if isinstance(first, ast.Constant):
-                    names.add(first.value)
+                    names.add(str(first.value))
                 elif isinstance(first, ast.Name):
                     names.add(constants.get(first.id) or _imported(first.id))
     return names

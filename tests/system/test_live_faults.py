@@ -1,4 +1,4 @@
-"""F08: the API process's Redis subscription is cut while changes are published; then it comes back.
+"""The API process's Redis subscription is cut while changes are published; then it comes back.
 
 Pub/sub keeps nothing, so the events of the outage are lost. After the hub
 subscribes again it wakes every live subscriber, which reads its current state:
@@ -8,10 +8,8 @@ own tenant's.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,27 +17,17 @@ import pytest
 
 from server import create_app
 from settings import Settings
-from tests.conftest import Api, OwnRedis, loopback_client, wait_for
-from tests.factories import line, order, partner
-from tests.live import ORDER_FIELDS, ORDER_UPDATED, Stream, order_of, served, session_for
+from tests.support.api import Api, loopback_client
+from tests.support.factories import line, order, partner
+from tests.support.live import ORDER_FIELDS, ORDER_UPDATED, Stream, order_of, served, session_for
+from tests.support.redis import OwnRedis
+from tests.support.running import wait_for
 
 pytestmark = pytest.mark.postgres
 
 REVEAL = """mutation R($id: ID!) { voucherCodesReveal(input: {orderId: $id}) { errors { code } } }"""
 CANCEL = """mutation C($id: ID!) { voucherOrderCancel(input: {orderId: $id}) { errors { code message } } }"""
 NODE = f"""query N($id: ID!) {{ node(id: $id) {{ ... on VoucherOrder {{ {ORDER_FIELDS} }} }} }}"""
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    own = OwnRedis(tmp_path)
-    own.start()
-    try:
-        yield own
-    finally:
-        own.stop()
 
 
 @pytest.fixture
@@ -82,7 +70,8 @@ async def test_a_dropped_subscription_resyncs_its_clients(
         _, resynced = await a_stream.until(lambda m: order_of(m)["status"] == "CANCELLED", within=15)
         assert hub.reconnects >= 1
         metrics = (await api.http.get("/metrics")).text
-        assert "vouchsafe_live_connected 1" in metrics and "vouchsafe_live_subscribers 2" in metrics
+        assert "vouchsafe_live_connected 1" in metrics
+        assert "vouchsafe_live_subscribers 2" in metrics
         now = order_of(resynced)
         # REFUNDED is in, not necessarily first: the worker may finish the PDF once Redis is back
         assert now["statusCounts"]["cancelled"] == 2

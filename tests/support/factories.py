@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.documents import REDEEM, REVEAL
 
 if TYPE_CHECKING:
     from services.actors import Actor
@@ -162,5 +163,19 @@ async def balance_partner(*, funds: int = 0) -> Actor:
     await FinanceSettings.filter(account_id=actor.account_id).update(bill_to_balance_enabled=True)
     if funds:
         async with in_transaction() as conn:
-            await post_entry(conn, account_id=actor.account_id, kind=LedgerEntryKind.DEPOSIT, amount=funds)
+            await post_entry(conn, account_id=actor.require_account(), kind=LedgerEntryKind.DEPOSIT, amount=funds)
     return actor
+
+
+async def codes_of(api: Api, p: dict, *lines: dict) -> list[str]:
+    placed = await order(
+        api, p["token"], *(lines or (line("BASIC_OV", 2, fqdns=2, wildcards=1),)), paymentMethod="ACCOUNT_BALANCE"
+    )
+    assert placed["errors"] == [], placed
+    revealed = await api(REVEAL, {"id": placed["order"]["id"]}, token=p["token"])
+    return [c["code"] for c in revealed["data"]["voucherCodesReveal"]["codes"]]
+
+
+async def redeem(api: Api, token: str, code: str, cn: str = "www.example.com", **extra: Any) -> dict:
+    result = await api(REDEEM, {"input": {"code": code, "commonName": cn, **extra}}, token=token)
+    return dict(result["data"]["voucherRedeem"])

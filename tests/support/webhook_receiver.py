@@ -1,6 +1,6 @@
 """A webhook receiver in a process of its own, on loopback, verifying every delivery with `standardwebhooks`.
 
-Run as a script (`python tests/webhook_receiver.py [PORT]`) it serves until stopped and
+Run as a script (`python tests/support/webhook_receiver.py [PORT]`) it serves until stopped and
 prints `listening PORT` once bound. Tests drive it through `Receiver`: which secrets a
 path verifies with, what it answers (status, delay), and what it received. Control
 requests go to `/_control/...`; every other POST is a delivery, recorded when it

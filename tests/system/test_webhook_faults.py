@@ -8,7 +8,6 @@ test's own); the receiver is a process on loopback that verifies each request wi
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -25,10 +24,13 @@ from services.webhook_delivery import LEASE
 from services.webhook_secrets import SecretCipher
 from services.webhook_urls import SystemResolver
 from settings import Settings
-from tests.conftest import REDIS_URL, Api, OwnRedis, loopback_client, running_worker, wait_for
-from tests.factories import deposit, line, order, partner, tenant_admin
-from tests.processes import command, deployed_env, stop
-from tests.webhook_receiver import Receiver
+from tests.support.api import Api, loopback_client
+from tests.support.factories import deposit, line, order, partner, tenant_admin
+from tests.support.processes import command, deployed_env, stop
+from tests.support.redis import OwnRedis
+from tests.support.running import running_worker, wait_for
+from tests.support.stores import REDIS_URL
+from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.postgres
 
@@ -112,7 +114,8 @@ async def test_a_worker_killed_mid_delivery_leaves_it_to_the_next_one_same_webho
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=15)
     in_flight = await WebhookDelivery.get(id=sent.id)
-    assert in_flight.status == WebhookDeliveryStatus.PENDING and in_flight.locked_until is not None
+    assert in_flight.status == WebhookDeliveryStatus.PENDING
+    assert in_flight.locked_until is not None
     workers.start()
 
     async def delivered() -> bool:
@@ -125,7 +128,8 @@ async def test_a_worker_killed_mid_delivery_leaves_it_to_the_next_one_same_webho
     assert [r["id"] for r in got] == [sent.event_id, sent.event_id]
     assert all(r["verified_with"] == [0] for r in got)
     row = await WebhookDelivery.get(id=sent.id)
-    assert row.attempts == 2 and row.last_status_code == 200
+    assert row.attempts == 2
+    assert row.last_status_code == 200
 
 
 async def test_two_workers_deliver_every_event_once(
@@ -152,18 +156,6 @@ async def test_two_workers_deliver_every_event_once(
     assert receiver.state()["most_in_flight"]["/one"] <= 4  # two workers, PER_ENDPOINT each
     for n in (1, 2):
         assert "delivered" in workers.log(n), workers.log(n)[-2000:]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    own = OwnRedis(tmp_path)
-    own.start()
-    try:
-        yield own
-    finally:
-        own.stop()
 
 
 @pytest.fixture
@@ -208,7 +200,8 @@ async def test_webhooks_keep_going_through_a_redis_outage(
     got = await wait_for(lambda: _arrived(receiver, "/outage", 3), within=WAIT)
     ready = [json.loads(r["body"]) for r in got if json.loads(r["body"])["type"] == "voucher_order.pdf_ready"]
     assert ready[0]["data"]["order"]["number"] == placed["number"]
-    assert all(r["verified_with"] == [0] for r in got) and len({r["id"] for r in got}) == 3
+    assert all(r["verified_with"] == [0] for r in got)
+    assert len({r["id"] for r in got}) == 3
 
 
 async def _arrived(receiver: Receiver, path: str, count: int) -> list[dict[str, object]] | None:

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import httpx
 
 from settings import Settings
-from tests.conftest import free_port
-from tests.factories import PASSWORD, SIGN_IN
+from tests.support.factories import PASSWORD, SIGN_IN, SIGN_UP, unique_email
+from tests.support.running import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT = 15.0
 START_TIMEOUT = 60.0  # a loaded CI machine took over 30 s to migrate and start
 
@@ -133,3 +133,114 @@ def sign_in(http: httpx.Client, email_address: str) -> str:
     payload = graphql(http, SIGN_IN, {"input": {"email": email_address, "password": PASSWORD}})["signIn"]
     assert payload["errors"] == [], payload
     return str(payload["token"])
+
+
+def worker_env(settings: Settings, data_dir: Path, *, redis_url: str, smtp_url: str | None = None) -> dict[str, str]:
+    """What a deployed worker is given, its mail to `smtp_url` (else files in its data dir)."""
+    mail = {"VOUCHSAFE_SMTP_URL": smtp_url} if smtp_url else {}
+    return deployed_env(settings, data_dir, redis_url=redis_url, VOUCHSAFE_LOG_LEVEL="INFO", **mail)
+
+
+class Workers:
+    """`vouchsafe worker` processes of this test; `stop()` ends every one still running."""
+
+    def __init__(self, settings: Settings, root: Path) -> None:
+        self.settings = settings
+        self.root = root
+        self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, *, redis_url: str, smtp_url: str | None = None) -> Path:
+        """Start one worker; returns its data dir."""
+        n = len(self.processes) + 1
+        data_dir = self.root / f"worker-{n}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.root / f"worker-{n}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [*command(), "worker"],
+                env=worker_env(self.settings, data_dir, redis_url=redis_url, smtp_url=smtp_url),
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.processes.append((process, log_path))
+        return data_dir
+
+    def check_alive(self) -> None:
+        for process, log_path in self.processes:
+            if process.poll() is not None:
+                raise AssertionError(f"worker exited with {process.returncode}:\n{log_path.read_text()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text()}" for _, path in self.processes if path.exists())
+
+    def stop(self) -> None:
+        for process, _ in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process, _ in self.processes:
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
+
+
+ORDER_CREATE = """mutation O($input: VoucherOrderCreateInput!) {
+  voucherOrderCreate(input: $input) { order { id } errors { code field message } } }"""
+REVEAL_CODES = """mutation R($id: ID!) { voucherCodesReveal(input: {orderId: $id}) {
+  codes { code } errors { code message } } }"""
+CLI_TIMEOUT = 60.0
+
+
+def enable_partner(data_dir: Path, email: str) -> None:
+    """`vouchsafe partner enable EMAIL` on the server's data dir, as staff do it."""
+    done = subprocess.run(
+        [*command(), "partner", "enable", email],
+        cwd=data_dir.parent,
+        env=process_env(data_dir),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def partner_order(http: httpx.Client, data_dir: Path, *, quantity: int = 1) -> tuple[str, str, list[str]]:
+    """A new partner pays an order by card and reveals it: (its token, the order id, the codes)."""
+    email = unique_email("partner")
+    signed_up = graphql(
+        http, SIGN_UP, {"input": {"email": email, "password": PASSWORD, "accountName": "Reseller SARL"}}
+    )["signUp"]
+    assert signed_up["errors"] == [], signed_up
+    enable_partner(data_dir, email)
+    token = sign_in(http, email)
+    line = {"productCode": "BASIC_OV", "quantity": quantity, "validityYears": 1, "fqdns": 2, "wildcards": 1}
+    created = graphql(
+        http,
+        ORDER_CREATE,
+        {"input": {"lines": [line], "paymentMethod": "CREDIT_CARD", "cardToken": "tok_visa"}},
+        token=token,
+    )["voucherOrderCreate"]
+    assert created["errors"] == [], created
+    order_id = created["order"]["id"]
+    revealed = graphql(http, REVEAL_CODES, {"id": order_id}, token=token)["voucherCodesReveal"]
+    assert revealed["errors"] == [], revealed
+    return token, order_id, [c["code"] for c in revealed["codes"]]
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """One `vouchsafe` command, run to its end (CLI_TIMEOUT at most)."""
+    return subprocess.run(
+        [*command(), *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )

@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, free_port
-from tests.factories import PASSWORD, SIGN_UP, unique_email
-from tests.processes import START_TIMEOUT, STOP_TIMEOUT, command, graphql, poll, process_env, serving, sign_in
+from tests.support.factories import PASSWORD, SIGN_UP, unique_email
+from tests.support.processes import START_TIMEOUT, STOP_TIMEOUT, command, graphql, poll, process_env, serving, sign_in
+from tests.support.running import free_port
+from tests.support.stores import REDIS_URL
 
 MAIL_TIMEOUT = 15.0
 VIEWER = "{ viewer { user { email role } account { name locale } } }"
@@ -165,6 +166,7 @@ def test_serve_two_workers_on_postgres_and_redis(tmp_path: Path, database_url: s
         assert http.get("/redeem/VS-6AK81-7BEAW-CX117-HNK6K").status_code == 200
 
     log = log_path.read_text()
-    assert "VS-6AK81" not in log and "/redeem/VS-…" in log
+    assert "VS-6AK81" not in log
+    assert "/redeem/VS-…" in log
     assert all(f"Finished server process [{pid}]" in log for pid in pids), log
     poll(lambda: not any(pid_alive(pid) for pid in pids), timeout=STOP_TIMEOUT, what="both processes gone")

@@ -1,4 +1,4 @@
-"""RELIABILITY F07: on the embedded default, the API and a worker write 200 times each to one SQLite file.
+"""On the embedded default, the API and a worker write 200 times each to one SQLite file.
 
 The API is a real `vouchsafe serve` with no configuration at all (SQLite in its data dir, the
 in-process Redis stand-in and worker), written to over loopback HTTP with API keys: deposits,
@@ -9,7 +9,7 @@ before the start (a claim and a mark each), as a `vouchsafe worker` would. Torto
 one process's statements on its one connection, so only a second process shows what WAL and
 busy_timeout (infra.database) are for, and which transactions they cannot save: one that
 reads before it writes gets `database is locked` at once when the other process holds or has
-just released the write lock (RELIABILITY "Facts"), whatever busy_timeout says. With Tortoise's
+just released the write lock, whatever busy_timeout says. With Tortoise's
 plain BEGIN, 4-12 of the API's 200 writes failed so (cancels, reveals, settings edits);
 infra.sqlite_backend begins every transaction IMMEDIATE, and none fails.
 
@@ -43,11 +43,11 @@ from services.codes import CodeCipher
 from services.money import to_minor
 from services.payments import SandboxGateway
 from settings import Settings, load_settings
-from tests.conftest import free_port
-from tests.factories import DEPOSIT, ORDER_CREATE, balance_partner, line
-from tests.processes import ROOT, command, poll, process_env, stop
-from tests.schema.test_live import CANCEL, REVEAL, SETTINGS
-from tests.services.test_stateful import World, check
+from tests.support.documents import ORDER_CANCEL, REVEAL, THRESHOLD_UPDATE
+from tests.support.factories import DEPOSIT, ORDER_CREATE, balance_partner, line
+from tests.support.processes import ROOT, command, poll, process_env, stop
+from tests.support.running import free_port
+from tests.support.world import World, check
 from workers import tasks
 
 WRITES = 200
@@ -87,7 +87,7 @@ async def seed(settings: Settings) -> Seeded:
     try:
         partners = [await balance_partner(funds=1_000_000) for _ in range(PARTNERS)]
         tokens = [
-            (await accounts.api_key_create(actor=p, name="F07", channel=ApiKeyChannel.API)).secret for p in partners
+            (await accounts.api_key_create(actor=p, name="Shared", channel=ApiKeyChannel.API)).secret for p in partners
         ]
         for n in range(WRITES):  # each deposit queues its receipt e-mail: the worker's backlog
             await finance.deposit(
@@ -134,8 +134,8 @@ def api_writes(http: httpx.Client, seeded: Seeded, start: float) -> tuple[dict[i
         query, variables = {
             "purchase": (ORDER_CREATE, {"input": {"lines": [line(quantity=1)], "paymentMethod": "ACCOUNT_BALANCE"}}),
             "reveal": (REVEAL, {"id": order_id}),
-            "cancel": (CANCEL, {"id": order_id}),
-            "settings": (SETTINGS, {"t": f"{100 + n}.00"}),
+            "cancel": (ORDER_CANCEL, {"id": order_id}),
+            "settings": (THRESHOLD_UPDATE, {"t": f"{100 + n}.00"}),
             "deposit": (DEPOSIT, {"input": {"amount": "25.00", "cardToken": "tok_visa"}}),
         }[kind]
         response = http.post(
@@ -209,7 +209,7 @@ def drained(http: httpx.Client) -> bool:
 
 
 async def invariants(settings: Settings, expected: dict[int, int]) -> dict[int, str]:
-    """I1-I4 and the balances the successful writes make (R02's check); each outbox row's status (I6)."""
+    """The money and voucher invariants and balances (tests.support.world.check); each outbox row's status."""
     await database.open_db(settings.database_url, pool_size=2, apps=ORM_APPS)
     redis = await open_redis(None)
     try:
@@ -227,7 +227,7 @@ def assert_lock_free(logs: dict[str, Path]) -> None:
         assert not LOCKED.search(text), f"{name}: {len(LOCKED.findall(text))} lock errors, in {failed}:\n{text[-3000:]}"
 
 
-def test_f07_api_and_worker_processes_write_to_one_sqlite_file(tmp_path: Path) -> None:
+def test_api_and_worker_processes_write_to_one_sqlite_file(tmp_path: Path) -> None:
     # given: the embedded default's data dir, two partners, and 200 e-mail jobs queued for the worker
     data_dir = tmp_path / "data"
     env = process_env(data_dir)  # the embedded default, for the server and the worker alike

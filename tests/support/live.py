@@ -12,7 +12,7 @@ import uvicorn
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 
-from tests.conftest import free_port
+from tests.support.running import free_port
 
 ORDER_FIELDS = """id number status
   pdf { status }

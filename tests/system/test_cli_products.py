@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import run_cli
+from tests.support.processes import run_cli
 
 SEEDED = {"BASIC_OV", "BASIC_EV", "SECURE_SITE_OV", "SECURE_SITE_EV"}
 COLUMNS = [

@@ -5,37 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from models import Account
 from services import accounts
-from tests.factories import PASSWORD, unique_email
-
-ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 60
-
-
-def command() -> list[str]:
-    """The installed console script next to this interpreter, else the module (cli.py has a __main__ guard)."""
-    script = Path(sys.executable).with_name("vouchsafe")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*command(), *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+from tests.support.factories import PASSWORD, unique_email
+from tests.support.processes import run_cli
 
 
 @pytest.fixture

@@ -16,11 +16,12 @@ import httpx
 import pytest
 
 from settings import Settings
-from tests.conftest import REDIS_URL, Api, free_port
-from tests.factories import line, order, partner, tenant
-from tests.live import ACCOUNT_UPDATED, ORDER_UPDATED, Stream, latest_event, order_of, session_for
-from tests.processes import command, stop
-from tests.test_delivery import Workers, worker_env
+from tests.support.api import Api
+from tests.support.factories import line, order, partner, tenant
+from tests.support.live import ACCOUNT_UPDATED, ORDER_UPDATED, Stream, latest_event, order_of, session_for
+from tests.support.processes import Workers, command, stop, worker_env
+from tests.support.running import free_port
+from tests.support.stores import REDIS_URL
 
 pytestmark = pytest.mark.postgres
 

@@ -1,4 +1,4 @@
-"""RELIABILITY F03: a worker killed (kill -9) in the middle of a PDF render; a new one finishes it, once.
+"""A worker killed (kill -9) in the middle of a PDF render; a new one finishes it, once.
 
 Real `vouchsafe worker` processes on real PostgreSQL and Redis. The test has a
 database and a queue of its own (made from the run's): a worker relays and runs
@@ -37,9 +37,10 @@ from models import (
 from services import outbox, pdf
 from services.catalogue import LineRequest
 from settings import Settings
-from tests.conftest import REDIS_URL, _admin_execute, _with_database, wait_for
-from tests.processes import command, deployed_env
-from tests.services.test_pdf import partner, placed, stored_pdf
+from tests.support.orders import partner, placed, stored_pdf
+from tests.support.processes import command, deployed_env
+from tests.support.running import wait_for
+from tests.support.stores import REDIS_URL, admin_execute, with_database
 
 pytestmark = pytest.mark.postgres
 
@@ -96,8 +97,8 @@ class Workers:
 async def own_database(settings: Settings, database_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
     """A database and a queue of this test's own, on the run's PostgreSQL and Redis; dropped after."""
     name = f"vouchsafe_f03_{secrets.token_hex(4)}"
-    await _admin_execute(f'CREATE DATABASE "{name}"')
-    own = replace(settings, database_url=_with_database(database_url, name), queue_name=f"{settings.queue_name}:f03")
+    await admin_execute(f'CREATE DATABASE "{name}"')
+    own = replace(settings, database_url=with_database(database_url, name), queue_name=f"{settings.queue_name}:f03")
     try:
         await database.migrate(own.database_url, apps=ORM_APPS)
         await database.open_db(own.database_url, pool_size=10, apps=ORM_APPS)
@@ -106,7 +107,7 @@ async def own_database(settings: Settings, database_url: str, tmp_path: Path) ->
         finally:
             await database.close_db()
     finally:
-        await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -119,7 +120,7 @@ def workers(own_database: Settings, tmp_path: Path) -> Iterator[Workers]:
 
 
 class TestWorkerKilledMidRender:
-    async def test_f03_a_new_worker_finishes_the_pdf_once(self, own_database: Settings, workers: Workers) -> None:
+    async def test_a_new_worker_finishes_the_pdf_once(self, own_database: Settings, workers: Workers) -> None:
         # given: an order of 400 vouchers, its outbox relayed to the queue
         settings = own_database
         actor = await partner(settings)

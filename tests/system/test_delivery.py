@@ -1,4 +1,5 @@
-"""Delivery guarantees with real `vouchsafe worker` processes and real Redis (RELIABILITY F01, F02, F04, F05).
+"""Delivery guarantees with real `vouchsafe worker` processes and real Redis:
+Redis outages, relay crashes, rows run twice, retries to the end.
 
 Workers are the installed console script, started as subprocesses on the run's
 database and queue with the test's keys, and always stopped in `finally`. With no
@@ -13,7 +14,6 @@ import asyncio
 import email.message
 import io
 import re
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -31,10 +31,14 @@ from services import outbox
 from services.mail import SEND_EMAIL, SmtpMailer, email_payload, send_email_handler
 from services.orders import RENDER_PDF
 from settings import Settings
-from tests.conftest import REDIS_URL, Api, Inbox, OwnRedis, loopback_client, wait_for
-from tests.factories import line, order, partner
-from tests.processes import STOP_TIMEOUT, command, deployed_env
-from tests.services.test_pdf import stored_pdf
+from tests.support.api import Api, loopback_client
+from tests.support.factories import line, order, partner
+from tests.support.mail import Inbox
+from tests.support.orders import stored_pdf
+from tests.support.processes import Workers, command, worker_env
+from tests.support.redis import OwnRedis
+from tests.support.running import wait_for
+from tests.support.stores import REDIS_URL
 
 pytestmark = pytest.mark.postgres
 
@@ -46,58 +50,6 @@ REMINDER_CONTEXT = {
     "expires_on": "2030-01-01",
     "link": "http://127.0.0.1:8000/orders/VO-TEST",
 }
-
-
-def worker_env(settings: Settings, data_dir: Path, *, redis_url: str, smtp_url: str | None = None) -> dict[str, str]:
-    """What a deployed worker is given, its mail to `smtp_url` (else files in its data dir)."""
-    mail = {"VOUCHSAFE_SMTP_URL": smtp_url} if smtp_url else {}
-    return deployed_env(settings, data_dir, redis_url=redis_url, VOUCHSAFE_LOG_LEVEL="INFO", **mail)
-
-
-class Workers:
-    """`vouchsafe worker` processes of this test; `stop()` ends every one still running."""
-
-    def __init__(self, settings: Settings, root: Path) -> None:
-        self.settings = settings
-        self.root = root
-        self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def start(self, *, redis_url: str, smtp_url: str | None = None) -> Path:
-        """Start one worker; returns its data dir."""
-        n = len(self.processes) + 1
-        data_dir = self.root / f"worker-{n}"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.root / f"worker-{n}.log"
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [*command(), "worker"],
-                env=worker_env(self.settings, data_dir, redis_url=redis_url, smtp_url=smtp_url),
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.processes.append((process, log_path))
-        return data_dir
-
-    def check_alive(self) -> None:
-        for process, log_path in self.processes:
-            if process.poll() is not None:
-                raise AssertionError(f"worker exited with {process.returncode}:\n{log_path.read_text()}")
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {path.name}\n{path.read_text()}" for _, path in self.processes if path.exists())
-
-    def stop(self) -> None:
-        for process, _ in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process, _ in self.processes:
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT)
 
 
 @pytest.fixture
@@ -131,19 +83,7 @@ async def email_row(template: str = "expiry_reminder", **context: Any) -> Outbox
     return await OutboxMessage.create(task=SEND_EMAIL, payload=payload)
 
 
-# --- F01 -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    own = OwnRedis(tmp_path)
-    own.start()
-    try:
-        yield own
-    finally:
-        own.stop()
+# --- Redis down while orders commit ---
 
 
 @pytest.fixture
@@ -159,7 +99,7 @@ async def own_redis_api(settings: Settings, own_redis: OwnRedis) -> AsyncIterato
 
 
 class TestRedisOutage:
-    async def test_f01_orders_commit_while_redis_is_down_and_their_emails_go_out_once(
+    async def test_orders_commit_while_redis_is_down_and_their_emails_go_out_once(
         self, own_redis_api: tuple[Api, Settings], own_redis: OwnRedis, workers: Workers
     ) -> None:
         api, _ = own_redis_api
@@ -207,7 +147,8 @@ class TestRedisOutage:
         assert {r.attempts for r in done} == {1}  # the handler ran once per row
         for path in files:
             mail = email.message_from_bytes(path.read_bytes())
-            assert mail["To"] == buyer["email"] and mail["Subject"].startswith("Voucher order VO-")
+            assert mail["To"] == buyer["email"]
+            assert mail["Subject"].startswith("Voucher order VO-")
         # and exactly 20 PDFs: each order's rendered once, one page for its one voucher
         orders = await VoucherOrder.filter(account_id=buyer["account_id"])
         order_ids = {o.id for o in orders}
@@ -220,12 +161,13 @@ class TestRedisOutage:
         assert sorted(e.order_id for e in ready) == sorted(order_ids)
         rows = await OutboxMessage.filter(task=RENDER_PDF, id__gt=after)
         renders = [r for r in rows if r.payload["order_id"] in order_ids]
-        assert len(renders) == 20 and {(r.status, r.attempts) for r in renders} == {(OutboxStatus.DONE, 1)}
+        assert len(renders) == 20
+        assert {(r.status, r.attempts) for r in renders} == {(OutboxStatus.DONE, 1)}
         for o in orders:
             assert len(PdfReader(io.BytesIO(await stored_pdf(o))).pages) == 1
 
 
-# --- F02 -----------------------------------------------------------------------------------------
+# --- the relay crashes between enqueue and mark ---
 
 
 @pytest.fixture
@@ -234,7 +176,7 @@ def smtp_url(smtp: tuple[Inbox, int]) -> str:
 
 
 class TestRelayCrash:
-    async def test_f02_enqueued_again_before_marked_sent_runs_once(
+    async def test_enqueued_again_before_marked_sent_runs_once(
         self, settings: Settings, db: None, workers: Workers, smtp: tuple[Inbox, int], smtp_url: str
     ) -> None:
         assert REDIS_URL
@@ -273,11 +215,11 @@ def _arrived(inbox: Inbox, message_id: int) -> Any:
     return check
 
 
-# --- F04 -----------------------------------------------------------------------------------------
+# --- one row run twice at once ---
 
 
 class TestTwiceConcurrently:
-    async def test_f04_two_runs_of_one_row_in_one_process_send_once(
+    async def test_two_runs_of_one_row_in_one_process_send_once(
         self, settings: Settings, db: None, smtp: tuple[Inbox, int], smtp_url: str
     ) -> None:
         inbox, _ = smtp
@@ -289,7 +231,7 @@ class TestTwiceConcurrently:
         await wait_for(_arrived(inbox, row.id), within=10)
         assert mails_by_outbox_id(inbox)[str(row.id)] == 1
 
-    async def test_f04_two_worker_processes_given_each_row_twice_send_once(
+    async def test_two_worker_processes_given_each_row_twice_send_once(
         self, settings: Settings, db: None, workers: Workers, smtp: tuple[Inbox, int], smtp_url: str
     ) -> None:
         assert REDIS_URL
@@ -298,7 +240,7 @@ class TestTwiceConcurrently:
         workers.start(redis_url=REDIS_URL, smtp_url=smtp_url)
         await asyncio.sleep(3)  # both polling the queue
         workers.check_alive()
-        rows = [await email_row(number=f"VO-F04-{n}") for n in range(10)]
+        rows = [await email_row(number=f"VO-TWICE-{n}") for n in range(10)]
         # two deliveries of each row at once, under two job ids, so that arq cannot dedupe them
         redis = await open_redis(REDIS_URL, queue_name=settings.queue_name)
         job_ids = [f"{settings.queue_name}:f04-{row.id}-{copy}" for row in rows for copy in ("a", "b")]
@@ -327,7 +269,7 @@ class TestTwiceConcurrently:
         assert set(await OutboxMessage.filter(id__in=[r.id for r in rows]).values_list("attempts", flat=True)) == {1}
 
 
-# --- F05 -----------------------------------------------------------------------------------------
+# --- failing through every try ---
 
 
 def cli(settings: Settings, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -364,7 +306,7 @@ async def current_if(message_id: int, status: OutboxStatus) -> OutboxMessage | N
 
 
 class TestFailsThroughAllTries:
-    async def test_f05_failed_visible_retried_then_completes(
+    async def test_failed_visible_retried_then_completes(
         self, settings: Settings, api: Api, workers: Workers, tmp_path: Path
     ) -> None:
         assert REDIS_URL
@@ -374,12 +316,15 @@ class TestFailsThroughAllTries:
         # then: it fails through all its tries (2 + 4 + 8 + 16 s apart: outbox.retry_delay), and stays FAILED
         dead = await settled(workers, lambda: current_if(row.id, OutboxStatus.FAILED), within=90, what="the row FAILED")
         assert dead.attempts == outbox.MAX_ATTEMPTS
-        assert "TemplateNotFound" in (dead.last_error or "") and "no_such_template" in (dead.last_error or "")
+        assert "TemplateNotFound" in (dead.last_error or "")
+        assert "no_such_template" in (dead.last_error or "")
         # visible to the operator: the command line and the metric
         listed = cli(settings, tmp_path / "cli", "outbox", "failed")
         assert listed.returncode == 0, listed.stderr
         [mine] = [ln for ln in listed.stdout.splitlines() if ln.split("\t")[0] == str(row.id)]
-        assert "send_email" in mine and f"attempts={outbox.MAX_ATTEMPTS}" in mine and "no_such_template" in mine
+        assert "send_email" in mine
+        assert f"attempts={outbox.MAX_ATTEMPTS}" in mine
+        assert "no_such_template" in mine
         [failed] = await wait_for(lambda: failed_metric_agrees(api), within=10)
         assert failed >= 1
 
@@ -394,6 +339,7 @@ class TestFailsThroughAllTries:
         completed = await settled(
             workers, lambda: current_if(row.id, OutboxStatus.DONE), within=30, what="the retried row DONE"
         )
-        assert completed.attempts == 1 and completed.last_error is None
+        assert completed.attempts == 1
+        assert completed.last_error is None
         assert (data_dir / "mail" / f"{row.id}.eml").exists()
         await wait_for(lambda: failed_metric_agrees(api), within=10)

@@ -1,0 +1,1 @@
+"""What the tests share: factories, the API client, documents, processes, Redis servers of their own."""

@@ -1,0 +1,38 @@
+"""The GraphQL client the tests talk to the app with, as a SPA would."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+
+
+def loopback_client() -> tuple[str, int]:
+    """A distinct loopback address per client, so per-client rate limits never leak between tests."""
+    return (f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}", 50000)
+
+
+class Api:
+    """A GraphQL client over the ASGI app, as a SPA would talk to it."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def __call__(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    @property
+    def app(self) -> Any:
+        """The ASGI app this client talks to."""
+        return self.http._transport.app  # type: ignore[attr-defined]  # noqa: SLF001  # httpx keeps it on the transport
+
+    def client(self) -> Api:
+        """Another client (another address) on the same app."""
+        transport = httpx.ASGITransport(app=self.app, client=loopback_client())
+        return Api(httpx.AsyncClient(transport=transport, base_url="http://testserver"))
