@@ -19,6 +19,8 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from redis.asyncio import Redis
+
 log = logging.getLogger(__name__)
 
 
@@ -61,7 +63,7 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, redis: Any, channel: str, decode: Decode, *, retry_seconds: float = RETRY_SECONDS) -> None:
+    def __init__(self, redis: Redis, channel: str, decode: Decode, *, retry_seconds: float = RETRY_SECONDS) -> None:
         self.redis = redis
         self.decode = decode
         self.channel = channel
@@ -125,7 +127,7 @@ class Hub:
                 await asyncio.sleep(self.retry_seconds)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
 
     async def _listen(self, pubsub: Any) -> None:
         idle = 0.0

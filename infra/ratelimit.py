@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from infra import redis_batch
 
@@ -16,14 +18,6 @@ class RateLimited(Exception):
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__(f"rate limited; retry after {retry_after_seconds} s")
         self.retry_after_seconds = retry_after_seconds
-
-
-class Counter(Protocol):
-    """The slice of a Redis client the limiter uses: a server-side script and pipelines."""
-
-    def register_script(self, script: str) -> Any: ...
-
-    def pipeline(self, transaction: bool = True) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +67,7 @@ class RateLimiter:
     round trip after its commits.
     """
 
-    def __init__(self, redis: Counter, *, namespace: str = "vouchsafe") -> None:
+    def __init__(self, redis: Redis, *, namespace: str = "vouchsafe") -> None:
         self._redis = redis
         self._namespace = namespace
         # redis-py sends EVALSHA and loads a script the server does not know yet (a restarted Redis).
@@ -104,7 +98,7 @@ class RateLimiter:
         keys = self._keys(subjects)
         windows = [limit.window_seconds for limit, _ in subjects]
 
-        def queue(pipe: Any) -> None:
+        def queue(pipe: Pipeline) -> None:
             for key, window in zip(keys, windows, strict=True):
                 pipe.decr(key)
                 # A window that ended while the attempt ran: DECR made a new key, and it expires too.

@@ -23,6 +23,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio import Redis
+
 log = logging.getLogger(__name__)
 
 Queue = Callable[[Any], None]  # puts commands on a redis-py pipeline
@@ -30,7 +32,7 @@ Queue = Callable[[Any], None]  # puts commands on a redis-py pipeline
 
 @dataclass
 class _Batch:
-    redis: Any
+    redis: Redis
     writes: list[tuple[str, Queue]] = field(default_factory=list)  # (what, how), for the log
 
 
@@ -39,7 +41,7 @@ class _Batch:
 _open: ContextVar[_Batch | None] = ContextVar("redis_batch", default=None)
 
 
-async def write(redis: Any, what: str, queue: Queue) -> None:
+async def write(redis: Redis, what: str, queue: Queue) -> None:
     """The commands `queue` puts on a pipeline: queued in the open batch on this Redis, else sent now.
 
     Sent now, a failure raises (the caller decides); queued, it is logged at the flush.
@@ -51,7 +53,7 @@ async def write(redis: Any, what: str, queue: Queue) -> None:
     await _send(redis, [(what, queue)])
 
 
-async def flush(redis: Any) -> None:
+async def flush(redis: Redis) -> None:
     """Send what the open batch on this Redis holds so far (nothing when none is open)."""
     batch = _open.get()
     if batch is None or batch.redis is not redis or not batch.writes:
@@ -61,7 +63,7 @@ async def flush(redis: Any) -> None:
 
 
 @contextlib.asynccontextmanager
-async def batch(redis: Any) -> AsyncIterator[None]:
+async def batch(redis: Redis) -> AsyncIterator[None]:
     """Queue this context's writes on `redis` and send them in one round trip at the end.
 
     They are sent whether the body returns or raises: whatever it committed before
@@ -77,14 +79,14 @@ async def batch(redis: Any) -> AsyncIterator[None]:
             await _send_logged(redis, opened.writes)
 
 
-async def _send(redis: Any, writes: list[tuple[str, Queue]]) -> None:
+async def _send(redis: Redis, writes: list[tuple[str, Queue]]) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         for _, queue in writes:
             queue(pipe)
         await pipe.execute()
 
 
-async def _send_logged(redis: Any, writes: list[tuple[str, Queue]]) -> None:
+async def _send_logged(redis: Redis, writes: list[tuple[str, Queue]]) -> None:
     try:
         await _send(redis, writes)
     except Exception as exc:  # best effort, as each write is on its own

@@ -22,6 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
 from infra import redis_batch
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ def version_key(namespace: str, account_id: int) -> str:
     return f"{namespace}:tenant-version:{account_id}"
 
 
-def invalidate_in(pipe: Any, namespace: str, account_ids: Iterable[int]) -> None:
+def invalidate_in(pipe: Pipeline, namespace: str, account_ids: Iterable[int]) -> None:
     """Queue the version bumps on a Redis pipeline (the caller executes it)."""
     for account_id in sorted(set(account_ids)):
         key = version_key(namespace, account_id)
@@ -44,13 +47,13 @@ def invalidate_in(pipe: Any, namespace: str, account_ids: Iterable[int]) -> None
         pipe.expire(key, VERSION_TTL_SECONDS)
 
 
-async def invalidate(redis: Any, namespace: str, account_ids: Iterable[int]) -> None:
+async def invalidate(redis: Redis, namespace: str, account_ids: Iterable[int]) -> None:
     """Bump the versions now, or with the open batch of writes after the commits (infra.redis_batch)."""
     accounts = list(account_ids)
     await redis_batch.write(redis, "cached-answer versions", lambda pipe: invalidate_in(pipe, namespace, accounts))
 
 
-async def version(redis: Any, namespace: str, account_id: int) -> int:
+async def version(redis: Redis, namespace: str, account_id: int) -> int:
     raw = await redis.get(version_key(namespace, account_id))
     return int(raw) if raw is not None else 0
 
@@ -61,12 +64,12 @@ def entry_key(namespace: str, *, account_id: int, version: int, principal: str, 
     return f"{namespace}:answer:{account_id}:{version}:{principal}:{role}:{digest}"
 
 
-async def get(redis: Any, key: str) -> bytes | None:
+async def get(redis: Redis, key: str) -> bytes | None:
     raw = await redis.get(key)
     return bytes(raw) if raw is not None else None
 
 
-async def put(redis: Any, key: str, body: bytes) -> None:
+async def put(redis: Redis, key: str, body: bytes) -> None:
     await redis.set(key, body, ex=TTL_SECONDS)
 
 
@@ -98,7 +101,7 @@ def principal_of(actor: Principal) -> str:
     return f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
 
 
-async def look_up(redis: Any, namespace: str, actor: Principal, request: Any) -> Lookup | None:
+async def look_up(redis: Redis, namespace: str, actor: Principal, request: Any) -> Lookup | None:
     """The tenant's current version, then the answer stored under it; None when Redis is unreachable.
 
     Call it before anything reads the database for this request (see the module's docstring).

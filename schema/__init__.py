@@ -20,6 +20,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from schema.accounts import AccountMutation, AccountQuery
+from schema.after_commit import AfterCommitWrites
 from schema.cache import ResponseCache
 from schema.catalogue import CatalogueQuery
 from schema.common import DECIMAL_SCALAR, DecimalString
@@ -74,6 +75,7 @@ def build_schema(*, production: bool = False) -> Schema:
         OneOperationOrItsName,  # after ValidationCache, which sets the validation errors
         MaskInternalErrors,
         # After the limits and validation: a stored answer is only ever given to a valid request.
+        AfterCommitWrites,  # encloses the cache's own write after a mutation
         ResponseCache,
     ]
     # Limits are checked on the parsed document before any resolver runs. The depth and

@@ -17,7 +17,7 @@ from graphql import ExecutionResult, FieldNode, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from infra import redis_batch, response_cache
+from infra import response_cache
 from schema.context import Context
 
 log = logging.getLogger(__name__)
@@ -34,15 +34,13 @@ class ResponseCache(SchemaExtension):
             return
         actor, redis, namespace = context.actor, context.resources.redis, context.settings.queue_name
         if ec.operation_type == OperationType.MUTATION:
-            # What the mutation writes to Redis after its commits (rate-limit forgiving, change
-            # events) and the bump of the caller's own answers go in one round trip, once it is
-            # done (infra.redis_batch); a failure there is logged, as each write's was.
-            async with redis_batch.batch(redis):
-                try:
-                    yield
-                finally:
-                    if actor is not None and actor.account_id is not None:
-                        await response_cache.invalidate(redis, namespace, [actor.account_id])
+            # The caller's own answers are retired whatever the mutation changed; the bump joins
+            # the mutation's other writes after its commits (schema.after_commit).
+            try:
+                yield
+            finally:
+                if actor is not None and actor.account_id is not None:
+                    await response_cache.invalidate(redis, namespace, [actor.account_id])
             return
         if actor is None or actor.account_id is None:
             yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from arq.connections import ArqRedis
 from strawberry.types import Info as StrawberryInfo
 
 from infra.live import Hub
@@ -22,7 +23,7 @@ class AppResources:
     """Created once per process (server lifespan) and shared by every request."""
 
     settings: Settings
-    redis: Any
+    redis: ArqRedis  # the queue's client; a redis.asyncio.Redis for everything else
     limiter: RateLimiter
     gateway: PaymentGateway
     cipher: CodeCipher

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
 from infra import redis_batch, response_cache
 from models import VoucherOrder
 
@@ -76,7 +79,7 @@ class RedisEventBus:
     an API request it is one of the writes after the commits (infra.redis_batch).
     """
 
-    def __init__(self, redis: Any, namespace: str) -> None:
+    def __init__(self, redis: Redis, namespace: str) -> None:
         self.redis = redis
         self.namespace = namespace
         self.channel = channel_for(namespace)
@@ -84,7 +87,7 @@ class RedisEventBus:
     async def publish(self, changes: Sequence[Change]) -> None:
         message = encode(changes)
 
-        def queue(pipe: Any) -> None:
+        def queue(pipe: Pipeline) -> None:
             response_cache.invalidate_in(pipe, self.namespace, (change.account_id for change in changes))
             pipe.publish(self.channel, message)
 

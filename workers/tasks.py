@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from arq import Retry
+from redis.asyncio import Redis
 
 from infra import response_cache
 from infra.database import close_db, open_db
@@ -88,7 +89,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["webhooks"], ctx["webhooks_task"] = start_webhooks(settings, ctx["redis"])
 
 
-def start_webhooks(settings: Settings, redis: Any) -> tuple[Dispatcher, asyncio.Task[None]]:
+def start_webhooks(settings: Settings, redis: Redis) -> tuple[Dispatcher, asyncio.Task[None]]:
     """The process's webhook dispatcher (workers.webhooks), beside the job queue."""
     config = DeliveryConfig(
         cipher=SecretCipher(settings.secret_key),

@@ -48,5 +48,5 @@ async def test_refusals_do_not_add_to_the_count() -> None:
     for _ in range(5):
         assert await attempt(rl, succeeds=False) == "refused"
     redis = rl._redis  # noqa: SLF001  # the limiter's own counters
-    values = [int(await redis.get(k)) async for k in redis.scan_iter(match="t:rl:test:*")]  # type: ignore[attr-defined]
+    values = [int(await redis.get(k)) async for k in redis.scan_iter(match="t:rl:test:*")]
     assert values == [LIMIT.max_hits]
