@@ -27,6 +27,7 @@ from settings import Settings
 from tests.support.api import Api
 from tests.support.factories import PASSWORD, partner_admin, unique_email
 from tests.support.orders import placed
+from tests.support.running import shifted
 
 SECRET = b"s" * 32
 ADMIN = Actor(user_id=41, account_id=7, role=Role.ADMIN)
@@ -62,7 +63,7 @@ class TestToken:
         assert grant is not None
         assert (grant.order_id, grant.kind, grant.user_id, grant.api_key_id) == (12, "csv", 41, None)
         assert clock.now() + DOWNLOAD_TTL - timedelta(seconds=2) < grant.expires_at <= clock.now() + DOWNLOAD_TTL
-        with clock.shifted(DOWNLOAD_TTL):
+        with shifted(DOWNLOAD_TTL):
             assert verify(secret=SECRET, token=token, order_id=12, kind="csv") is None
 
     def test_an_api_key_is_the_principal_of_its_tokens(self) -> None:
@@ -173,9 +174,9 @@ class TestDownloadCsv:
         admin = await partner_admin()
         order = await placed(app_settings, admin)
         path = path_of(mint(app_settings, order.id, admin))
-        with clock.shifted(DOWNLOAD_TTL - timedelta(seconds=5)):
+        with shifted(DOWNLOAD_TTL - timedelta(seconds=5)):
             assert (await api.http.get(path)).status_code == 200
-        with clock.shifted(DOWNLOAD_TTL + timedelta(seconds=1)):
+        with shifted(DOWNLOAD_TTL + timedelta(seconds=1)):
             await assert_not_found(api, path)
         assert len(await downloads_of(order)) == 1
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from infra import clock
 from tests.support.api import Api
 from tests.support.documents import API_KEY_CREATE, API_KEY_REVOKE
 from tests.support.factories import PASSWORD, SIGN_IN, SIGN_UP, sign_in, sign_up, tenant, unique_email
+from tests.support.running import shifted
 
 VIEWER = "{ viewer { user { id email role } account { id name locale isPartner balance { amount currencyCode } } } }"
 SIGN_OUT = "mutation { signOut { signedOut errors { code message } } }"
@@ -116,7 +116,7 @@ class TestSessions:
 
     async def test_sessions_expire(self, api: Api) -> None:
         account = await tenant(api)
-        with clock.shifted(timedelta(days=14, minutes=1)):
+        with shifted(timedelta(days=14, minutes=1)):
             assert unauthenticated(await api(VIEWER, token=account["token"]))
         assert not unauthenticated(await api(VIEWER, token=account["token"]))
 

@@ -11,6 +11,7 @@ from infra import clock
 from models import Account, LedgerEntry, LedgerEntryKind, Voucher, VoucherOrder, VoucherStatus
 from tests.support.api import Api
 from tests.support.factories import line, member, order, partner, sign_in
+from tests.support.running import shifted
 
 CANCEL = """mutation C($input: VoucherOrderCancelInput!) { voucherOrderCancel(input: $input) {
   order { status statusCounts { cancelled validUnused } cancellable cancelBlockers { code } }
@@ -60,10 +61,10 @@ class TestCancel:
     async def test_day_30_can_day_31_cannot(self, api: Api) -> None:
         p = await partner(api)
         on_time, late = await placed(api, p), await placed(api, p)
-        with clock.shifted(timedelta(days=30) - timedelta(minutes=1)):  # still on day 30
+        with shifted(timedelta(days=30) - timedelta(minutes=1)):  # still on day 30
             token = await sign_in(api, p["email"])
             assert (await cancel(api, token, on_time["id"]))["errors"] == []
-        with clock.shifted(timedelta(days=30, seconds=1)):
+        with shifted(timedelta(days=30, seconds=1)):
             token = await sign_in(api, p["email"])
             before = (await api(BLOCKERS, {"id": late["id"]}, token=token))["data"]["node"]
             assert before["cancellable"] is False

@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from infra import clock
 from models import Account, LedgerEntry, Voucher, VoucherOrder
 from services.orders import CUSTOMER_NAME_MAX, NOTES_MAX
 from tests.support.api import Api
 from tests.support.factories import ORDER_CREATE, line, member, order, partner, request_outbox_rows, sign_in, tenant
+from tests.support.running import shifted
 
 MASKED = re.compile(r"^VS-•••••-•••••-•••••-[0-9A-HJKMNP-TV-Z]{5}$")
 QUOTE = """query Q($input: VoucherQuoteInput!) { voucherQuote(input: $input) {
@@ -235,7 +235,7 @@ class TestReadingOrders:
     async def test_a_voucher_past_its_expiry_reads_expired_without_any_job(self, api: Api) -> None:
         p = await partner(api)
         placed = (await order(api, p["token"], line("BASIC_OV", 2), paymentMethod="ACCOUNT_BALANCE"))["order"]
-        with clock.shifted(timedelta(days=366)):  # a year on: sign in again, the first session has lapsed
+        with shifted(timedelta(days=366)):  # a year on: sign in again, the first session has lapsed
             token = await sign_in(api, p["email"])
             read = (await api(ORDER, {"id": placed["id"]}, token=token))["data"]["node"]
         assert read["statusCounts"]["expired"] == 2

@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from infra import clock
 from models import CertificateRequest, LedgerEntry, Voucher, VoucherOrderLine, VoucherStatus
 from services import codes, redemption, staff
 from settings import Settings
 from tests.support.api import Api
 from tests.support.factories import PASSWORD, codes_of, line, partner, redeem, sign_in, tenant, unique_email
+from tests.support.running import shifted
 
 BY_CODE = """query V($code: String!) { voucherByCode(code: $code) {
   code productName validityYears fqdns wildcards expiresAt status redeemable } }"""
@@ -168,7 +168,7 @@ class TestRedeem:
         [refused] = (await redeem(api, customer["token"], codes[0]))["errors"]
         assert (refused["code"], refused["message"]) == ("VOUCHER_NOT_REDEEMABLE", "This voucher was cancelled.")
         [fresh, _] = await codes_of(api, p)
-        with clock.shifted(timedelta(days=366)):
+        with shifted(timedelta(days=366)):
             token = await sign_in(api, customer["email"])
             [refused] = (await redeem(api, token, fresh))["errors"]
             assert (refused["code"], refused["message"]) == ("VOUCHER_NOT_REDEEMABLE", "This voucher has expired.")
@@ -187,7 +187,7 @@ class TestReuse:
 
     async def test_cancel_within_30_days_releases_the_voucher(self, api: Api) -> None:
         customer, code, request_id = await self._redeemed(api)
-        with clock.shifted(timedelta(days=30) - timedelta(minutes=1)):
+        with shifted(timedelta(days=30) - timedelta(minutes=1)):
             token = await sign_in(api, customer["email"])
             ended = (await api(CANCEL, {"id": request_id}, token=token))["data"]["certificateRequestCancel"]
             assert ended == {
@@ -201,7 +201,7 @@ class TestReuse:
 
     async def test_later_the_voucher_stays_used(self, api: Api) -> None:
         customer, code, request_id = await self._redeemed(api)
-        with clock.shifted(timedelta(days=30, minutes=1)):
+        with shifted(timedelta(days=30, minutes=1)):
             token = await sign_in(api, customer["email"])
             ended = (await api(CANCEL, {"id": request_id}, token=token))["data"]["certificateRequestCancel"]
             assert ended["voucherReleased"] is False

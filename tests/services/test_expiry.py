@@ -40,14 +40,14 @@ from settings import Settings
 from tests.support.api import Api
 from tests.support.factories import partner_admin, unique_email
 from tests.support.mail import Inbox
-from tests.support.running import running_worker, wait_for
+from tests.support.running import running_worker, shifted, wait_for
 
 YEAR = timedelta(days=365)
 
 
 async def placed_order(settings: Settings, actor: Actor, quantity: int = 2, *, ago: timedelta) -> VoucherOrder:
     """An order placed `ago` (its vouchers expire one year after that), paid by card in the sandbox."""
-    with clock.shifted(-ago):
+    with shifted(-ago):
         return await orders.place_order(
             actor=actor,
             request=OrderRequest(lines=[LineRequest("BASIC_OV", quantity, 1, 1, 0)], card_token="tok_visa"),
@@ -297,7 +297,7 @@ class TestExpiryReminders:
             False,
         ]
         # eleven days on, the first order is 29 days from expiry: now it is reminded, once
-        with clock.shifted(timedelta(days=11)):
+        with shifted(timedelta(days=11)):
             await expiry.send_expiry_reminders(public_url=settings.public_url)
             await expiry.send_expiry_reminders(public_url=settings.public_url)
         assert await reminded(in_40_days)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from infra import clock
 from models import OrderEvent, OrderEventKind, Voucher, VoucherOrder, VoucherOrderLine, VoucherStatus
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
@@ -18,6 +17,7 @@ from services.reveal import reveal_codes
 from settings import Settings
 from tests.support.factories import partner_admin
 from tests.support.orders import placed
+from tests.support.running import shifted
 
 BASIC_OV = LineRequest(product_code="BASIC_OV", quantity=3, validity_years=2, fqdns=3, wildcards=1)
 BASIC_EV = LineRequest(product_code="BASIC_EV", quantity=2, validity_years=1, fqdns=1, wildcards=0)
@@ -102,7 +102,7 @@ class TestCsvChunks:
             "VALID_UNUSED",
         ]
         # when
-        with clock.shifted(timedelta(days=367)):
+        with shifted(timedelta(days=367)):
             rows = parse(await csv_body(settings, order))
         # then: the unused one reads EXPIRED though the expiry job has not run
         assert [row["status"] for row in rows] == ["VALID_USED", "CANCELLED", "EXPIRED"]

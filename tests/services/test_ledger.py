@@ -16,7 +16,7 @@ from settings import Settings
 from tests.support.api import Api
 from tests.support.factories import PASSWORD, tenant, unique_email
 from tests.support.mail import Inbox
-from tests.support.running import running_worker, wait_for
+from tests.support.running import running_worker, shifted, wait_for
 
 
 async def funded_account(balance: int) -> Account:
@@ -116,17 +116,15 @@ class TestIdempotencyKeys:
     async def test_expired_keys_are_purged_and_free_again(self, db: None) -> None:
         from datetime import timedelta
 
-        from infra import clock
-
         account = await funded_account(100)
         staff = Actor(user_id=None, account_id=None, role=None, is_staff=True)
         from services.finance import adjust
 
         first = await adjust(actor=staff, account_id=account.id, amount="1.00", memo="a", idempotency_key="k")
-        with clock.shifted(timedelta(hours=24)):
+        with shifted(timedelta(hours=24)):
             replay = await adjust(actor=staff, account_id=account.id, amount="1.00", memo="a", idempotency_key="k")
         assert replay.id == first.id
-        with clock.shifted(idempotency.KEEP + timedelta(minutes=1)):
+        with shifted(idempotency.KEEP + timedelta(minutes=1)):
             assert await idempotency.purge_expired() >= 1
             again = await adjust(actor=staff, account_id=account.id, amount="1.00", memo="a", idempotency_key="k")
         assert again.id != first.id

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import time_machine
 
 from settings import Settings
 
@@ -47,3 +50,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def shifted(delta: timedelta) -> Iterator[None]:
+    """Run a block as if `delta` had passed (or, negative, not yet): the wall clock moves, monotonic time does not."""
+    with time_machine.travel(datetime.now(UTC) + delta, tick=True):
+        yield

@@ -30,18 +30,22 @@ class _State:
         self.received: list[dict[str, Any]] = []
         self.in_flight: dict[str, int] = {}
         self.most_in_flight: dict[str, int] = {}
+        self.clock_offset = 0.0  # the test moved its own clock (time-machine): verify as of its time
 
 
-def _verified_with(secrets: list[str], body: bytes, headers: dict[str, str]) -> list[int]:
+def _verified_with(secrets: list[str], body: bytes, headers: dict[str, str], offset: float) -> list[int]:
+    import time_machine
     from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
     verified = []
-    for index, secret in enumerate(secrets):
-        try:
-            Webhook(secret).verify(body, headers)
-        except WebhookVerificationError:
-            continue
-        verified.append(index)
+    # The signed timestamp is checked against the receiver's clock, moved as the sender's was.
+    with time_machine.travel(time.time() + offset, tick=False):
+        for index, secret in enumerate(secrets):
+            try:
+                Webhook(secret).verify(body, headers)
+            except WebhookVerificationError:
+                continue
+            verified.append(index)
     return verified
 
 
@@ -69,6 +73,8 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 with state.lock:
                     if self.path == "/_control/secrets":
                         state.secrets[command["path"]] = list(command["secrets"])
+                    elif self.path == "/_control/clock":
+                        state.clock_offset = float(command["offset_seconds"])
                     elif self.path == "/_control/script":
                         state.script[command["path"]] = [(int(s), float(d)) for s, d in command["responses"]]
                 self._reply(200, b"{}")
@@ -90,7 +96,7 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                         "signatures": len((headers.get("webhook-signature") or "").split()),
                         "host": headers.get("host"),
                         "body": body.decode(),
-                        "verified_with": _verified_with(secrets, body, headers),
+                        "verified_with": _verified_with(secrets, body, headers, state.clock_offset),
                         "status": status,
                         "at": time.time(),
                     }
@@ -160,6 +166,10 @@ class Receiver:
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             response.read()
+
+    def clock(self, offset_seconds: float) -> None:
+        """Verify signatures as of the receiver's time moved by this much (the test moved its own)."""
+        self._control("clock", {"offset_seconds": offset_seconds})
 
     def secrets(self, path: str, *secrets: str) -> None:
         self._control("secrets", {"path": path, "secrets": list(secrets)})
