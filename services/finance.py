@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from decimal import Decimal
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -22,11 +21,12 @@ from models import (
 )
 from services import events, idempotency, outbox, webhook_events
 from services.actors import Actor
+from services.card_payments import CardPayment, charge_then_commit
 from services.errors import DomainError, ErrorCode, invalid, not_found
 from services.ledger import finance_contacts, post_entry
 from services.mail import SEND_EMAIL, email_payload
 from services.money import to_decimal, to_minor
-from services.payments import PaymentGateway
+from services.payments import Charge, PaymentGateway
 from services.validation import clean_text
 
 log = logging.getLogger(__name__)
@@ -131,43 +131,26 @@ async def deposit(
     )
     if begun.replay is not None:
         return await LedgerEntry.get(id=begun.replay["ledger_entry_id"], account_id=account_id)
-    gateway_key = begun.gateway_key_suffix if begun.record_id else f"deposit-{uuid.uuid4()}"
-    try:
-        charge = await gateway.charge(
+    payment = CardPayment(gateway, account_id, account.currency, minor, token, "deposit", "Nothing was deposited.")
+
+    async def credit(conn: BaseDBAsyncClient, charge: Charge) -> LedgerEntry:
+        entry = await post_entry(
+            conn,
+            account_id=account_id,
+            kind=LedgerEntryKind.DEPOSIT,
             amount=minor,
-            currency=account.currency,
-            token=token,
-            idempotency_key=f"{account_id}:{gateway_key}",
-            description=f"vouchsafe deposit, account {account_id}",
+            memo="Card deposit",
+            actor=actor,
+            gateway_reference=charge.reference,
+            public_url=public_url,
         )
-    except DomainError:
-        await idempotency.abandon(begun)
-        raise
-    try:
-        async with in_transaction() as conn:
-            entry = await post_entry(
-                conn,
-                account_id=account_id,
-                kind=LedgerEntryKind.DEPOSIT,
-                amount=minor,
-                memo="Card deposit",
-                actor=actor,
-                gateway_reference=charge.reference,
-                public_url=public_url,
-            )
-            await _receipt(conn, account, entry, public_url)
-            await webhook_events.emit(
-                conn, account_id=account_id, event=WebhookEventType.DEPOSIT_SUCCEEDED, data=_deposited(account, entry)
-            )
-            await idempotency.complete(begun, {"ledger_entry_id": entry.id}, using_db=conn)
-    except Exception:
-        # The card was charged but nothing was credited: give the money back.
-        log.exception("deposit of account %s failed after charge %s; refunding", account_id, charge.reference)
-        await gateway.refund(
-            charge_reference=charge.reference, amount=minor, idempotency_key=f"refund-{charge.reference}"
+        await _receipt(conn, account, entry, public_url)
+        await webhook_events.emit(
+            conn, account_id=account_id, event=WebhookEventType.DEPOSIT_SUCCEEDED, data=_deposited(account, entry)
         )
-        await idempotency.abandon(begun)
-        raise
+        return entry
+
+    entry = await charge_then_commit(payment, begun, credit, lambda entry: {"ledger_entry_id": entry.id})
     outbox.notify()
     await events.publish([events.account_changed(account_id, "DEPOSIT")])
     return entry

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from infra import clock
 from models import (
@@ -36,12 +35,13 @@ from models import (
 )
 from services import catalogue, codes, events, idempotency, outbox, webhook_events
 from services.actors import Actor
+from services.card_payments import CardPayment, charge_then_commit
 from services.catalogue import LineRequest, Quote
 from services.errors import DomainError, ErrorCode
 from services.ledger import finance_contacts, insufficient_funds, post_entry
 from services.mail import SEND_EMAIL, email_payload
 from services.money import to_decimal
-from services.payments import PaymentGateway
+from services.payments import Charge, PaymentGateway
 from services.validation import clean_text, optional_text
 
 log = logging.getLogger(__name__)
@@ -185,33 +185,14 @@ async def _pay_by_card(
     begun = await idempotency.begin(account_id=account.id, key=key, operation=ORDER_OPERATION, request=fingerprint)
     if begun.replay is not None:
         return begun.replay
-    gateway_key = begun.gateway_key_suffix if begun.record_id else f"order-{secrets.token_hex(12)}"
-    try:
-        charge = await gateway.charge(
-            amount=details.quote.total,
-            currency=account.currency,
-            token=token,
-            idempotency_key=f"{account.id}:{gateway_key}",
-            description=f"vouchsafe voucher order, account {account.id}",
-        )
-    except DomainError:
-        await idempotency.abandon(begun)
-        raise
-    try:
-        async with in_transaction() as conn:
-            response = await _commit(conn, details, charge_reference=charge.reference)
-            await idempotency.complete(begun, response, using_db=conn)
-    except Exception as exc:
-        log.exception("order of account %s failed after charge %s; refunding", account.id, charge.reference)
-        await gateway.refund(
-            charge_reference=charge.reference, amount=charge.amount, idempotency_key=f"refund-{charge.reference}"
-        )
-        await idempotency.abandon(begun)
-        raise DomainError(
-            ErrorCode.PAYMENT_GATEWAY_ERROR,
-            "The order could not be completed; the card charge was refunded. Nothing was ordered.",
-        ) from exc
-    return response
+    payment = CardPayment(
+        gateway, account.id, account.currency, details.quote.total, token, "order", "Nothing was ordered."
+    )
+
+    async def commit(conn: BaseDBAsyncClient, charge: Charge) -> dict[str, Any]:
+        return await _commit(conn, details, charge_reference=charge.reference)
+
+    return await charge_then_commit(payment, begun, commit, lambda response: response)
 
 
 async def _commit(conn: BaseDBAsyncClient, d: _Details, *, charge_reference: str | None) -> dict[str, Any]:

@@ -326,6 +326,7 @@ class TestFiveDays:
         endpoint = await WebhookEndpoint.get(url=url, account__users__email=admin["email"])
         assert endpoint.enabled
         assert endpoint.failing_since is not None
+
         async def mailed() -> Any:
             for path in insecure.mail_dir.glob("*.eml"):
                 message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)

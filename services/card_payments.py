@@ -1,0 +1,76 @@
+"""Paying by card: charge first, outside any transaction, then commit; refund when the commit fails.
+
+Deposits and card orders both take this path. The charge's idempotency key is the
+request's own (`idempotency.Begun`), so a retried request charges once at the gateway.
+A refused charge abandons the request's idempotency record and is the client's error as
+the gateway words it; a commit that fails after the charge gives the money back and says
+so, and nothing of the request is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from services import idempotency
+from services.errors import DomainError, ErrorCode
+from services.payments import Charge, PaymentGateway
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CardPayment:
+    gateway: PaymentGateway
+    account_id: int
+    currency: str
+    amount: int  # minor units
+    token: str
+    what: str  # "deposit", "order": the charge's description and the words of a failure
+    undone: str  # what the client is told did not happen: "Nothing was ordered."
+
+
+async def charge_then_commit(
+    payment: CardPayment,
+    begun: idempotency.Begun,
+    commit: Callable[[BaseDBAsyncClient, Charge], Awaitable[T]],
+    recorded: Callable[[T], dict[str, Any]],
+) -> T:
+    """Charge the card, then run `commit` in one transaction with the idempotency record's completion."""
+    gateway_key = begun.gateway_key_suffix if begun.record_id else f"{payment.what}-{secrets.token_hex(12)}"
+    try:
+        charge = await payment.gateway.charge(
+            amount=payment.amount,
+            currency=payment.currency,
+            token=payment.token,
+            idempotency_key=f"{payment.account_id}:{gateway_key}",
+            description=f"vouchsafe {payment.what}, account {payment.account_id}",
+        )
+    except DomainError:
+        await idempotency.abandon(begun)
+        raise
+    try:
+        async with in_transaction() as conn:
+            result = await commit(conn, charge)
+            await idempotency.complete(begun, recorded(result), using_db=conn)
+    except Exception as exc:
+        log.exception(
+            "%s of account %s failed after charge %s; refunding", payment.what, payment.account_id, charge.reference
+        )
+        await payment.gateway.refund(
+            charge_reference=charge.reference, amount=charge.amount, idempotency_key=f"refund-{charge.reference}"
+        )
+        await idempotency.abandon(begun)
+        raise DomainError(
+            ErrorCode.PAYMENT_GATEWAY_ERROR,
+            f"The {payment.what} could not be completed; the card charge was refunded. {payment.undone}",
+        ) from exc
+    return result
