@@ -19,7 +19,7 @@ from tests.support.factories import partner_admin
 LINE = LineRequest(product_code="BASIC_OV", quantity=1, validity_years=1, fqdns=1, wildcards=0)
 
 
-def failing(real: Any) -> Any:
+def failing() -> Any:
     async def fail_inside_the_transaction(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the database went away mid-commit")
 
@@ -32,7 +32,7 @@ class TestCommitFailsAfterTheCharge:
     ) -> None:
         actor = await partner_admin()
         gateway = SandboxGateway()
-        monkeypatch.setattr(finance, "post_entry", failing(finance.post_entry))
+        monkeypatch.setattr(finance, "post_entry", failing())  # the entry the deposit writes
         with pytest.raises(DomainError) as refused:
             await finance.deposit(
                 actor=actor,
@@ -55,7 +55,7 @@ class TestCommitFailsAfterTheCharge:
     ) -> None:
         actor = await partner_admin()
         gateway = SandboxGateway()
-        monkeypatch.setattr(orders, "_commit", failing(orders._commit))  # noqa: SLF001  # the commit itself fails
+        monkeypatch.setattr(orders, "_commit", failing())  # the commit itself fails
         with pytest.raises(DomainError) as refused:
             await orders.place_order(
                 actor=actor,
