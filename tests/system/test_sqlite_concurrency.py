@@ -3,7 +3,7 @@
 The API is a real `vouchsafe serve` with no configuration at all (SQLite in its data dir, the
 in-process Redis stand-in and worker), written to over loopback HTTP with API keys: deposits,
 purchases, cancels, codes reveals and finance-settings edits. The worker is this module run as
-a second process (`python -m tests.test_sqlite_concurrency DIR`) on the same data dir: through
+a second process (`python -m tests.system.test_sqlite_concurrency DIR`) on the same data dir: through
 workers.tasks.run_outbox and the worker's own handlers it delivers 200 receipt e-mails queued
 before the start (a claim and a mark each), as a `vouchsafe worker` would. Tortoise serialises
 one process's statements on its one connection, so only a second process shows what WAL and
@@ -238,7 +238,7 @@ def test_api_and_worker_processes_write_to_one_sqlite_file(tmp_path: Path) -> No
     port = free_port()
     logs = {"serve": tmp_path / "serve.log", "worker": tmp_path / "worker.log"}
     server = start_process([*command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env, logs["serve"])
-    worker = start_process([sys.executable, "-m", "tests.test_sqlite_concurrency", str(tmp_path)], env, logs["worker"])
+    worker = start_process([sys.executable, "-m", "tests.system.test_sqlite_concurrency", str(tmp_path)], env, logs["worker"])
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15.0) as http:
 
