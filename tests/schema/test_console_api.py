@@ -1,0 +1,74 @@
+"""The API the console needs beside the rest: staff's `accounts` search and `accountUpdate`."""
+
+from __future__ import annotations
+
+from services import staff
+from tests.conftest import Api
+from tests.factories import PASSWORD, member, sign_in, tenant, unique_email
+
+ACCOUNTS = """
+query Accounts($first: Int, $after: String, $search: String) {
+  accounts(first: $first, after: $after, search: $search) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { node { id name isPartner balance { amount } users(first: 5) { edges { node { email } } } } }
+  }
+}"""
+ACCOUNT_UPDATE = """
+mutation AccountUpdate($input: AccountUpdateInput!) {
+  accountUpdate(input: $input) { account { name locale } errors { code field message } }
+}"""
+
+
+async def staff_token(api: Api) -> str:
+    email = unique_email("staff")
+    await staff.create_staff(email=email, password=PASSWORD)
+    return await sign_in(api, email)
+
+
+class TestStaffAccounts:
+    async def test_search_by_name_or_email_paged(self, api: Api) -> None:
+        marker = unique_email("m").split("@")[0]
+        await tenant(api, accountName=f"Alpha {marker}")
+        await tenant(api, accountName=f"Beta {marker}")
+        by_mail = await tenant(api, accountName="Gamma", email=f"{marker}-x@example.com")
+        token = await staff_token(api)
+
+        page = (await api(ACCOUNTS, {"first": 2, "search": marker.upper()}, token=token))["data"]["accounts"]
+        assert page["totalCount"] == 3
+        assert page["pageInfo"]["hasNextPage"] is True
+        rest = (await api(ACCOUNTS, {"first": 2, "search": marker, "after": page["pageInfo"]["endCursor"]}, token=token))
+        names = [e["node"]["name"] for e in page["edges"] + rest["data"]["accounts"]["edges"]]
+        assert names == ["Gamma", f"Beta {marker}", f"Alpha {marker}"]  # newest first
+        gamma = page["edges"][0]["node"]
+        assert gamma["users"]["edges"][0]["node"]["email"] == by_mail["email"]
+
+    async def test_only_staff(self, api: Api) -> None:
+        account = await tenant(api)
+        result = await api(ACCOUNTS, {"search": "x"}, token=account["token"])
+        assert result["data"] is None
+        assert result["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED"
+
+    async def test_search_too_long_is_refused(self, api: Api) -> None:
+        token = await staff_token(api)
+        result = await api(ACCOUNTS, {"search": "x" * 201}, token=token)
+        assert result["errors"][0]["extensions"]["code"] == "INVALID"
+
+
+class TestAccountUpdate:
+    async def test_admin_changes_name_and_locale(self, api: Api) -> None:
+        account = await tenant(api)
+        result = await api(ACCOUNT_UPDATE, {"input": {"locale": "fr", "name": "Neu"}}, token=account["token"])
+        assert result["data"]["accountUpdate"] == {"account": {"name": "Neu", "locale": "fr"}, "errors": []}
+
+    async def test_bad_locale_on_its_field(self, api: Api) -> None:
+        account = await tenant(api)
+        result = await api(ACCOUNT_UPDATE, {"input": {"locale": "xx", "name": " "}}, token=account["token"])
+        errors = result["data"]["accountUpdate"]["errors"]
+        assert {tuple(e["field"]) for e in errors} == {("input", "name"), ("input", "locale")}
+
+    async def test_member_may_not(self, api: Api) -> None:
+        account = await tenant(api)
+        token = await member(api, account["token"], "MEMBER")
+        result = await api(ACCOUNT_UPDATE, {"input": {"locale": "de"}}, token=token)
+        assert result["data"]["accountUpdate"]["errors"][0]["code"] == "PERMISSION_DENIED"
