@@ -37,7 +37,8 @@ class TestStaffAccounts:
         page = (await api(ACCOUNTS, {"first": 2, "search": marker.upper()}, token=token))["data"]["accounts"]
         assert page["totalCount"] == 3
         assert page["pageInfo"]["hasNextPage"] is True
-        rest = (await api(ACCOUNTS, {"first": 2, "search": marker, "after": page["pageInfo"]["endCursor"]}, token=token))
+        after = page["pageInfo"]["endCursor"]
+        rest = await api(ACCOUNTS, {"first": 2, "search": marker, "after": after}, token=token)
         names = [e["node"]["name"] for e in page["edges"] + rest["data"]["accounts"]["edges"]]
         assert names == ["Gamma", f"Beta {marker}", f"Alpha {marker}"]  # newest first
         gamma = page["edges"][0]["node"]
