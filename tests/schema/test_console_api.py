@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services import staff
 from tests.conftest import Api
-from tests.factories import PASSWORD, member, sign_in, tenant, unique_email
+from tests.factories import PASSWORD, member, order, partner, sign_in, tenant, unique_email
 
 ACCOUNTS = """
 query Accounts($first: Int, $after: String, $search: String) {
@@ -73,3 +73,23 @@ class TestAccountUpdate:
         token = await member(api, account["token"], "MEMBER")
         result = await api(ACCOUNT_UPDATE, {"input": {"locale": "de"}}, token=token)
         assert result["data"]["accountUpdate"]["errors"][0]["code"] == "PERMISSION_DENIED"
+
+
+BY_NUMBER = """
+query ByNumber($number: String!) {
+  voucherOrders(first: 1, filter: {number: $number}) { totalCount edges { node { number } } }
+}"""
+
+
+class TestOrderByNumber:
+    async def test_finds_the_tenants_order_only(self, api: Api) -> None:
+        seller = await partner(api)
+        placed = await order(api, seller["token"], paymentMethod="ACCOUNT_BALANCE")
+        number = placed["order"]["number"]
+        answer = await api(BY_NUMBER, {"number": number.lower()}, token=seller["token"])
+        assert "errors" not in answer, answer
+        found = answer["data"]["voucherOrders"]
+        assert found == {"totalCount": 1, "edges": [{"node": {"number": number}}]}
+        other = await partner(api, balance=None)
+        theirs = (await api(BY_NUMBER, {"number": number}, token=other["token"]))["data"]["voucherOrders"]
+        assert theirs == {"totalCount": 0, "edges": []}
