@@ -72,9 +72,11 @@ async function accountsPage(main) {
     summary.textContent = t("accountsFound", { n: count(connection.totalCount) });
     after = connection.pageInfo.endCursor;
     more.hidden = !connection.pageInfo.hasNextPage;
+    list.setAttribute("aria-busy", "false");
   }
   let timer;
   search.addEventListener("input", () => {
+    list.setAttribute("aria-busy", "true");
     clearTimeout(timer);
     timer = setTimeout(() => load(true), 250);
   });
