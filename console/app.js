@@ -172,23 +172,25 @@ function drawNav(pathname) {
   const current = pathname === "/" ? "/orders" : pathname;
   const groups = [];
   if (state.account) {
+    // A MEMBER is not offered what its role cannot do (the API refuses it anyway).
+    const money = can.money();
     groups.push([
       t("finances"),
       [
         ["/orders", t("voucherCodes")],
-        ["/orders/new", t("addVoucher")],
+        money && ["/orders/new", t("addVoucher")],
         ["/finance/settings", t("settings")],
-        ["/finance/deposit", t("depositFunds")],
+        money && ["/finance/deposit", t("depositFunds")],
         ["/finance/ledger", t("ledger")],
-      ],
+      ].filter(Boolean),
     ]);
     groups.push([
       t("accountMenu"),
       [
         ["/account/users", t("users")],
-        ["/account/api-keys", t("apiKeys")],
-        ["/account/webhooks", t("webhooks")],
-      ],
+        can.admin() && ["/account/api-keys", t("apiKeys")],
+        money && ["/account/webhooks", t("webhooks")],
+      ].filter(Boolean),
     ]);
   }
   if (state.user.isStaff) {

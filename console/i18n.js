@@ -38,7 +38,7 @@ export function setLanguage(code, { remember = false } = {}) {
 }
 
 export function t(key, vars = {}, fallback) {
-  if (vars.n === 1 && (STRINGS[current][`${key}.one`] ?? en[`${key}.one`])) key = `${key}.one`;
+  if (String(vars.n) === "1" && (STRINGS[current][`${key}.one`] ?? en[`${key}.one`])) key = `${key}.one`;
   const text = STRINGS[current][key] ?? en[key] ?? fallback ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
 }

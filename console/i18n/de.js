@@ -34,6 +34,7 @@ export const de = {
   "blocker.ORDER_HAS_REDEEMED_VOUCHERS": "Ein Code dieses Auftrags wurde eingelöst.",
   "blocker.ORDER_HAS_EXPIRED_VOUCHERS": "Ein Gutschein dieses Auftrags ist abgelaufen.",
   "blocker.ORDER_ALREADY_CANCELLED": "Er ist bereits storniert.",
+  notesLabel: "Notizen", "cancelEffect.one": "Der Code dieses Auftrags wird storniert und kann nicht mehr eingelöst werden.",
   cancelTitle: "Auftrag {number} stornieren?", cancelEffect: "Alle {n} Codes dieses Auftrags werden storniert und können nicht mehr eingelöst werden.",
   refundBalance: "{amount} wird Ihrem Kontoguthaben gutgeschrieben.", refundCard: "{amount} wird auf die bezahlende Karte erstattet.",
   cancelRules: "Ein Auftrag wird nur als Ganzes gegen volle Rückerstattung storniert, und nur solange er nicht älter als 30 Tage ist, kein Code eingelöst wurde und kein Gutschein abgelaufen ist.",

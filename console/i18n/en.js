@@ -34,6 +34,7 @@ export const en = {
   "blocker.ORDER_HAS_REDEEMED_VOUCHERS": "A code of this order has been redeemed.",
   "blocker.ORDER_HAS_EXPIRED_VOUCHERS": "A voucher of this order has expired.",
   "blocker.ORDER_ALREADY_CANCELLED": "It is already cancelled.",
+  notesLabel: "Notes", "cancelEffect.one": "The code of this order will be cancelled and can no longer be redeemed.",
   cancelTitle: "Cancel order {number}?", cancelEffect: "All {n} code(s) of this order will be cancelled and can no longer be redeemed.",
   refundBalance: "{amount} goes back to your account balance.", refundCard: "{amount} is refunded to the card it was paid with.",
   cancelRules: "An order is cancelled for a full refund only as a whole, and only while it is no more than 30 days old, none of its codes has been redeemed and none has expired.",

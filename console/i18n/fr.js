@@ -34,6 +34,7 @@ export const fr = {
   "blocker.ORDER_HAS_REDEEMED_VOUCHERS": "Un code de cette commande a été utilisé.",
   "blocker.ORDER_HAS_EXPIRED_VOUCHERS": "Un bon de cette commande a expiré.",
   "blocker.ORDER_ALREADY_CANCELLED": "Elle est déjà annulée.",
+  notesLabel: "Notes", "cancelEffect.one": "Le code de cette commande sera annulé et ne pourra plus être utilisé.",
   cancelTitle: "Annuler la commande {number} ?", cancelEffect: "Les {n} codes de cette commande seront annulés et ne pourront plus être utilisés.",
   refundBalance: "{amount} revient sur le solde de votre compte.", refundCard: "{amount} est remboursé sur la carte qui a payé.",
   cancelRules: "Une commande n’est annulée avec remboursement intégral que dans son ensemble, et seulement tant qu’elle a au plus 30 jours, qu’aucun code n’a été utilisé et qu’aucun bon n’a expiré.",

@@ -47,7 +47,7 @@ export async function render(main, { params }) {
         "dl",
         { class: "facts" },
         h("dt", {}, t("customer")), h("dd", {}, order.customerName || "—"),
-        h("dt", {}, t("notes")), h("dd", {}, order.notes || "—"),
+        h("dt", {}, t("notesLabel")), h("dd", {}, order.notes || "—"),
         h("dt", {}, t("total")), h("dd", { id: "order-total" }, money(order.total)),
         h("dt", {}, t("paymentMethod")), h("dd", {}, t(`method.${order.paymentMethod}`)),
         h("dt", {}, t("date")), h("dd", {}, dateTime(order.createdAt)),

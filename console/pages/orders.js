@@ -1,7 +1,7 @@
 // /orders (and /): the voucher orders, filtered by status and customer, each row live.
 
 import { gql, subscribe } from "../api.js";
-import { onAccount, onLeave, state } from "../app.js";
+import { can, onAccount, onLeave, state } from "../app.js";
 import * as D from "../documents.js";
 import { field, h, replace } from "../dom.js";
 import { count, dateTime, money } from "../format.js";
@@ -108,7 +108,7 @@ export async function render(main, { query }) {
 
   replace(
     main,
-    h("div", { class: "title" }, h("h1", {}, t("voucherCodes")), h("a", { href: "/orders/new", class: "button" }, t("addVoucher"))),
+    h("div", { class: "title" }, h("h1", {}, t("voucherCodes")), can.money() ? h("a", { href: "/orders/new", class: "button" }, t("addVoucher")) : null),
     h("form", { class: "filters", role: "search", onsubmit: (e) => e.preventDefault() }, field(t("status"), status), field(t("customer"), customer)),
     summary,
     h(

@@ -265,12 +265,16 @@ def member_view(browser: Browser, console: Console, shots: Path, address: str, n
     expect(page.get_by_role("button", name="Show codes")).to_have_count(0)
     expect(page.get_by_role("button", name="Cancel order")).to_have_count(0)
     expect(page.get_by_role("link", name="Download CSV")).to_have_count(0)
-    page.get_by_role("link", name="Deposit funds").click()
-    expect(page.get_by_role("button", name="Deposit", exact=True)).to_have_count(0)
+    # no money action is offered, and the pages say why when opened directly
+    expect(page.get_by_role("link", name="Add new voucher")).to_have_count(0)
+    expect(page.get_by_role("link", name="Deposit funds")).to_have_count(0)
+    expect(page.get_by_role("link", name="API keys")).to_have_count(0)
     page.get_by_role("link", name="Settings").click()
     expect(page.get_by_role("button", name="Save settings")).to_be_disabled()
-    page.get_by_role("link", name="Add new voucher").click()
-    expect(page.get_by_role("button", name="Submit")).to_have_count(0)
+    for path, button in (("/finance/deposit", "Deposit"), ("/orders/new", "Submit")):
+        page.goto(f"{console.base}{path}")
+        expect(page.get_by_role("note")).to_contain_text("Your role can read this page")
+        expect(page.get_by_role("button", name=button, exact=True)).to_have_count(0)
     member.shot("16-member")
     assert member.problems == []
     member.context.close()
