@@ -133,7 +133,7 @@ function drawHeader() {
       h(
         "span",
         { class: "balance" },
-        h("span", { class: "muted" }, `${t("balance")}: `),
+        h("span", { class: "muted" }, `${t("balance")}${t("colon")}`),
         h("strong", { id: "balance", "aria-live": "polite" }, money(state.account.balance)),
       ),
     );

@@ -1,5 +1,5 @@
 export const de = {
-  language: "Sprache", balance: "Guthaben", signOut: "Abmelden", loading: "Wird geladen…", problem: "Etwas ist schiefgegangen",
+  colon: ": ", language: "Sprache", balance: "Guthaben", signOut: "Abmelden", loading: "Wird geladen…", problem: "Etwas ist schiefgegangen",
   notFound: "Seite nicht gefunden", finances: "Finanzen", accountMenu: "Konto", staff: "Betreiber",
   voucherCodes: "Gutschein-Codes", addVoucher: "Neuen Gutschein hinzufügen", settings: "Einstellungen", depositFunds: "Guthaben einzahlen",
   ledger: "Kontobewegungen", users: "Benutzer", apiKeys: "API-Schlüssel", webhooks: "Webhooks", accounts: "Konten", failedJobs: "Fehlgeschlagene Aufträge",

@@ -1,5 +1,5 @@
 export const en = {
-  language: "Language", balance: "Balance", signOut: "Sign out", loading: "Loading…", problem: "Something went wrong",
+  colon: ": ", language: "Language", balance: "Balance", signOut: "Sign out", loading: "Loading…", problem: "Something went wrong",
   notFound: "Page not found", finances: "Finances", accountMenu: "Account", staff: "Staff",
   voucherCodes: "Voucher codes", addVoucher: "Add new voucher", settings: "Settings", depositFunds: "Deposit funds",
   ledger: "Ledger", users: "Users", apiKeys: "API keys", webhooks: "Webhooks", accounts: "Accounts", failedJobs: "Failed jobs",

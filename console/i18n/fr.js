@@ -1,5 +1,5 @@
 export const fr = {
-  language: "Langue", balance: "Solde", signOut: "Se déconnecter", loading: "Chargement…", problem: "Une erreur est survenue",
+  colon: "\u202f: ", language: "Langue", balance: "Solde", signOut: "Se déconnecter", loading: "Chargement…", problem: "Une erreur est survenue",
   notFound: "Page introuvable", finances: "Paiement", accountMenu: "Compte", staff: "Exploitant",
   voucherCodes: "Codes de bon", addVoucher: "Ajouter un bon", settings: "Paramètres", depositFunds: "Déposer des fonds",
   ledger: "Mouvements", users: "Utilisateurs", apiKeys: "Clés d’API", webhooks: "Webhooks", accounts: "Comptes", failedJobs: "Tâches en échec",

@@ -92,7 +92,7 @@ function depositPage(main) {
   const amount = h("input", { type: "text", inputmode: "decimal", name: "amount", placeholder: "100.00", required: true });
   const token = h("select", { name: "cardToken" }, CARD_TOKENS.map((tok) => h("option", { value: tok }, t(`card.${tok}`))));
   const result = h("p", { class: "ok", role: "status", id: "deposit-result" });
-  const balanceNow = h("p", { class: "big" }, `${t("balance")}: `, h("strong", { id: "deposit-balance" }, money(state.account.balance)));
+  const balanceNow = h("p", { class: "big" }, `${t("balance")}${t("colon")}`, h("strong", { id: "deposit-balance" }, money(state.account.balance)));
   onAccount((account) => (balanceNow.querySelector("strong").textContent = money(account.balance)));
   let key = idempotencyKey();
   amount.addEventListener("input", () => (key = idempotencyKey()));

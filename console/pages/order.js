@@ -77,7 +77,7 @@ export async function render(main, { params }) {
   function drawPdf() {
     const pdf = order.pdf;
     pdfStatus.dataset.status = pdf.status;
-    const parts = [h("span", {}, `${t("pdf")}: `), h("strong", {}, t(`pdf.${pdf.status}`))];
+    const parts = [h("span", {}, `${t("pdf")}${t("colon")}`), h("strong", {}, t(`pdf.${pdf.status}`))];
     if (pdf.status === "FAILED" && pdf.error) parts.push(` — ${pdf.error}`);
     replace(pdfStatus, parts);
   }

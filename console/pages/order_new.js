@@ -188,7 +188,7 @@ export async function render(main) {
       h("p", { class: "error", hidden: true, dataset: { errorFor: "lines" } }),
       h("button", { type: "button", class: "secondary", onclick: addLine }, t("addProduct")),
     ),
-    h("fieldset", {}, h("legend", {}, t("transactionSummary")), h("p", { class: "total" }, `${t("total")}: `, total)),
+    h("fieldset", {}, h("legend", {}, t("transactionSummary")), h("p", { class: "total" }, `${t("total")}${t("colon")}`, total)),
     h(
       "fieldset",
       {},

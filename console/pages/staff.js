@@ -56,7 +56,7 @@ async function accountsPage(main) {
       { class: "card", "aria-labelledby": headingId, dataset: { account: account.name } },
       h("div", { class: "title" }, h("h2", { id: headingId }, account.name), partner),
       h("p", { class: "muted" }, `${users} · ${t("created")} ${dateTime(account.createdAt)} · ${account.locale}`),
-      h("p", {}, `${t("balance")}: `, balance, " ", toggle),
+      h("p", {}, `${t("balance")}${t("colon")}`, balance, " ", toggle),
       form,
     );
     return el;

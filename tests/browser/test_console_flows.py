@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from settings import Settings
 from tests.browser.console_support import WAIT_MS, Console, Tab, console_server, links_in, open_tab, sign_in

@@ -1,0 +1,185 @@
+"""The console's pages: served at every route with a strict CSP, 404 elsewhere; its GraphQL documents
+valid against the schema; every page in English, German and French, with no untranslated key."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from graphql import OperationDefinitionNode, parse, validate
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from schema import build_schema
+from settings import Settings
+from tests.browser.console_support import WAIT_MS, Console, console_server, open_tab, sign_in
+from tests.browser.test_redeem_browser import LAUNCH_ARGS, chromium
+from tests.conftest import ON_POSTGRES
+from tests.factories import PASSWORD, SIGN_UP, unique_email
+from tests.processes import graphql
+from tests.processes import sign_in as api_sign_in
+from web.console import APP_PATHS
+
+expect.set_options(timeout=WAIT_MS)
+
+ROUTES = [
+    "/",
+    "/signin",
+    "/signup",
+    "/orders",
+    "/orders/new",
+    "/orders/VO-000000-AAAA-AAAA",
+    "/finance/settings",
+    "/finance/deposit",
+    "/finance/ledger",
+    "/account/users",
+    "/account/api-keys",
+    "/account/webhooks",
+    "/staff/accounts",
+    "/staff/jobs",
+]
+NOT_ROUTES = ["/orders/a/b", "/finance", "/finance/other", "/account", "/staff/other", "/console/", "/index.html"]
+ORDER = """mutation O($input: VoucherOrderCreateInput!) { voucherOrderCreate(input: $input) { order { number } errors { code } } }"""
+DEPOSIT = """mutation D($input: FundsDepositInput!) { fundsDeposit(input: $input) { errors { code } } }"""
+BALANCE = "mutation { financeSettingsUpdate(input: {billToBalanceEnabled: true}) { errors { code } } }"
+# Headings of each page by language: the page answered and in the language asked for.
+HEADINGS = {
+    "en": {
+        "/orders": "Voucher codes",
+        "/orders/new": "Add new voucher",
+        "/finance/settings": "Finance settings",
+        "/finance/deposit": "Deposit funds",
+        "/finance/ledger": "Ledger",
+        "/account/users": "Users",
+        "/account/api-keys": "API keys",
+        "/account/webhooks": "Webhooks",
+    },
+    "de": {
+        "/orders": "Gutschein-Codes",
+        "/orders/new": "Neuen Gutschein hinzufügen",
+        "/finance/settings": "Finanzeinstellungen",
+        "/finance/deposit": "Guthaben einzahlen",
+        "/finance/ledger": "Kontobewegungen",
+        "/account/users": "Benutzer",
+        "/account/api-keys": "API-Schlüssel",
+        "/account/webhooks": "Webhooks",
+    },
+    "fr": {
+        "/orders": "Codes de bon",
+        "/orders/new": "Ajouter un bon",
+        "/finance/settings": "Paramètres de paiement",
+        "/finance/deposit": "Déposer des fonds",
+        "/finance/ledger": "Mouvements",
+        "/account/users": "Utilisateurs",
+        "/account/api-keys": "Clés d’API",
+        "/account/webhooks": "Webhooks",
+    },
+}
+UNTRANSLATED = re.compile(r"\b[a-z]+[A-Za-z]*\.[A-Za-z_]+\b|\{[a-z]+\}")
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    executable = chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(executable), headless=True, args=LAUNCH_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def console(settings: Settings, tmp_path: Path) -> Iterator[Console]:
+    with console_server(settings, tmp_path, on_postgres=ON_POSTGRES) as running:
+        yield running
+
+
+def test_every_route_serves_the_app_under_a_strict_csp_and_nothing_else_does(console: Console) -> None:
+    assert sorted(ROUTES[:5] + ROUTES[6:]) == sorted(p for p in APP_PATHS if "{" not in p)
+    for path in ROUTES:
+        answer = console.http.get(path)
+        assert answer.status_code == 200, path
+        assert answer.headers["content-type"].startswith("text/html")
+        csp = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe" not in csp, csp
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert '<script type="module" src="/console/app.js">' in answer.text
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", answer.text), "no inline script"
+        assert " style=" not in answer.text
+    for path in NOT_ROUTES:
+        assert console.http.get(path).status_code == 404, path
+    assert console.http.post("/orders").status_code == 405
+    module = console.http.get("/console/app.js")
+    assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+    assert console.http.get("/console/vendor/graphql-ws/LICENSE.md").status_code == 200
+    assert console.http.get("/console/nothing.js").status_code == 404
+
+
+def test_every_document_of_the_console_is_one_named_operation_valid_against_the_schema(
+    browser: Browser, console: Console, tmp_path: Path
+) -> None:
+    tab = open_tab(browser, tmp_path)
+    tab.page.goto(f"{console.base}/signin")
+    documents: dict[str, str] = tab.page.evaluate(
+        "async () => Object.fromEntries(Object.entries(await import('/console/documents.js')))"
+    )
+    assert len(documents) >= 30
+    schema = build_schema()._schema
+    for name, text in documents.items():
+        document = parse(text)
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        assert [o.name.value if o.name else None for o in operations] == [name]
+        assert validate(schema, document) == [], name
+    assert tab.problems == []
+
+
+def partner(console: Console) -> str:
+    email = unique_email("pages")
+    data = {"email": email, "password": PASSWORD, "accountName": "Müller & Söhne"}
+    assert graphql(console.http, SIGN_UP, {"input": data})["signUp"]["errors"] == []
+    console.cli("partner", "enable", email)
+    token = api_sign_in(console.http, email)
+    assert graphql(console.http, BALANCE, token=token)["financeSettingsUpdate"]["errors"] == []
+    deposit = {"amount": "5000.00", "cardToken": "tok_visa"}
+    assert graphql(console.http, DEPOSIT, {"input": deposit}, token=token)["fundsDeposit"]["errors"] == []
+    line = {"productCode": "BASIC_OV", "quantity": 12, "validityYears": 1, "fqdns": 1, "wildcards": 0}
+    order = {"lines": [line], "customerName": "Acme", "paymentMethod": "ACCOUNT_BALANCE"}
+    placed = graphql(console.http, ORDER, {"input": order}, token=token)["voucherOrderCreate"]
+    assert placed["errors"] == [], placed
+    return email
+
+
+def test_every_page_in_english_german_and_french(browser: Browser, console: Console, tmp_path: Path) -> None:
+    email = partner(console)
+    tab = open_tab(browser, tmp_path)
+    page = tab.page
+    sign_in(tab, console.base, email, "/orders")
+    number = page.locator("tbody tr[data-order]").first.get_attribute("data-order")
+    for language in ("en", "de", "fr"):
+        if language != "en":
+            page.get_by_role("combobox", name=re.compile("Language|Sprache|Langue")).select_option(language)
+        expect(page.locator("html")).to_have_attribute("lang", language)
+        for path, title in HEADINGS[language].items():
+            page.goto(f"{console.base}{path}")
+            expect(page.locator("main h1")).to_have_text(title)
+            page.wait_for_load_state("networkidle")
+            text = page.locator("body").inner_text()
+            assert not UNTRANSLATED.findall(text.replace("example.com", "")), (
+                language,
+                path,
+                UNTRANSLATED.findall(text),
+            )
+            tab.shot(f"{language}{path.replace('/', '-')}")
+        page.goto(f"{console.base}/orders/{number}")
+        expect(page.locator("#vouchers tbody tr")).to_have_count(10)  # paged: 10 of 12
+        page.get_by_role("button", name=re.compile("Next|Weiter|Suivant")).click()
+        expect(page.locator("#vouchers tbody tr")).to_have_count(2)
+        tab.shot(f"{language}-order")
+    # the account's locale changed with the ADMIN's choice: a new sign-in speaks French
+    again = open_tab(browser, tmp_path, locale="en-GB")
+    sign_in(again, console.base, email, "/orders")
+    expect(again.page.locator("main h1")).to_have_text("Codes de bon")
+    expect(again.page.locator("#balance")).to_contain_text("$")  # Intl: "825,00 $US" in French
+    assert tab.problems == [] and again.problems == []
