@@ -281,7 +281,7 @@ def member_view(browser: Browser, console: Console, shots: Path, address: str, n
 
 
 def test_a_partner_does_what_the_seeds_describe_in_the_console(
-    browser: Browser, console: Console, tmp_path: Path
+    console: Console, browser: Browser, tmp_path: Path
 ) -> None:
     shots = tmp_path / "screenshots"
     shots.mkdir()

@@ -118,7 +118,7 @@ def test_every_route_serves_the_app_under_a_strict_csp_and_nothing_else_does(con
 
 
 def test_every_document_of_the_console_is_one_named_operation_valid_against_the_schema(
-    browser: Browser, console: Console, tmp_path: Path
+    console: Console, browser: Browser, tmp_path: Path
 ) -> None:
     tab = open_tab(browser, tmp_path)
     tab.page.goto(f"{console.base}/signin")
@@ -151,7 +151,7 @@ def partner(console: Console) -> str:
     return email
 
 
-def test_every_page_in_english_german_and_french(browser: Browser, console: Console, tmp_path: Path) -> None:
+def test_every_page_in_english_german_and_french(console: Console, browser: Browser, tmp_path: Path) -> None:
     email = partner(console)
     tab = open_tab(browser, tmp_path)
     page = tab.page
