@@ -40,7 +40,8 @@ ROUTES = [
     "/staff/jobs",
 ]
 NOT_ROUTES = ["/orders/a/b", "/finance", "/finance/other", "/account", "/staff/other", "/console/", "/index.html"]
-ORDER = """mutation O($input: VoucherOrderCreateInput!) { voucherOrderCreate(input: $input) { order { number } errors { code } } }"""
+ORDER = """mutation O($input: VoucherOrderCreateInput!) {
+  voucherOrderCreate(input: $input) { order { number } errors { code } } }"""
 DEPOSIT = """mutation D($input: FundsDepositInput!) { fundsDeposit(input: $input) { errors { code } } }"""
 BALANCE = "mutation { financeSettingsUpdate(input: {billToBalanceEnabled: true}) { errors { code } } }"
 # Headings of each page by language: the page answered and in the language asked for.
