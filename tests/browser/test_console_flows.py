@@ -16,14 +16,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from settings import Settings
-from tests.browser.console_support import WAIT_MS, Console, Tab, console_server, links_in, open_tab, sign_in
-from tests.browser.test_redeem_browser import LAUNCH_ARGS, chromium
-from tests.conftest import ON_POSTGRES
-from tests.factories import PASSWORD, unique_email
-from tests.processes import graphql
+from tests.support.console import WAIT_MS, Console, Tab, chromium_browser, console_server, links_in, open_tab, sign_in
+from tests.support.factories import PASSWORD, unique_email
+from tests.support.processes import graphql
+from tests.support.stores import ON_POSTGRES
 
 expect.set_options(timeout=WAIT_MS)
 
@@ -33,13 +32,8 @@ VIEWER = "query { viewer { account { name } } }"
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    executable = chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(executable), headless=True, args=LAUNCH_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium_browser() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -328,7 +322,8 @@ def flows(
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/signin")
     assert page.evaluate("() => sessionStorage.getItem('vouchsafe.session')") is None
-    assert partner.problems == [] and staff.problems == []
+    assert partner.problems == []
+    assert staff.problems == []
 
 
 def follow_mail_links(tab: Tab, console: Console, number: str) -> None:
@@ -342,7 +337,8 @@ def follow_mail_links(tab: Tab, console: Console, number: str) -> None:
         for link in links_in(message):
             assert link.startswith(console.base), link
             answer = page.goto(link)
-            assert answer is not None and answer.status == 200, link
+            assert answer is not None, link
+            assert answer.status == 200, link
             path = urlsplit(link).path
             if path.startswith("/orders/"):
                 expect(page.locator("#order-title")).to_contain_text(path.rsplit("/", 1)[1])

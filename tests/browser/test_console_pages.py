@@ -8,20 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from graphql import OperationDefinitionNode, parse, validate
-from playwright.sync_api import Browser, expect, sync_playwright
+from graphql import OperationDefinitionNode, build_schema, parse, validate
+from playwright.sync_api import Browser, expect
 
-from schema import build_schema
 from settings import Settings
-from tests.browser.console_support import WAIT_MS, Console, console_server, open_tab, sign_in
-from tests.browser.test_redeem_browser import LAUNCH_ARGS, chromium
-from tests.conftest import ON_POSTGRES
-from tests.factories import PASSWORD, SIGN_UP, unique_email
-from tests.processes import graphql
-from tests.processes import sign_in as api_sign_in
+from tests.support.console import WAIT_MS, Console, chromium_browser, console_server, open_tab, sign_in
+from tests.support.factories import PASSWORD, SIGN_UP, unique_email
+from tests.support.processes import graphql
+from tests.support.processes import sign_in as api_sign_in
+from tests.support.stores import ON_POSTGRES
 from web.console import APP_PATHS
 
 expect.set_options(timeout=WAIT_MS)
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schema.graphql"
 
 ROUTES = [
     "/",
@@ -82,13 +82,8 @@ UNTRANSLATED = re.compile(r"\b[a-z]+[A-Za-z]*\.[A-Za-z_]+\b|\{[a-z]+\}")
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    executable = chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(executable), headless=True, args=LAUNCH_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium_browser() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -104,7 +99,9 @@ def test_every_route_serves_the_app_under_a_strict_csp_and_nothing_else_does(con
         assert answer.status_code == 200, path
         assert answer.headers["content-type"].startswith("text/html")
         csp = answer.headers["content-security-policy"]
-        assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe" not in csp, csp
+        assert "script-src 'self'" in csp, csp
+        assert "style-src 'self'" in csp, csp
+        assert "unsafe" not in csp, csp
         assert answer.headers["x-frame-options"] == "DENY"
         assert '<script type="module" src="/console/app.js">' in answer.text
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", answer.text), "no inline script"
@@ -113,7 +110,8 @@ def test_every_route_serves_the_app_under_a_strict_csp_and_nothing_else_does(con
         assert console.http.get(path).status_code == 404, path
     assert console.http.post("/orders").status_code == 405
     module = console.http.get("/console/app.js")
-    assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+    assert module.status_code == 200
+    assert "javascript" in module.headers["content-type"]
     assert console.http.get("/console/vendor/graphql-ws/LICENSE.md").status_code == 200
     assert console.http.get("/console/nothing.js").status_code == 404
 
@@ -127,7 +125,7 @@ def test_every_document_of_the_console_is_one_named_operation_valid_against_the_
         "async () => Object.fromEntries(Object.entries(await import('/console/documents.js')))"
     )
     assert len(documents) >= 30
-    schema = build_schema()._schema
+    schema = build_schema(SCHEMA.read_text(encoding="utf-8"))  # the committed SDL, as a client builds on it
     for name, text in documents.items():
         document = parse(text)
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -183,4 +181,5 @@ def test_every_page_in_english_german_and_french(console: Console, browser: Brow
     sign_in(again, console.base, email, "/orders")
     expect(again.page.locator("main h1")).to_have_text("Codes de bon")
     expect(again.page.locator("#balance")).to_contain_text("$")  # Intl: "825,00 $US" in French
-    assert tab.problems == [] and again.problems == []
+    assert tab.problems == []
+    assert again.problems == []

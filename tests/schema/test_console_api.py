@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from services import staff
-from tests.conftest import Api
-from tests.factories import PASSWORD, member, order, partner, sign_in, tenant, unique_email
+from tests.support.api import Api
+from tests.support.factories import PASSWORD, member, order, partner, sign_in, tenant, unique_email
 
 ACCOUNTS = """
 query Accounts($first: Int, $after: String, $search: String) {
