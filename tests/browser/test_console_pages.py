@@ -16,6 +16,7 @@ from tests.support.console import WAIT_MS, Console, chromium_browser, console_se
 from tests.support.factories import PASSWORD, SIGN_UP, unique_email
 from tests.support.processes import graphql
 from tests.support.processes import sign_in as api_sign_in
+from tests.support.running import free_port
 from tests.support.stores import ON_POSTGRES
 from web.console import APP_PATHS
 
@@ -77,6 +78,16 @@ HEADINGS = {
         "/account/webhooks": "Webhooks",
     },
 }
+# Every visible control with no accessible name (label, aria-label, aria-labelledby or its text).
+UNNAMED = """() => [...document.querySelectorAll("input, select, textarea, button, a[href]")]
+  .filter((e) => e.offsetParent !== null)
+  .filter((e) => {
+    const labels = e.labels ? [...e.labels].map((l) => l.textContent).join("").trim() : "";
+    const by = e.getAttribute("aria-labelledby");
+    const named = by ? (document.getElementById(by) || {}).textContent : "";
+    return !(labels || (e.getAttribute("aria-label") || "").trim() || (named || "").trim() || e.textContent.trim());
+  })
+  .map((e) => e.outerHTML.slice(0, 160))"""
 UNTRANSLATED = re.compile(r"\b[a-z]+[A-Za-z]*\.[A-Za-z_]+\b|\{[a-z]+\}")
 
 
@@ -170,6 +181,7 @@ def test_every_page_in_english_german_and_french(console: Console, browser: Brow
                 path,
                 UNTRANSLATED.findall(text),
             )
+            assert page.evaluate(UNNAMED) == [], (language, path)
             tab.shot(f"{language}{path.replace('/', '-')}")
         page.goto(f"{console.base}/orders/{number}")
         expect(page.locator("#vouchers tbody tr")).to_have_count(10)  # paged: 10 of 12
@@ -183,3 +195,51 @@ def test_every_page_in_english_german_and_french(console: Console, browser: Brow
     expect(again.page.locator("#balance")).to_contain_text("$")  # Intl: "825,00 $US" in French
     assert tab.problems == []
     assert again.problems == []
+
+
+def test_keyboard_live_list_and_webhooks(console: Console, browser: Browser, tmp_path: Path) -> None:
+    email = partner(console)
+    token = api_sign_in(console.http, email)
+    tab = open_tab(browser, tmp_path)
+    page = tab.page
+    sign_in(tab, console.base, email, "/orders")
+    rows = page.locator("tbody tr[data-order]")
+    expect(rows).to_have_count(1)
+
+    # the list is live: an order placed elsewhere (here by the API) appears without a reload
+    line = {"productCode": "BASIC_OV", "quantity": 1, "validityYears": 1, "fqdns": 1, "wildcards": 0}
+    order = {"lines": [line], "customerName": "Initech", "paymentMethod": "ACCOUNT_BALANCE"}
+    assert graphql(console.http, ORDER, {"input": order}, token=token)["voucherOrderCreate"]["errors"] == []
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("Initech")
+    page.get_by_label("Customer").fill("initech")
+    expect(rows).to_have_count(1)
+
+    # the keyboard alone: skip link first, then a new line added with Enter takes the focus
+    page.goto(f"{console.base}/orders/new")
+    expect(page.locator("#order-total")).not_to_have_text("—")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.get_by_role("button", name="Add another product").focus()
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Quantity (line 2)"
+    page.keyboard.press("Control+A")
+    page.keyboard.type("3")
+    expect(page.locator("[data-price='1'] .line-price")).to_have_text("$525.00")
+
+    # webhooks: the secret once, a test event, its delivery (to a closed port: it fails) and a retry
+    page.goto(f"{console.base}/account/webhooks")
+    page.get_by_label("URL").fill("ftp://nowhere")
+    page.get_by_role("button", name="Add endpoint").click()
+    expect(page.locator("[data-error-for='url']")).to_be_visible()
+    page.get_by_label("URL").fill(f"http://127.0.0.1:{free_port()}/hooks")
+    page.get_by_role("button", name="Add endpoint").click()
+    expect(page.locator("#secret-value")).to_contain_text("whsec_")
+    page.get_by_role("button", name="Send test event").click()
+    delivery = page.locator("tr[data-delivery]")
+    expect(delivery).to_have_count(1)
+    expect(delivery).to_contain_text("webhook.test")
+    tab.shot("webhooks")
+    page.reload()
+    expect(page.locator("#secret-value")).to_have_count(0)
+    assert tab.problems == []

@@ -83,7 +83,12 @@ class Console:
 
 
 def _env(settings: Settings, data_dir: Path, base: str, on_postgres: bool) -> dict[str, str]:
-    env = {"VOUCHSAFE_PUBLIC_URL": base, "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "0.5"}
+    # Webhooks to loopback (the test's own receiver address) are for development and tests only.
+    env = {
+        "VOUCHSAFE_PUBLIC_URL": base,
+        "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "0.5",
+        "VOUCHSAFE_WEBHOOKS_ALLOW_INSECURE": "1",
+    }
     if on_postgres:
         assert REDIS_URL
 
