@@ -11,7 +11,14 @@ import { statusCounts } from "./orders.js";
 
 const VOUCHER_PAGE = 10;
 
+// The history's details are the server's raw facts: only a failure's reason is shown in words,
+// the rest stays in the item's tooltip.
 function details(value) {
+  if (!value || typeof value !== "object") return "";
+  return String(value.error || value.reason || "");
+}
+
+function rawDetails(value) {
   if (!value || typeof value !== "object") return "";
   return Object.entries(value)
     .filter(([, v]) => v !== null && typeof v !== "object")
@@ -69,7 +76,7 @@ export async function render(main, { params }) {
     replace(
       history,
       order.history.edges.map(({ node }) =>
-        h("li", { dataset: { kind: node.kind } }, h("strong", {}, t(`event.${node.kind}`)), " · ", h("time", { datetime: node.createdAt }, dateTime(node.createdAt)), node.actor ? ` · ${node.actor}` : "", details(node.details) ? h("span", { class: "muted" }, ` (${details(node.details)})`) : ""),
+        h("li", { dataset: { kind: node.kind }, title: rawDetails(node.details) || false }, h("strong", {}, t(`event.${node.kind}`)), " · ", h("time", { datetime: node.createdAt }, dateTime(node.createdAt)), node.actor ? ` · ${node.actor}` : "", details(node.details) ? h("span", { class: "muted" }, ` (${details(node.details)})`) : ""),
       ),
     );
   }
