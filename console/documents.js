@@ -82,7 +82,7 @@ export const ApiKeyRevoke = `mutation ApiKeyRevoke($input: ApiKeyRevokeInput!) {
 
 export const StaffAccounts = `query StaffAccounts($first: Int, $after: String, $search: String) {
   accounts(first: $first, after: $after, search: $search) { totalCount pageInfo { hasNextPage endCursor }
-    edges { node { id name locale isPartner createdAt balance { ${MONEY} } users(first: 3) { edges { node { email role } } } } } } }`;
+    edges { node { id name locale isPartner createdAt balance { ${MONEY} } } } } }`;
 
 export const PartnerEnable = `mutation PartnerEnable($input: PartnerEnableInput!) {
   partnerEnable(input: $input) { account { id isPartner } ${ERRORS} } }`;

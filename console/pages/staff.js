@@ -49,13 +49,12 @@ async function accountsPage(main) {
       toast(t("adjusted"));
     });
     replace(form, general, h("div", { class: "row" }, field(t("adjustAmount"), amount, { name: "amount" }), field(t("memo"), memo, { name: "memo" })), h("button", { type: "submit", "aria-label": `${t("adjust")}: ${account.name}` }, t("adjust")));
-    const users = account.users.edges.map(({ node }) => `${node.email} (${t(`role.${node.role}`)})`).join(", ");
     const headingId = nextId("acct");
     const el = h(
       "article",
       { class: "card", "aria-labelledby": headingId, dataset: { account: account.name } },
       h("div", { class: "title" }, h("h2", { id: headingId }, account.name), partner),
-      h("p", { class: "muted" }, `${users} · ${t("created")} ${dateTime(account.createdAt)} · ${account.locale}`),
+      h("p", { class: "muted" }, `${t("created")} ${dateTime(account.createdAt)} · ${account.locale} · ID ${account.id}`),
       h("p", {}, `${t("balance")}${t("colon")}`, balance, " ", toggle),
       form,
     );
