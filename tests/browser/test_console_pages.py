@@ -3,6 +3,7 @@ valid against the schema; every page in English, German and French, with no untr
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from web.console import APP_PATHS
 expect.set_options(timeout=WAIT_MS)
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schema.graphql"
+VENDOR = Path(__file__).resolve().parents[2] / "console" / "vendor" / "graphql-ws"
 
 ROUTES = [
     "/",
@@ -124,6 +126,11 @@ def test_every_route_serves_the_app_under_a_strict_csp_and_nothing_else_does(con
     assert module.status_code == 200
     assert "javascript" in module.headers["content-type"]
     assert console.http.get("/console/vendor/graphql-ws/LICENSE.md").status_code == 200
+    # the vendored client is the published one, unchanged (its README names the files and their digests)
+    readme = (VENDOR / "README.md").read_text(encoding="utf-8")
+    for name in ("client.js", "common-CGW11Fyb.js"):
+        served = console.http.get(f"/console/vendor/graphql-ws/{name}").content
+        assert hashlib.sha256(served).hexdigest() in readme, name
     assert console.http.get("/console/nothing.js").status_code == 404
 
 
