@@ -28,7 +28,7 @@ from schema.context import AppResources
 from services import events, payments
 from services.codes import CodeCipher
 from settings import Settings, load_settings
-from web import downloads, operations, redeem
+from web import console, downloads, operations, redeem
 from web import graphql as graphql_endpoint
 from workers.relay import relay_forever
 
@@ -128,5 +128,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_headers=["Authorization", "Content-Type"],
             )
         )
-    routes = [*graphql_endpoint.routes(settings), *downloads.routes, *operations.routes, *redeem.routes]
+    routes = [
+        *graphql_endpoint.routes(settings),
+        *downloads.routes,
+        *operations.routes,
+        *redeem.routes,
+        *console.routes,
+    ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -219,6 +219,18 @@ class UserCreateInput:
     role: RoleModel
 
 
+@strawberry.input
+class AccountUpdateInput:
+    name: str | None = None
+    locale: str | None = strawberry.field(default=None, description="en, de or fr: documents, e-mails, the console.")
+
+
+@strawberry.type
+class AccountUpdatePayload:
+    account: Account | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
 @strawberry.type
 class SignUpPayload:
     user: User | None = None
@@ -336,3 +348,11 @@ class AccountMutation:
         except DomainError as error:
             return ApiKeyRevokePayload(errors=user_errors(error))
         return ApiKeyRevokePayload(api_key=ApiKey.of(key))
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="ADMIN: the account's name and locale.")
+    async def account_update(self, info: Info, input: AccountUpdateInput) -> AccountUpdatePayload:
+        try:
+            account = await accounts.account_update(actor=actor_of(info), name=input.name, locale=input.locale)
+        except DomainError as error:
+            return AccountUpdatePayload(errors=user_errors(error))
+        return AccountUpdatePayload(account=Account.of(account))

@@ -10,7 +10,7 @@ from schema.accounts import Account
 from schema.common import node_pk, pk_of
 from schema.context import Info
 from schema.errors import ClientError, UserError, user_errors
-from schema.pagination import MAX_PAGE_SIZE
+from schema.pagination import MAX_PAGE_SIZE, Connection, paginate
 from schema.permissions import IsAuthenticated, actor_of
 from services import outbox, staff
 from services.errors import DomainError
@@ -65,6 +65,19 @@ class JobRetryPayload:
 
 @strawberry.type
 class StaffQuery:
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Staff: accounts, newest first; `search` matches the name or a user's e-mail (any case).",
+    )
+    async def accounts(
+        self, info: Info, first: int | None = None, after: str | None = None, search: str | None = None
+    ) -> Connection[Account]:
+        try:
+            query = staff.accounts_matching(actor=actor_of(info), search=search)
+        except DomainError as error:
+            raise ClientError(error.message, code=error.code.value) from None
+        return await paginate(query, Account.of, first=first, after=after)
+
     @strawberry.field(permission_classes=[IsAuthenticated], description="Staff: failed background jobs, newest first.")
     async def failed_jobs(self, info: Info, first: int = 50) -> list[FailedJob]:
         if not actor_of(info).is_staff:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,7 +21,7 @@ from infra.security import (
     verify_password,
 )
 from models import Account, ApiKey, ApiKeyChannel, FinanceSettings, Role, Session, User
-from services import outbox
+from services import events, outbox
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
 from services.limits import count_attempt
@@ -155,3 +156,19 @@ async def api_key_revoke(*, actor: Actor, api_key_id: int) -> ApiKey:
     if key is None:
         raise not_found("id", "No such API key.")
     return key
+
+
+async def account_update(*, actor: Actor, name: str | None, locale: str | None) -> Account:
+    """An ADMIN renames the account or changes its locale (documents, e-mails, the console's language)."""
+    actor.require_role(Role.ADMIN)
+    account_id = actor.require_account()
+    checks: dict[str, Callable[[], str]] = {}
+    if name is not None:
+        checks["name"] = lambda: clean_text(name, field="name", max_length=200)
+    if locale is not None:
+        checks["locale"] = lambda: clean_locale(locale)
+    changes = dict(zip(checks, all_valid(*checks.values()), strict=True))
+    if changes:
+        await Account.filter(id=account_id).update(**changes)
+        await events.publish([events.account_changed(account_id, "SETTINGS")])
+    return await Account.get(id=account_id)

@@ -72,6 +72,7 @@ class OrderFilter:
     customer_name: str | None = None  # part of the name, any case
     created_after: datetime | None = None
     created_before: datetime | None = None
+    number: str | None = None  # exactly (the console's /orders/<number>)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ def _where(sql: Sql, account_id: int, f: OrderFilter) -> str:
     if f.customer_name:
         pattern = sql.param(f"%{_escape_like(f.customer_name)}%")
         where += f" AND UPPER(CAST(customer_name AS VARCHAR(200))) LIKE UPPER({pattern}) ESCAPE '\\'"
+    if f.number is not None:
+        where += f" AND number = {sql.param(f.number)}"
     if f.created_after is not None:
         where += f" AND created_at >= {sql.param(_utc(f.created_after))}"
     if f.created_before is not None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q, Subquery
+from tortoise.queryset import QuerySet
 
 from infra.security import hash_password
 from models import Account, User
 from services import events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
-from services.validation import check_password, clean_email
+from services.validation import check_length, check_password, clean_email
 
 
 async def create_staff(*, email: str, password: str) -> User:
@@ -46,3 +48,20 @@ async def set_partner(*, account_id: int, enabled: bool, actor: Actor | None = N
         raise not_found("account_id", "No such account.")
     await events.publish([events.account_changed(account_id, "PARTNER")])
     return await Account.get(id=account_id)
+
+
+SEARCH_MAX = 200
+
+
+def accounts_matching(*, actor: Actor, search: str | None) -> QuerySet[Account]:
+    """Staff: every account, or those whose name or a user's e-mail contains `search` (any case).
+
+    One statement whatever matches: the e-mail test is a subquery, not a join that repeats accounts.
+    """
+    actor.require_staff()
+    query = Account.all()
+    term = check_length(search or "", field="search", max_length=SEARCH_MAX).strip()
+    if term:
+        emails = User.filter(email__icontains=term, is_staff=False).values("account_id")
+        query = query.filter(Q(name__icontains=term) | Q(id__in=Subquery(emails)))
+    return query

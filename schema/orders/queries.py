@@ -29,6 +29,8 @@ from services import order_page
 from services.order_page import EventPage, OrderFilter, OrderRow, Parts, VoucherPage
 from services.orders import CUSTOMER_NAME_MAX
 
+NUMBER_MAX = 32  # the column's length
+
 COUNTED_FIELDS = {"statusCounts", "cancellable", "cancelBlockers"}
 
 
@@ -38,6 +40,7 @@ class VoucherOrderFilter:
     customer_name: str | None = strawberry.field(default=None, description="Part of the name, any case.")
     created_after: datetime | None = None
     created_before: datetime | None = None
+    number: str | None = strawberry.field(default=None, description="The order's number, exactly.")
 
 
 def _page_request(arguments: dict[str, Any]) -> tuple[int, int | None] | None:
@@ -99,7 +102,10 @@ async def voucher_orders(
         if filter.customer_name and len(filter.customer_name) > CUSTOMER_NAME_MAX:
             raise ClientError(f"filter.customerName: at most {CUSTOMER_NAME_MAX} characters.", code="INVALID")
         name = filter.customer_name.strip() if filter.customer_name else None
-        wanted = OrderFilter(filter.status, name or None, filter.created_after, filter.created_before)
+        if filter.number and len(filter.number) > NUMBER_MAX:
+            raise ClientError(f"filter.number: at most {NUMBER_MAX} characters.", code="INVALID")
+        number = filter.number.strip().upper() if filter.number is not None else None
+        wanted = OrderFilter(filter.status, name or None, filter.created_after, filter.created_before, number)
     current = info.selected_fields
     requested = parts(current)
     cursors = "cursor" in names(selected(current, "edges", "node", "vouchers", "edges"))

@@ -55,7 +55,7 @@ def server(tmp_path: Path) -> Iterator[httpx.Client]:
 
 
 def test_every_html_page_allows_no_other_host(server: httpx.Client) -> None:
-    for path in ("/graphql", "/redeem/VS-AAAAA-AAAAA-AAAAA-AAAAA"):
+    for path in ("/graphql", "/redeem/VS-AAAAA-AAAAA-AAAAA-AAAAA", "/", "/orders/VO-261207-AAAA-AAAA"):
         response = server.get(path, headers={"Accept": "text/html"})
         assert response.status_code == 200, path
         assert response.headers["content-type"].startswith("text/html"), path

@@ -47,6 +47,11 @@ class StatementCounter(logging.Handler):
 
 
 async def statements_for(api: Api, token: str, orders: int, vouchers: int) -> tuple[int, dict]:
+    return await statements_of(api, token, DASHBOARD, {"orders": orders, "vouchers": vouchers})
+
+
+async def statements_of(api: Api, token: str, query: str, variables: dict) -> tuple[int, dict]:
+    """How many statements one request of `query` sends, and its data."""
     logger = logging.getLogger("tortoise.db_client")
     counter = StatementCounter()
     previous = logger.level
@@ -54,7 +59,7 @@ async def statements_for(api: Api, token: str, orders: int, vouchers: int) -> tu
     logger.addHandler(counter)
     marker = _in_request.set(True)  # the ASGI app runs in this task; its DataLoader tasks inherit the mark
     try:
-        result = await api(DASHBOARD, {"orders": orders, "vouchers": vouchers}, token=token)
+        result = await api(query, variables, token=token)
     finally:
         _in_request.reset(marker)
         logger.removeHandler(counter)

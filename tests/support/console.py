@@ -1,0 +1,188 @@
+"""For the console's browser tests: `vouchsafe serve` (and, on PostgreSQL, a worker) at a known public URL.
+
+Embedded default: one serve process on a data dir of its own (SQLite, in-process worker).
+PostgreSQL run (DATABASE_URL, REDIS_URL set): serve and a separate `vouchsafe worker` on the
+run's database and Redis, sharing the data dir (mail files, PDFs), as a deployment runs them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import email
+import email.policy
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+
+from settings import Settings
+from tests.support.factories import PASSWORD
+from tests.support.processes import START_TIMEOUT, command, poll, process_env, stop
+from tests.support.running import free_port
+from tests.support.stores import REDIS_URL
+
+WAIT_MS = 20_000
+CHROMIUM = Path("/usr/bin/chromium")
+# As tests/browser/test_redeem_browser.py launches it: Debian's chromium, headless, nothing phoning home.
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LINK = re.compile(r"https?://[^\s<>\"')]+")
+
+
+@contextlib.contextmanager
+def chromium_browser() -> Iterator[Browser]:
+    """Debian's chromium; skipped without it on a developer's machine, a failure in CI (CI installs it)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium before the tests")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); CI runs this test")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class Console:
+    base: str
+    data_dir: Path
+    env: dict[str, str]
+    http: httpx.Client
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(
+            [*command(), *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def mails(self) -> list[email.message.EmailMessage]:
+        found = []
+        for path in sorted((self.data_dir / "mail").glob("*.eml")):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            assert isinstance(message, email.message.EmailMessage)
+            found.append(message)
+        return found
+
+
+def _env(settings: Settings, data_dir: Path, base: str, on_postgres: bool) -> dict[str, str]:
+    # Webhooks to loopback (the test's own receiver address) are for development and tests only.
+    env = {
+        "VOUCHSAFE_PUBLIC_URL": base,
+        "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "0.5",
+        "VOUCHSAFE_WEBHOOKS_ALLOW_INSECURE": "1",
+    }
+    if on_postgres:
+        assert REDIS_URL
+
+        def key(value: bytes) -> str:
+            return base64.urlsafe_b64encode(value).decode()
+
+        env |= {
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": REDIS_URL,
+            "VOUCHSAFE_QUEUE_NAME": settings.queue_name,
+            "VOUCHSAFE_CODE_KEY": key(settings.code_key),
+            "VOUCHSAFE_SECRET_KEY": key(settings.secret_key),
+        }
+    return process_env(data_dir, **env)
+
+
+@contextlib.contextmanager
+def console_server(settings: Settings, tmp_path: Path, *, on_postgres: bool) -> Iterator[Console]:
+    data_dir = tmp_path / "served"
+    data_dir.mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = _env(settings, data_dir, base, on_postgres)
+    processes: list[subprocess.Popen[bytes]] = []
+    logs = tmp_path / "serve.log"
+    try:
+        with logs.open("ab") as log:
+            serve = [*command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+            runs = [serve, [*command(), "worker"]] if on_postgres else [serve]
+            for argv in runs:
+                processes.append(
+                    subprocess.Popen(
+                        argv, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                    )
+                )
+        with httpx.Client(base_url=base, timeout=10.0) as http:
+
+            def healthy() -> bool:
+                for process in processes:
+                    if process.poll() is not None:
+                        raise AssertionError(f"exited with {process.returncode}:\n{logs.read_text()}")
+                with contextlib.suppress(httpx.TransportError):
+                    return http.get("/healthz").status_code == 200
+                return False
+
+            poll(healthy, timeout=START_TIMEOUT, what="GET /healthz")
+            yield Console(base=base, data_dir=data_dir, env=env, http=http)
+    finally:
+        for process in processes:
+            stop(process)
+
+
+@dataclass
+class Tab:
+    """A browser context and its page; console errors (CSP violations among them) and script errors are kept."""
+
+    context: BrowserContext
+    page: Page
+    shots: Path
+    problems: list[str] = field(default_factory=list)
+
+    def shot(self, name: str) -> Path:
+        path = self.shots / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+def open_tab(browser: Browser, shots: Path, locale: str = "en-GB") -> Tab:
+    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.set_default_timeout(WAIT_MS)
+    context.set_default_navigation_timeout(WAIT_MS)
+    page = context.new_page()
+    tab = Tab(context=context, page=page, shots=shots)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            tab.problems.append(f"console: {message.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: tab.problems.append(f"page error: {error}"))
+    return tab
+
+
+def sign_in(tab: Tab, base: str, address: str, path: str = "/") -> None:
+    page = tab.page
+    page.goto(f"{base}{path}")
+    page.wait_for_url("**/signin**")
+    page.get_by_label("E-mail", exact=True).fill(address)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.locator("#session-email").wait_for()
+
+
+def links_in(message: email.message.EmailMessage) -> list[str]:
+    body = message.get_body(preferencelist=("plain",))
+    text = body.get_content() if body is not None else ""
+    return [link.rstrip(".,;") for link in LINK.findall(text)]
