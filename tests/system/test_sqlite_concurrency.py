@@ -238,7 +238,9 @@ def test_api_and_worker_processes_write_to_one_sqlite_file(tmp_path: Path) -> No
     port = free_port()
     logs = {"serve": tmp_path / "serve.log", "worker": tmp_path / "worker.log"}
     server = start_process([*command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env, logs["serve"])
-    worker = start_process([sys.executable, "-m", "tests.system.test_sqlite_concurrency", str(tmp_path)], env, logs["worker"])
+    worker = start_process(
+        [sys.executable, "-m", "tests.system.test_sqlite_concurrency", str(tmp_path)], env, logs["worker"]
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15.0) as http:
 
