@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cli_products
-from infra import database
+from infra import database, logs, metrics
 from models import ORM_APPS
 from services import events
 from services.errors import DomainError
@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from web.redeem import mask_secrets
+
+    # Every line masked (codes, tokens, secrets), in the text format or one JSON object a line.
+    logs.setup(settings.log_level, settings.log_format, mask_secrets)
+    # Tortoise announces every connection close at INFO; commands print their own results.
+    logging.getLogger("tortoise").setLevel(max(logging.WARNING, logging.getLogger().level))
     # Tortoise announces every connection close at INFO; commands print their own results.
     logging.getLogger("tortoise").setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -88,7 +90,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # The WebSocket's frames are capped by the server too, before the handler reads them.
         "ws_max_size": settings.max_body_bytes,
     }
+    if settings.log_format == "json":
+        # No configuration of uvicorn's own: its loggers reach the root's JSON handler.
+        options["log_config"] = None
     if args.workers > 1:
+        # Before any process imports prometheus_client: each writes its values there, any one answers /metrics.
+        metrics.prepare_multiprocess_dir(settings.data_dir / "prometheus-multiproc")
         # uvicorn's supervisor spawns each process afresh: the factory builds the app there (see serve_app).
         uvicorn.run("cli:serve_app", factory=True, workers=args.workers, **options)
         return 0

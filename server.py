@@ -19,20 +19,23 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from infra import database
+from infra import database, metrics
 from infra.live import Hub
 from infra.ratelimit import RateLimiter
 from infra.redis import ArqQueue, open_redis
 from models import ORM_APPS
 from schema.context import AppResources
-from services import events, payments
+from services import events, health, payments
 from services.codes import CodeCipher
 from settings import Settings, load_settings
-from web import console, downloads, operations, redeem
+from web import console, downloads, observe, operations, redeem
 from web import graphql as graphql_endpoint
 from workers.relay import relay_forever
 
 log = logging.getLogger("vouchsafe.server")
+
+# The pool's gauges are sampled this often in every process (a scrape reads them from any one).
+POOL_SAMPLE_SECONDS = 1.0
 
 
 @dataclass
@@ -71,6 +74,7 @@ def start_background(resources: AppResources, bus: events.RedisEventBus) -> Runn
     running.tasks += [
         asyncio.create_task(relay_forever(ArqQueue(redis), interval=settings.outbox_sweep_seconds)),
         asyncio.create_task(resources.hub.run()),
+        asyncio.create_task(health.sample_pool_forever(POOL_SAMPLE_SECONDS)),
     ]
     if settings.embedded_redis:
         # Imported here: the worker loads the PDF toolkit, which API instances on Redis never need.
@@ -98,6 +102,7 @@ async def stop_background(resources: AppResources, running: Running) -> None:
     events.uninstall(running.bus)
     await resources.redis.aclose()
     await database.close_db()
+    metrics.process_exiting()
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -118,14 +123,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await stop_background(resources, running)
 
-    middleware = []
+    middleware = [Middleware(observe.Observe)]
     if settings.allowed_origins:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.allowed_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+                expose_headers=["X-Request-Id"],
             )
         )
     routes = [

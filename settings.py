@@ -40,6 +40,8 @@ class Settings:
     max_body_bytes: int = 1_048_576
     # Development and tests only: webhooks may go to plain http and to local addresses.
     webhooks_allow_insecure: bool = False
+    log_format: str = "text"
+    worker_metrics_port: int = 9108  # `vouchsafe worker`: /metrics, /healthz, /readyz; 0 = none
 
     @property
     def production(self) -> bool:
@@ -124,6 +126,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     webhooks_insecure = _flag(env, "VOUCHSAFE_WEBHOOKS_ALLOW_INSECURE")
     if webhooks_insecure and production:
         raise SettingsError("VOUCHSAFE_WEBHOOKS_ALLOW_INSECURE is for development and tests, not production")
+    log_format = env.get("VOUCHSAFE_LOG_FORMAT", "text").strip().lower() or "text"
+    if log_format not in ("text", "json"):
+        raise SettingsError("VOUCHSAFE_LOG_FORMAT must be text or json")
+    metrics_port = int(_number(env, "VOUCHSAFE_WORKER_METRICS_PORT", "9108", int))
+    if not 0 <= metrics_port <= 65535:
+        raise SettingsError("VOUCHSAFE_WORKER_METRICS_PORT must be a port number (0: no endpoint)")
     gateway = env.get("VOUCHSAFE_PAYMENT_GATEWAY", "sandbox")
     if gateway not in ("sandbox",):
         raise SettingsError(f"unknown VOUCHSAFE_PAYMENT_GATEWAY {gateway!r}")
@@ -146,4 +154,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         job_timeout_seconds=int(_number(env, "VOUCHSAFE_JOB_TIMEOUT_SECONDS", "180", int)),
         max_body_bytes=_positive(env, "VOUCHSAFE_MAX_BODY_BYTES", "1048576"),
         webhooks_allow_insecure=webhooks_insecure,
+        log_format=log_format,
+        worker_metrics_port=metrics_port,
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as tortoise_migrate
 
@@ -72,3 +73,30 @@ async def open_db(database_url: str, *, apps: Mapping[str, Any], pool_size: int 
 
 async def close_db() -> None:
     await Tortoise.close_connections()
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    size: int  # connections open
+    max_size: int
+    in_use: int
+    waiting: int  # acquisitions waiting for a free connection
+
+    @property
+    def exhausted(self) -> bool:
+        return self.in_use >= self.max_size and self.waiting > 0
+
+
+def pool_stats() -> PoolStats | None:
+    """The PostgreSQL pool of the default connection now; None on SQLite (one connection, no pool)."""
+    try:
+        pool = getattr(connections.get("default"), "_pool", None)
+    except Exception:  # not open (yet, or any more)
+        return None
+    if not isinstance(pool, asyncpg.Pool):
+        return None
+    # asyncpg counts no waiters publicly: they are the getters of its queue of free connections.
+    getters = getattr(getattr(pool, "_queue", None), "_getters", ())
+    waiting = sum(1 for getter in getters if not getter.done())
+    size = pool.get_size()
+    return PoolStats(size=size, max_size=pool.get_max_size(), in_use=size - pool.get_idle_size(), waiting=waiting)

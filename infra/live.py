@@ -21,7 +21,20 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from infra import metrics
+
 log = logging.getLogger(__name__)
+
+SUBSCRIBERS = metrics.gauge("vouchsafe_live_subscribers", "Subscriptions the API processes are streaming.")
+# The lowest of the running processes: 0 when any of them lost its subscription.
+CONNECTED = metrics.gauge(
+    "vouchsafe_live_connected",
+    "Whether every API process holds its Redis subscription to change events.",
+    mode="livemin",
+)
+RESUBSCRIPTIONS = metrics.counter(
+    "vouchsafe_live_resubscriptions_total", "Times an API process lost its subscription and made it again."
+)
 
 
 class Change(Protocol):
@@ -82,9 +95,11 @@ class Hub:
         subscriber = Subscriber(topic, object_id, tenant)
         key = (topic, object_id)
         self._subscribers.setdefault(key, set()).add(subscriber)
+        SUBSCRIBERS.inc()
         try:
             yield subscriber
         finally:
+            SUBSCRIBERS.dec()
             group = self._subscribers.get(key)
             if group is not None:
                 group.discard(subscriber)
@@ -113,8 +128,10 @@ class Hub:
             try:
                 await pubsub.subscribe(self.channel)
                 self.connected.set()
+                CONNECTED.set(1)
                 if not first:
                     self.reconnects += 1
+                    RESUBSCRIPTIONS.inc()
                     log.info("change events: subscribed again; every live subscriber reads its state anew")
                     self.wake_all()
                 first = False
@@ -123,6 +140,7 @@ class Hub:
                 raise
             except Exception as exc:
                 self.connected.clear()
+                CONNECTED.set(0)
                 log.warning("change events: subscription lost (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.sleep(self.retry_seconds)
             finally:

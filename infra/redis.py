@@ -12,7 +12,11 @@ from fakeredis.aioredis import FakeAsyncRedisConnection
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
+from infra import metrics
+
 log = logging.getLogger(__name__)
+
+ERRORS = metrics.counter("vouchsafe_redis_errors_total", "Redis commands that failed, by error class.", ["error"])
 
 # One stand-in per process: the API, its in-process worker and its relay share it.
 _FAKE_SERVER = fakeredis.FakeServer()
@@ -45,8 +49,23 @@ class CheckOutsideLockPool(ConnectionPool):
         return connection
 
 
+class CountingRedis(ArqRedis):
+    """arq's client, counting the commands that fail (pipelines and pub/sub count where they are caught)."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except (RedisError, OSError) as exc:
+            count_error(exc)
+            raise
+
+
+def count_error(exc: BaseException) -> None:
+    ERRORS.labels(type(exc).__name__).inc()
+
+
 def _client(pool: ConnectionPool, queue_name: str) -> ArqRedis:
-    redis = ArqRedis(connection_pool=pool, default_queue_name=queue_name)
+    redis = CountingRedis(connection_pool=pool, default_queue_name=queue_name)
     # It owns its pool, as create_pool's clients do: aclose() closes the connections too.
     redis.auto_close_connection_pool = True
     return redis

@@ -25,9 +25,13 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from infra import redis_batch
+from infra import metrics, redis_batch
 
 log = logging.getLogger(__name__)
+LOOKUPS = metrics.counter(
+    "vouchsafe_response_cache_lookups_total", "Response cache lookups by result (hit, miss, error).", ["result"]
+)
+HIT, MISS, ERROR = (LOOKUPS.labels(result) for result in ("hit", "miss", "error"))
 
 TTL_SECONDS = 30
 # A version key outlives every entry stored under it by far; when it expires, its
@@ -118,7 +122,10 @@ async def look_up(redis: Redis, namespace: str, actor: Principal, request: Any) 
             role=str(actor.role),
             request=request,
         )
-        return Lookup(key, await get(redis, key))
+        stored = await get(redis, key)
     except Exception as exc:  # Redis down: answer from the database, as if nothing were cached
+        ERROR.inc()
         log.warning("response cache unavailable: %s", exc)
         return None
+    (MISS if stored is None else HIT).inc()
+    return Lookup(key, stored)

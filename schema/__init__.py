@@ -30,6 +30,7 @@ from schema.finance.mutations import FinanceMutation
 from schema.limits import PageSizeLimit
 from schema.live import LiveSubscription
 from schema.nodes import NodeQuery
+from schema.observe import OperationMetrics
 from schema.orders.mutations import OrderMutation
 from schema.orders.queries import OrderQuery
 from schema.pagination import MAX_PAGE_SIZE
@@ -69,6 +70,7 @@ class Schema(strawberry.Schema):
 def build_schema(*, production: bool = False) -> Schema:
     """The schema; production also refuses introspection and hides field suggestions."""
     extensions: list[type[SchemaExtension] | object] = [
+        OperationMetrics,  # first: its end sees the result as sent (internal errors masked)
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         ParserCache,
         ValidationCache,

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from infra import metrics
 from infra.ratelimit import Limit, RateLimited, RateLimiter
 from services.errors import DomainError, ErrorCode
+
+REFUSALS = metrics.counter(
+    "vouchsafe_rate_limit_refusals_total", "Attempts refused by a rate limit, by kind (sign_in, redemption).", ["kind"]
+)
+# A limit's name starts with what it guards (services.accounts, services.redemption).
+KINDS = {"signin": "sign_in", "redeem": "redemption"}
+
+
+def kind_of(limit: Limit) -> str:
+    return KINDS.get(limit.name.partition(":")[0], "other")
 
 
 async def count_attempt(limiter: RateLimiter, subjects: Sequence[tuple[Limit, str]]) -> None:
@@ -13,6 +24,7 @@ async def count_attempt(limiter: RateLimiter, subjects: Sequence[tuple[Limit, st
     try:
         await limiter.attempt_all(subjects)
     except RateLimited as exc:
+        REFUSALS.labels(kind_of(subjects[0][0]) if subjects else "other").inc()
         seconds = exc.retry_after_seconds
         raise DomainError(
             ErrorCode.RATE_LIMITED,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F, Q
 from tortoise.functions import Count
 
-from infra import clock
+from infra import clock, metrics
 from models import OutboxMessage, OutboxStatus
 from services.errors import DomainError, ErrorCode
 
@@ -35,6 +36,15 @@ LEASE = timedelta(minutes=3)
 # (Redis keeps nothing on disk here). The job id keeps it from running twice.
 STALE_AFTER = timedelta(minutes=15)
 RUN_OUTBOX = "run_outbox"
+
+RUNS = metrics.counter(
+    "vouchsafe_outbox_runs_total",
+    "Outbox tasks run, by task and outcome (done, retry, failed, ...).",
+    ["task", "outcome"],
+)
+RUN_SECONDS = metrics.histogram(
+    "vouchsafe_outbox_run_duration_seconds", "Time an outbox task's handler took.", ["task"], metrics.JOB_BUCKETS
+)
 
 Handler = Callable[[dict[str, Any], int], Awaitable[None]]
 # Called once when a task has failed for the last time, to make the failure visible
@@ -132,11 +142,22 @@ async def run(
             return Outcome.SKIPPED
         return Outcome.BUSY
     message = await OutboxMessage.get(id=message_id)
+    outcome = await _run_claimed(message, handlers, failure_hooks)
+    # Task names are the code's (handlers' keys), never a caller's: a bounded label.
+    RUNS.labels(message.task if message.task in handlers else "unknown", outcome.value.lower()).inc()
+    return outcome
+
+
+async def _run_claimed(
+    message: OutboxMessage, handlers: Mapping[str, Handler], failure_hooks: Mapping[str, FailureHook] | None
+) -> Outcome:
     handler = handlers.get(message.task)
+    started = time.perf_counter()
     try:
         if handler is None:
             raise LookupError(f"no handler for outbox task {message.task!r}")
         await handler(message.payload, message.id)
+        RUN_SECONDS.labels(message.task).observe(time.perf_counter() - started)
     except Exception as exc:  # any failure is recorded on the row, never lost
         log.exception("outbox message %s (%s) failed, attempt %s", message.id, message.task, message.attempts)
         final = message.attempts >= MAX_ATTEMPTS or handler is None
@@ -166,6 +187,17 @@ async def counts_by_status() -> dict[str, int]:
     rows = await OutboxMessage.annotate(n=Count("id")).group_by("status").values_list("status", "n")
     counts = {str(status): int(n) for status, n in rows}
     return {status.value: counts.get(status.value, 0) for status in OutboxStatus}
+
+
+async def oldest_pending_age_seconds() -> float:
+    """How long the oldest row not yet done has waited (0 when none waits): a stuck queue grows it."""
+    oldest = (
+        await OutboxMessage.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.ENQUEUED])
+        .order_by("id")  # the (status, id) index; ids grow with created_at
+        .first()
+        .values_list("created_at", flat=True)
+    )
+    return max(0.0, (clock.now() - oldest).total_seconds()) if isinstance(oldest, datetime) else 0.0
 
 
 async def failed_messages(limit: int = 100) -> list[OutboxMessage]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import cast
@@ -24,7 +24,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
-from infra import response_cache
+from infra import logs, response_cache
 from schema import build_schema
 from schema.context import AppResources, Context
 from services.actors import Actor, authenticate
@@ -118,9 +118,10 @@ class VouchsafeGraphQL(GraphQL[Context, None]):
         prefetched: Prefetched | None = request.scope.get(PREFETCHED)
         if prefetched is None:
             prefetched = Prefetched(await authenticate(token) if token else None, None)
-        request_id = uuid.uuid4().hex[:16]
-        if isinstance(response, Response):
-            response.headers["X-Request-Id"] = request_id
+        # Given by web.observe, which also returns it in the X-Request-Id header.
+        request_id = request.scope.get("state", {}).get("request_id") or secrets.token_hex(8)
+        if prefetched.actor is not None:
+            logs.ACCOUNT_ID.set(prefetched.actor.account_id)
         return Context(
             resources=resources,
             actor=prefetched.actor,
@@ -212,11 +213,7 @@ class GraphQLOverHTTP:
         request.scope[PREFETCHED] = Prefetched(actor, lookup)
         if lookup is None or lookup.stored is None:
             return None
-        return Response(
-            b'{"data":' + lookup.stored + b"}",
-            media_type=CONTENT_TYPES[media],
-            headers={"X-Request-Id": uuid.uuid4().hex[:16]},
-        )
+        return Response(b'{"data":' + lookup.stored + b"}", media_type=CONTENT_TYPES[media])
 
     async def _execute(self, request: Request, params: GraphQLParams, media: str) -> Response:
         sub_response = await self.graphql.get_sub_response(request)

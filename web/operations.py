@@ -1,40 +1,31 @@
-"""What operators poll: liveness, readiness (database and Redis answer) and metrics."""
+"""What operators poll: liveness, readiness and metrics (every process's, with `serve --workers N`)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from tortoise import connections
 
 from infra import metrics
-from services import outbox
+from services import health
 
 
 async def healthz(request: Request) -> Response:
-    return PlainTextResponse("ok")
+    return Response("ok", media_type="text/plain")
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when the database and Redis answer."""
-    checks: dict[str, str] = {}
-    try:
-        await connections.get("default").execute_query("SELECT 1")
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        await request.app.state.resources.redis.ping()
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = f"error: {type(exc).__name__}"
+    """Ready when the database answers with a connection to spare, Redis answers and live updates are subscribed."""
+    resources = request.app.state.resources
+    checks = await health.readiness(resources.redis, live_connected=resources.hub.connected.is_set())
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    text = metrics.render(await outbox.counts_by_status(), request.app.state.resources.hub)
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    resources = request.app.state.resources
+    snapshot = await health.measure(resources.redis, resources.settings.queue_name)
+    return Response(metrics.exposition(snapshot), media_type=metrics.CONTENT_TYPE)
 
 
 routes = [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_endpoint)]

@@ -29,6 +29,8 @@ _REDEEM_PATH = re.compile(r"/redeem/[^\s?#\"']*", re.IGNORECASE)
 _QUERY_TOKEN = re.compile(r"([?&;]t=)[^&;#\s\"']*")
 # A code wherever else it shows up (a refused GET /graphql?query=..., a mistyped path), in any
 # spelling the API accepts: groups of five, separated by dashes, spaces (also URL-encoded) or nothing.
+# Bearer secrets by their prefixes: sessions (vss_), API keys (vsk_), webhook signing secrets (whsec_).
+_TOKEN = re.compile(r"\b(vss_|vsk_|whsec_)[A-Za-z0-9_\-+/=]+")
 _CODE = re.compile(r"(?<![0-9a-z])vs(?:[-\s+]|%20)*(?:[0-9a-z]{5}(?:[-\s+]|%20)*){3}[0-9a-z]{5}", re.IGNORECASE)
 
 
@@ -64,9 +66,10 @@ routes = [Route("/redeem/{code:path}", redeem_page, methods=["GET"])]
 
 
 def mask_secrets(text: str) -> str:
-    """The text with redemption paths, voucher codes and download tokens (`t=`) masked."""
+    """The text with redemption paths, voucher codes, download tokens (`t=`), sessions, keys and secrets masked."""
     text = _REDEEM_PATH.sub("/redeem/" + MASKED_CODE, text)
     text = _QUERY_TOKEN.sub(r"\1…", text)
+    text = _TOKEN.sub(r"\1…", text)
     return _CODE.sub(MASKED_CODE, text)
 
 

@@ -1,0 +1,93 @@
+"""GraphQL operations counted and timed by name, type and outcome.
+
+Operation names are the client's words, so they are bounded: only a document that
+parsed and validated against the schema lends its name, unnamed ones count as
+`anonymous`, those that did not validate as `invalid`, and past MAX_NAMES distinct
+names every new one counts as `other`. The outcome is `ok`, `user_error` (a payload's
+`errors`, with its code), `client_error` (the request's own mistake, a refusal) or
+`internal_error` (masked, with its request id; the log has the rest).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from strawberry.extensions import SchemaExtension
+
+from infra import logs, metrics
+
+OPERATIONS = metrics.counter(
+    "vouchsafe_graphql_operations_total",
+    "GraphQL operations by name, type and outcome (ok, user_error with its code, client_error, internal_error).",
+    ["operation", "type", "outcome", "code"],
+)
+DURATION = metrics.histogram(
+    "vouchsafe_graphql_operation_duration_seconds", "GraphQL operation latency by name and type.", ["operation", "type"]
+)
+MAX_NAMES = 200
+ANONYMOUS, INVALID, OTHER = "anonymous", "invalid", "other"
+_names: set[str] = set()
+_counted: dict[tuple[str, str, str, str], Any] = {}
+_timed: dict[tuple[str, str], Any] = {}
+
+
+def bounded_name(name: str | None, valid: bool) -> str:
+    if not valid:
+        return INVALID
+    if not name:
+        return ANONYMOUS
+    if name in _names:
+        return name
+    if len(_names) >= MAX_NAMES:
+        return OTHER
+    _names.add(name)
+    return name
+
+
+def outcome_of(result: Any, pre_execution_errors: Any) -> tuple[str, str]:
+    """(outcome, code): the first error decides; a payload's user errors only when nothing else failed."""
+    errors = pre_execution_errors or getattr(result, "errors", None)
+    if errors:
+        if any((error.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR" for error in errors):
+            return "internal_error", ""
+        return "client_error", ""
+    data = getattr(result, "data", None)
+    if isinstance(data, dict):
+        for payload in data.values():
+            user_errors = payload.get("errors") if isinstance(payload, dict) else None
+            if user_errors and isinstance(user_errors, list) and isinstance(user_errors[0], dict):
+                return "user_error", str(user_errors[0].get("code") or "")
+    return "ok", ""
+
+
+def record(operation: str, kind: str, outcome: str, code: str, seconds: float) -> None:
+    key = (operation, kind, outcome, code)
+    counted = _counted.get(key)
+    if counted is None:
+        counted = _counted[key] = OPERATIONS.labels(*key)
+    counted.inc()
+    timed = _timed.get((operation, kind))
+    if timed is None:
+        timed = _timed[(operation, kind)] = DURATION.labels(operation, kind)
+    timed.observe(seconds)
+
+
+class OperationMetrics(SchemaExtension):
+    """First of the extensions: it sees the result as the client will (internal errors already masked)."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        logs.OPERATION.set(self.execution_context.operation_name)  # for what is logged meanwhile
+        yield
+        ec = self.execution_context
+        valid = ec.graphql_document is not None and not ec.pre_execution_errors
+        try:
+            kind = ec.operation_type.value if valid else "unknown"
+        except Exception:  # an operation name the document does not have
+            kind, valid = "unknown", False
+        name = bounded_name(ec.operation_name, valid)
+        logs.OPERATION.set(name)
+        outcome, code = outcome_of(ec.result, ec.pre_execution_errors)
+        record(name, kind, outcome, code, time.perf_counter() - started)
