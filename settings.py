@@ -42,6 +42,7 @@ class Settings:
     webhooks_allow_insecure: bool = False
     log_format: str = "text"
     worker_metrics_port: int = 9108  # `vouchsafe worker`: /metrics, /healthz, /readyz; 0 = none
+    worker_metrics_host: str = "127.0.0.1"
 
     @property
     def production(self) -> bool:
@@ -156,4 +157,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhooks_allow_insecure=webhooks_insecure,
         log_format=log_format,
         worker_metrics_port=metrics_port,
+        worker_metrics_host=env.get("VOUCHSAFE_WORKER_METRICS_HOST", "127.0.0.1"),
     )

@@ -10,7 +10,7 @@ import fakeredis
 from arq.connections import ArqRedis, RedisSettings
 from fakeredis.aioredis import FakeAsyncRedisConnection
 from redis.asyncio import ConnectionPool
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from infra import metrics
 
@@ -55,6 +55,8 @@ class CountingRedis(ArqRedis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except NoScriptError:  # redis-py loads the script and sends it again: not a failure
+            raise
         except (RedisError, OSError) as exc:
             count_error(exc)
             raise

@@ -48,7 +48,7 @@ def bounded_name(name: str | None, valid: bool) -> str:
 
 def outcome_of(result: Any, pre_execution_errors: Any) -> tuple[str, str]:
     """(outcome, code): the first error decides; a payload's user errors only when nothing else failed."""
-    errors = pre_execution_errors or getattr(result, "errors", None)
+    errors = getattr(result, "errors", None) or pre_execution_errors  # the result's are masked already
     if errors:
         if any((error.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR" for error in errors):
             return "internal_error", ""
@@ -82,7 +82,10 @@ class OperationMetrics(SchemaExtension):
         logs.OPERATION.set(self.execution_context.operation_name)  # for what is logged meanwhile
         yield
         ec = self.execution_context
-        valid = ec.graphql_document is not None and not ec.pre_execution_errors
+        # Strawberry lists execution errors there too; those of a document that did not
+        # validate (or whose variables did not) are the ones without a path.
+        errors = getattr(ec.result, "errors", None) or ec.pre_execution_errors or ()
+        valid = ec.graphql_document is not None and all(error.path for error in errors)
         try:
             kind = ec.operation_type.value if valid else "unknown"
         except Exception:  # an operation name the document does not have

@@ -9,6 +9,7 @@ from arq.cron import cron
 from arq.worker import Function, func
 
 from settings import Settings
+from workers.metrics import instrumented
 from workers.tasks import (
     expire_vouchers,
     purge_idempotency_keys,
@@ -25,7 +26,8 @@ MAX_TRIES = 50
 def functions(settings: Settings) -> list[Function]:
     # The job timeout is also the outbox lease (workers.tasks): a job killed with its
     # worker is taken again by arq after about this long, and finds the row free.
-    return [func(run_outbox, name="run_outbox", max_tries=MAX_TRIES, timeout=settings.job_timeout_seconds)]
+    job = instrumented("run_outbox", run_outbox)
+    return [func(job, name="run_outbox", max_tries=MAX_TRIES, timeout=settings.job_timeout_seconds)]
 
 
 def worker_options(settings: Settings, *, embedded: bool) -> dict[str, Any]:
@@ -33,9 +35,9 @@ def worker_options(settings: Settings, *, embedded: bool) -> dict[str, Any]:
         "functions": functions(settings),
         # unique: one run at a time across all workers; each job is idempotent anyway.
         "cron_jobs": [
-            cron(expire_vouchers, minute=set(range(0, 60, 10)), unique=True),
-            cron(remind_expiring_orders, minute=5, unique=True),
-            cron(purge_idempotency_keys, minute=17, unique=True),
+            cron(instrumented("expire_vouchers", expire_vouchers), minute=set(range(0, 60, 10)), unique=True),
+            cron(instrumented("remind_expiring_orders", remind_expiring_orders), minute=5, unique=True),
+            cron(instrumented("purge_idempotency_keys", purge_idempotency_keys), minute=17, unique=True),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

@@ -15,7 +15,7 @@ from infra import response_cache
 from infra.database import close_db, open_db
 from infra.redis import ArqQueue
 from models import ORM_APPS
-from services import events, expiry, idempotency, outbox, pdf
+from services import events, expiry, health, idempotency, outbox, pdf
 from services.codes import CodeCipher
 from services.mail import SEND_EMAIL, mailer_for, send_email_handler
 from services.webhook_delivery import DeliveryConfig, Outcome
@@ -23,12 +23,14 @@ from services.webhook_http import HttpSender
 from services.webhook_secrets import SecretCipher
 from services.webhook_urls import SystemResolver
 from settings import Settings
+from workers.health import Endpoint
 from workers.relay import relay_forever
 from workers.webhooks import Dispatcher
 
 log = logging.getLogger(__name__)
 
 BUSY_RETRY_SECONDS = 30
+POOL_SAMPLE_SECONDS = 1.0
 # A delivery's outcome retires its account's cached answers (their deliveries list), best effort.
 CACHE_BUMP_TIMEOUT_SECONDS = 2.0
 
@@ -84,6 +86,12 @@ async def startup(ctx: dict[str, Any]) -> None:
         # The embedded worker shares the server's process, whose bus is already installed.
         ctx["event_bus"] = events.RedisEventBus(ctx["redis"], settings.queue_name)
         events.install(ctx["event_bus"])
+        ctx["pool_sampler"] = asyncio.create_task(health.sample_pool_forever(POOL_SAMPLE_SECONDS))
+        if settings.worker_metrics_port:
+            ctx["endpoint"] = Endpoint(
+                ctx["redis"], settings.queue_name, host=settings.worker_metrics_host, port=settings.worker_metrics_port
+            )
+            ctx["endpoint"].start()
     ctx["handlers"] = handlers(settings)
     ctx["failure_hooks"] = pdf.pdf_failure_hooks()
     ctx["webhooks"], ctx["webhooks_task"] = start_webhooks(settings, ctx["redis"])
@@ -108,6 +116,14 @@ def start_webhooks(settings: Settings, redis: Redis) -> tuple[Dispatcher, asynci
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    endpoint: Endpoint | None = ctx.pop("endpoint", None)
+    if endpoint is not None:
+        await endpoint.stop()
+    sampler: asyncio.Task[None] | None = ctx.pop("pool_sampler", None)
+    if sampler is not None:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
     webhooks_task: asyncio.Task[None] | None = ctx.pop("webhooks_task", None)
     if webhooks_task is not None:
         webhooks_task.cancel()

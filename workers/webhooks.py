@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from services import webhook_delivery
 from services.webhook_delivery import DeliveryConfig, Outcome
+from workers.metrics import WEBHOOK_DELIVERIES
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,9 @@ class Dispatcher:
             return
         if outcome is None:
             return
-        self.outcomes["delivered" if outcome.delivered else "failed" if outcome.final else "retry"] += 1
+        result = "delivered" if outcome.delivered else "failed" if outcome.final else "retry"
+        self.outcomes[result] += 1
+        WEBHOOK_DELIVERIES.labels(result).inc()
         if self.on_outcome is not None:
             try:
                 await self.on_outcome(outcome)
