@@ -287,9 +287,9 @@ def cli(settings: Settings, data_dir: Path, *args: str) -> subprocess.CompletedP
 async def failed_metric(api: Api) -> int:
     response = await api.http.get("/metrics")
     assert response.status_code == 200, response.text
-    match = re.search(r'^vouchsafe_outbox_messages\{status="FAILED"\} (\d+)$', response.text, re.MULTILINE)
+    match = re.search(r'^vouchsafe_outbox_messages\{status="FAILED"\} ([\d.]+)$', response.text, re.MULTILINE)
     assert match, response.text
-    return int(match.group(1))
+    return int(float(match.group(1)))
 
 
 async def failed_metric_agrees(api: Api) -> list[int] | None:

@@ -205,7 +205,7 @@ def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess
 def drained(http: httpx.Client) -> bool:
     """No outbox row left waiting: the server's own worker has done what the API writes asked for."""
     text = http.get("/metrics").text
-    return all(f'vouchsafe_outbox_messages{{status="{s}"}} 0' in text for s in ("PENDING", "ENQUEUED"))
+    return all(f'vouchsafe_outbox_messages{{status="{s}"}} 0.0' in text for s in ("PENDING", "ENQUEUED"))
 
 
 async def invariants(settings: Settings, expected: dict[int, int]) -> dict[int, str]:
