@@ -25,12 +25,12 @@ async def _timed(work: Any) -> Any:
 async def readiness(redis: Any, *, live_connected: bool | None = None) -> dict[str, str]:
     """ "ok" or the reason, per dependency; the live subscription only for processes that hold one."""
     checks: dict[str, str] = {}
+    pool = database.pool_stats()  # before the probe below, which would wait in the pool too
     try:
         await _timed(connections.get("default").execute_query("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
-    pool = database.pool_stats()
     if pool is not None:
         checks["database_pool"] = "error: exhausted" if pool.exhausted else "ok"
     try:
