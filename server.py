@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from infra import database, metrics
+from infra import database, metrics, tracing
 from infra.live import Hub
 from infra.ratelimit import RateLimiter
 from infra.redis import ArqQueue, open_redis
@@ -110,6 +110,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if tracing.wanted() and not tracing.enabled:
+            tracing.setup("vouchsafe-api")
         resources, bus = await open_resources(settings)
         app.state.resources = resources
         running = start_background(resources, bus)

@@ -12,7 +12,7 @@ from fakeredis.aioredis import FakeAsyncRedisConnection
 from redis.asyncio import ConnectionPool
 from redis.exceptions import NoScriptError, RedisError
 
-from infra import metrics
+from infra import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,13 @@ class CountingRedis(ArqRedis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
+            if tracing.enabled:
+                command = str(args[0]).upper() if args else "?"
+                # The command's name only: keys and values may carry data.
+                with tracing.span(
+                    f"redis {command}", kind="client", attributes={"db.system": "redis", "db.operation": command}
+                ):
+                    return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         except NoScriptError:  # redis-py loads the script and sends it again: not a failure
             raise

@@ -24,6 +24,8 @@ class OutboxMessage(Model):
     # lapses and another delivery may take it (arq delivers at least once).
     locked_until = fields.DatetimeField(null=True)
     done_at = fields.DatetimeField(null=True)
+    # The W3C traceparent of the request that wrote the row, when traces are on: its job links to it.
+    trace_context = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "outbox_message"

@@ -16,7 +16,7 @@ from typing import Any
 
 from strawberry.extensions import SchemaExtension
 
-from infra import logs, metrics
+from infra import logs, metrics, tracing
 
 OPERATIONS = metrics.counter(
     "vouchsafe_graphql_operations_total",
@@ -80,7 +80,16 @@ class OperationMetrics(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
         logs.OPERATION.set(self.execution_context.operation_name)  # for what is logged meanwhile
-        yield
+        traced = tracing.span("graphql operation") if tracing.enabled else None
+        current = traced.__enter__() if traced is not None else None
+        try:
+            yield
+        finally:
+            self._record(started, current)
+            if traced is not None:
+                traced.__exit__(None, None, None)
+
+    def _record(self, started: float, current: Any) -> None:
         ec = self.execution_context
         # Strawberry lists execution errors there too; those of a document that did not
         # validate (or whose variables did not) are the ones without a path.
@@ -94,3 +103,5 @@ class OperationMetrics(SchemaExtension):
         logs.OPERATION.set(name)
         outcome, code = outcome_of(ec.result, ec.pre_execution_errors)
         record(name, kind, outcome, code, time.perf_counter() - started)
+        if current is not None:
+            tracing.rename(current, f"{kind} {name}", {"graphql.operation.name": name, "graphql.outcome": outcome})

@@ -22,7 +22,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F, Q
 from tortoise.functions import Count
 
-from infra import clock, metrics
+from infra import clock, metrics, tracing
 from models import OutboxMessage, OutboxStatus
 from services.errors import DomainError, ErrorCode
 
@@ -81,7 +81,9 @@ def is_cpu_bound(job_id: str) -> bool:
 
 async def add(task: str, payload: dict[str, Any], *, using_db: BaseDBAsyncClient) -> OutboxMessage:
     """Record work to do once the caller's transaction commits."""
-    return await OutboxMessage.create(task=task, payload=payload, using_db=using_db)
+    return await OutboxMessage.create(
+        task=task, payload=payload, trace_context=tracing.traceparent(), using_db=using_db
+    )
 
 
 _listeners: set[asyncio.Event] = set()
@@ -142,7 +144,9 @@ async def run(
             return Outcome.SKIPPED
         return Outcome.BUSY
     message = await OutboxMessage.get(id=message_id)
-    outcome = await _run_claimed(message, handlers, failure_hooks)
+    attributes = {"outbox.task": message.task}
+    with tracing.span(f"outbox {message.task}", links=(message.trace_context,), attributes=attributes):
+        outcome = await _run_claimed(message, handlers, failure_hooks)
     # Task names are the code's (handlers' keys), never a caller's: a bounded label.
     RUNS.labels(message.task if message.task in handlers else "unknown", outcome.value.lower()).inc()
     return outcome

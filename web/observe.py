@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from infra import logs, metrics
+from infra import logs, metrics, tracing
 
 REQUESTS = metrics.counter(
     "vouchsafe_http_requests_total",
@@ -84,11 +84,36 @@ class Observe:
 
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_with_id)
+            if tracing.enabled:
+                await self._traced(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             record(route, scope["method"], status, time.perf_counter() - started)
             _reset(tokens)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        with tracing.server_span(method, _header(scope, b"traceparent"), {"http.request.method": method}) as current:
+
+            async def send_traced(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    current.set_attribute("http.response.status_code", message["status"])
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_traced)
+            finally:
+                route = getattr(scope.get("route"), "path", None) or UNMATCHED
+                tracing.rename(current, f"{method} {route}", {"http.route": route})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _reset(tokens: tuple[Any, Any, Any]) -> None:

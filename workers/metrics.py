@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 
 from arq import Retry
 
-from infra import metrics
+from infra import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,13 @@ def instrumented(task: str, job: Job) -> Job:
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = await job(ctx, *args, **kwargs)
+            if tracing.enabled:
+                with tracing.span(
+                    f"job {task}", kind="consumer", **{"job.task": task, "job.try": ctx.get("job_try", 0)}
+                ):
+                    result = await job(ctx, *args, **kwargs)
+            else:
+                result = await job(ctx, *args, **kwargs)
             outcome = "ok"
             return result
         except Retry:

@@ -11,7 +11,7 @@ from typing import Any
 from arq import Retry
 from redis.asyncio import Redis
 
-from infra import response_cache
+from infra import response_cache, tracing
 from infra.database import close_db, open_db
 from infra.redis import ArqQueue
 from models import ORM_APPS
@@ -78,6 +78,8 @@ def handlers(settings: Settings) -> dict[str, outbox.Handler]:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     if not ctx.get("embedded"):
+        if tracing.wanted() and not tracing.enabled:
+            tracing.setup("vouchsafe-worker")
         await open_db(settings.database_url, apps=ORM_APPS, pool_size=settings.db_pool_size)
         ctx["relay"] = asyncio.create_task(
             relay_forever(ArqQueue(ctx["redis"]), interval=settings.outbox_sweep_seconds)
