@@ -38,9 +38,8 @@ def instrumented(task: str, job: Job) -> Job:
         outcome = "error"
         try:
             if tracing.enabled:
-                with tracing.span(
-                    f"job {task}", kind="consumer", **{"job.task": task, "job.try": ctx.get("job_try", 0)}
-                ):
+                attributes = {"job.task": task, "job.try": ctx.get("job_try", 0)}
+                with tracing.span(f"job {task}", kind="consumer", attributes=attributes):
                     result = await job(ctx, *args, **kwargs)
             else:
                 result = await job(ctx, *args, **kwargs)
