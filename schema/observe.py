@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from graphql import FieldNode, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 
 from infra import logs, metrics, tracing
@@ -26,11 +27,18 @@ OPERATIONS = metrics.counter(
 DURATION = metrics.histogram(
     "vouchsafe_graphql_operation_duration_seconds", "GraphQL operation latency by name and type.", ["operation", "type"]
 )
+# By what was asked rather than what the client called it: `voucherRedeem` whatever the operation's name.
+FIELD_DURATION = metrics.histogram(
+    "vouchsafe_graphql_root_field_duration_seconds",
+    "GraphQL operation latency by its root field (`multiple` when it asks for several) and type.",
+    ["field", "type"],
+)
 MAX_NAMES = 200
 ANONYMOUS, INVALID, OTHER = "anonymous", "invalid", "other"
 _names: set[str] = set()
 _counted: dict[tuple[str, str, str, str], Any] = {}
 _timed: dict[tuple[str, str], Any] = {}
+_by_field: dict[tuple[str, str], Any] = {}
 
 
 def bounded_name(name: str | None, valid: bool) -> str:
@@ -60,6 +68,29 @@ def outcome_of(result: Any, pre_execution_errors: Any) -> tuple[str, str]:
             if user_errors and isinstance(user_errors, list) and isinstance(user_errors[0], dict):
                 return "user_error", str(user_errors[0].get("code") or "")
     return "ok", ""
+
+
+def root_field(document: Any, operation_name: str | None) -> str:
+    """The one root field the chosen operation asks for (names from a validated document: the schema's)."""
+    chosen = [
+        d
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode)
+        and (operation_name is None or (d.name and d.name.value == operation_name))
+    ]
+    if len(chosen) != 1:
+        return "unknown"
+    selections = chosen[0].selection_set.selections
+    if len(selections) == 1 and isinstance(selections[0], FieldNode):
+        return selections[0].name.value
+    return "multiple"
+
+
+def record_field(field: str, kind: str, seconds: float) -> None:
+    timed = _by_field.get((field, kind))
+    if timed is None:
+        timed = _by_field[(field, kind)] = FIELD_DURATION.labels(field, kind)
+    timed.observe(seconds)
 
 
 def record(operation: str, kind: str, outcome: str, code: str, seconds: float) -> None:
@@ -102,6 +133,9 @@ class OperationMetrics(SchemaExtension):
         name = bounded_name(ec.operation_name, valid)
         logs.OPERATION.set(name)
         outcome, code = outcome_of(ec.result, ec.pre_execution_errors)
-        record(name, kind, outcome, code, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        record(name, kind, outcome, code, seconds)
+        if valid:
+            record_field(root_field(ec.graphql_document, ec.operation_name), kind, seconds)
         if current is not None:
             tracing.rename(current, f"{kind} {name}", {"graphql.operation.name": name, "graphql.outcome": outcome})

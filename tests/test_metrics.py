@@ -100,6 +100,10 @@ async def test_graphql_operations_by_name_type_and_outcome(client: Client) -> No
         - before.value("vouchsafe_graphql_operation_duration_seconds_count", operation="SignIn")
         == 2
     )
+    field = "vouchsafe_graphql_root_field_duration_seconds_count"
+    assert (
+        after.value(field, field="signIn", type="mutation") - before.value(field, field="signIn", type="mutation") == 2
+    )
     # a name that did not validate is not a label, nor an e-mail anywhere
     assert "Guess_bd8f" not in after.text and email not in after.text
 
