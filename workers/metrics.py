@@ -56,6 +56,6 @@ def instrumented(task: str, job: Job) -> Job:
             seconds = time.perf_counter() - started
             JOBS.labels(task, outcome).inc()
             JOB_SECONDS.labels(task).observe(seconds)
-            log.debug("job %s: %s", task, outcome, extra={"duration_ms": round(seconds * 1000, 1)})
+            log.info("job %s: %s", task, outcome, extra={"duration_ms": round(seconds * 1000, 1)})
 
     return cast(Job, run)
