@@ -123,3 +123,24 @@ class TestRefused:
         for value in ("staging", "Production"):
             with pytest.raises(SettingsError, match="VOUCHSAFE_ENV must be development or production"):
                 load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir), "VOUCHSAFE_ENV": value})
+
+
+class TestOperations:
+    def test_log_format_and_worker_endpoint_defaults(self, data_dir: Path) -> None:
+        settings = load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir)})
+        assert (settings.log_format, settings.worker_metrics_port, settings.worker_metrics_host) == (
+            "text",
+            9108,
+            "127.0.0.1",
+        )
+        chosen = load_settings(
+            {"VOUCHSAFE_DATA_DIR": str(data_dir), "VOUCHSAFE_LOG_FORMAT": "JSON", "VOUCHSAFE_WORKER_METRICS_PORT": "0"}
+        )
+        assert (chosen.log_format, chosen.worker_metrics_port) == ("json", 0)
+
+    def test_bad_values_are_refused(self, data_dir: Path) -> None:
+        with pytest.raises(SettingsError, match="VOUCHSAFE_LOG_FORMAT must be text or json"):
+            load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir), "VOUCHSAFE_LOG_FORMAT": "xml"})
+        for port in ("70000", "-1", "http"):
+            with pytest.raises(SettingsError, match="VOUCHSAFE_WORKER_METRICS_PORT"):
+                load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir), "VOUCHSAFE_WORKER_METRICS_PORT": port})
