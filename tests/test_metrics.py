@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,11 +13,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from infra.redis import CountingRedis
 from schema import observe
+from services.webhook_delivery import DeliveryConfig
+from services.webhook_http import Answer
+from services.webhook_secrets import SecretCipher
 from settings import Settings
 from tests.conftest import free_port, wait_for
-from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, unique_email
+from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, tenant_admin, unique_email
 from tests.live import served
 from tests.metrics_scrape import Scrape
+from tests.workers.test_webhook_dispatcher import LocalResolver, endpoint_with
+from workers.health import app as worker_endpoint
+from workers.webhooks import Dispatcher
 
 VIEWER = "query Viewer { viewer { user { email } } }"
 BY_CODE = "query Lookup($code: String!) { voucherByCode(code: $code) { status } }"
@@ -221,3 +228,37 @@ async def test_redis_errors_are_counted(client: Client) -> None:
     await nobody.aclose()
     after = await client.scrape()
     assert after.value("vouchsafe_redis_errors_total", error="ConnectionError") - before >= 1
+
+
+class AnsweringSender:
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    async def post(self, url: Any, address: str, headers: dict[str, str], body: bytes) -> Answer:
+        return Answer(status=self.status, body="")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_webhook_deliveries_by_outcome(app: Any) -> None:
+    resources = app.state.resources
+    endpoint_app = worker_endpoint(resources.redis, resources.settings.queue_name)
+
+    async def scrape() -> Scrape:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=endpoint_app), base_url="http://w") as http:
+            return Scrape((await http.get("/metrics")).text)
+
+    actor = await tenant_admin()
+    assert actor.account_id is not None
+    cipher = SecretCipher(secrets.token_bytes(32))
+    before = await scrape()
+    for path, status in (("/ok", 204), ("/down", 503)):
+        await endpoint_with(actor.account_id, path, 1, failing=False, cipher=cipher)
+        config = DeliveryConfig(cipher, AnsweringSender(status), LocalResolver(), allow_insecure=True, public_url="x")
+        await Dispatcher(config).drain(within=30)
+    after = await scrape()
+    name = "vouchsafe_webhook_deliveries_total"
+    # at least: the run's database is shared, and other tests' due deliveries go out too
+    assert after.value(name, outcome="delivered") - before.value(name, outcome="delivered") >= 1
+    assert after.value(name, outcome="retry") - before.value(name, outcome="retry") >= 1
