@@ -23,6 +23,7 @@ SQL_METHODS = ("execute_query", "execute_query_dict", "execute_insert", "execute
 enabled = False
 _tracer: Any = None
 _NOTHING = contextlib.nullcontext()
+_WRAPPERS: set[Callable[..., Any]] = set()  # what setup() wrapped, so a second setup wraps nothing twice
 
 
 def wanted() -> bool:
@@ -131,8 +132,10 @@ def _instrument_sql() -> None:
         for cls in owners:
             for method in SQL_METHODS:
                 original = cls.__dict__.get(method)  # only what the class itself defines: wrapped once
-                if original is not None and not getattr(original, "_traced", False):
-                    setattr(cls, method, _traced_sql(original, system))
+                if original is not None and original not in _WRAPPERS:
+                    wrapper = _traced_sql(original, system)
+                    _WRAPPERS.add(wrapper)
+                    setattr(cls, method, wrapper)
 
 
 def _traced_sql(original: Callable[..., Any], system: str) -> Callable[..., Any]:
@@ -145,5 +148,4 @@ def _traced_sql(original: Callable[..., Any], system: str) -> Callable[..., Any]
         with span(name, kind="client", attributes={"db.system": system, "db.statement": statement[:2000]}):
             return await original(self, query, *args, **kwargs)
 
-    traced._traced = True  # type: ignore[attr-defined]
     return traced

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 
 from infra import logs
-from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, unique_email
-from tests.processes import serving
+from tests.support.factories import PASSWORD, SIGN_IN, SIGN_UP, unique_email
+from tests.support.processes import serving
 from web.redeem import mask_secrets
 
 CODE = "VS-6AK81-7BEAW-CX117-HNK6K"
@@ -37,10 +37,14 @@ def test_a_line_is_one_json_object_with_the_request_context() -> None:
         logs.ACCOUNT_ID.reset(tokens[2])
     parsed = json.loads(line)
     assert "\n" not in line
-    assert parsed["level"] == "ERROR" and parsed["logger"] == "vouchsafe.test"
+    assert parsed["level"] == "ERROR"
+    assert parsed["logger"] == "vouchsafe.test"
     assert parsed["message"] == "redeemed in 12 ms"
-    assert parsed["request_id"] == "abc123" and parsed["operation"] == "VoucherRedeem" and parsed["account_id"] == 42
-    assert parsed["duration_ms"] == 12.5 and parsed["time"].endswith("+00:00")
+    assert parsed["request_id"] == "abc123"
+    assert parsed["operation"] == "VoucherRedeem"
+    assert parsed["account_id"] == 42
+    assert parsed["duration_ms"] == 12.5
+    assert parsed["time"].endswith("+00:00")
     assert "request_id" not in json.loads(formatter.format(record("outside a request")))
 
 
@@ -57,7 +61,8 @@ def test_codes_tokens_keys_and_secrets_are_masked_in_message_args_and_exceptions
         for leaked in (CODE, "6AK81", SESSION, API_KEY, WEBHOOK_SECRET, "dl-token-value"):
             assert leaked not in line, (secret, line)
     text = logs.MaskingTextFormatter(mask=mask_secrets).format(record("session " + SESSION))
-    assert SESSION not in text and "vss_…" in text
+    assert SESSION not in text
+    assert "vss_…" in text
 
 
 def test_serve_writes_json_lines_without_secrets(tmp_path: Path) -> None:
@@ -91,4 +96,5 @@ def test_serve_writes_json_lines_without_secrets(tmp_path: Path) -> None:
     for secret in (token, CODE, "6AK81", "download-token-1", PASSWORD):
         assert secret not in text, secret
     [access] = [e for e in parsed if e.get("request_id") == "probe-viewer-1" and e["logger"] == "uvicorn.access"]
-    assert access["operation"] == "Viewer" and isinstance(access["account_id"], int), access
+    assert access["operation"] == "Viewer", access
+    assert isinstance(access["account_id"], int), access

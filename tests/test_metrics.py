@@ -11,17 +11,18 @@ import pytest
 from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from infra import clock
 from infra.redis import CountingRedis
+from models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
 from schema import observe
 from services.webhook_delivery import DeliveryConfig
 from services.webhook_http import Answer
-from services.webhook_secrets import SecretCipher
+from services.webhook_secrets import SecretCipher, new_secret
 from settings import Settings
-from tests.conftest import free_port, wait_for
-from tests.factories import PASSWORD, SIGN_IN, SIGN_UP, tenant_admin, unique_email
-from tests.live import served
-from tests.metrics_scrape import Scrape
-from tests.workers.test_webhook_dispatcher import LocalResolver, endpoint_with
+from tests.support.factories import PASSWORD, SIGN_IN, SIGN_UP, tenant_admin, unique_email
+from tests.support.live import served
+from tests.support.metrics import Scrape
+from tests.support.running import free_port, wait_for
 from workers.health import app as worker_endpoint
 from workers.webhooks import Dispatcher
 
@@ -79,7 +80,8 @@ async def test_http_requests_by_route_template_and_status(client: Client) -> Non
     assert moved(route="unmatched", method="GET", status="404") == 1
     assert after.value("vouchsafe_http_request_duration_seconds_count", route="/healthz") >= 1
     # the route is the template: no code, no path a client sent, ever becomes a label
-    assert "6AK81" not in after.text and "/no/such" not in after.text
+    assert "6AK81" not in after.text
+    assert "/no/such" not in after.text
 
 
 async def test_graphql_operations_by_name_type_and_outcome(client: Client) -> None:
@@ -112,7 +114,8 @@ async def test_graphql_operations_by_name_type_and_outcome(client: Client) -> No
         after.value(field, field="signIn", type="mutation") - before.value(field, field="signIn", type="mutation") == 2
     )
     # a name that did not validate is not a label, nor an e-mail anywhere
-    assert "Guess_bd8f" not in after.text and email not in after.text
+    assert "Guess_bd8f" not in after.text
+    assert email not in after.text
 
 
 async def test_internal_errors_are_counted(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,7 +150,8 @@ async def test_request_ids_are_kept_when_sane_and_replaced_otherwise(client: Cli
     kept = await client.http.get("/healthz", headers={"X-Request-Id": "lb-7f3a.19"})
     assert kept.headers["X-Request-Id"] == "lb-7f3a.19"
     replaced = await client.http.get("/healthz", headers={"X-Request-Id": "x" * 65})
-    assert replaced.headers["X-Request-Id"] != "x" * 65 and len(replaced.headers["X-Request-Id"]) == 16
+    assert replaced.headers["X-Request-Id"] != "x" * 65
+    assert len(replaced.headers["X-Request-Id"]) == 16
     assert len((await client.http.get("/healthz")).headers["X-Request-Id"]) == 16
 
 
@@ -209,7 +213,8 @@ async def test_background_work_and_backlog(client: Client, settings: Settings) -
 async def test_live_hub_gauges_are_exposed(client: Client) -> None:
     scrape = await client.scrape()
     assert scrape.value("vouchsafe_live_connected") == 1
-    assert scrape.has("vouchsafe_live_subscribers") and scrape.has("vouchsafe_live_resubscriptions_total")
+    assert scrape.has("vouchsafe_live_subscribers")
+    assert scrape.has("vouchsafe_live_resubscriptions_total")
 
 
 @pytest.mark.postgres
@@ -217,7 +222,8 @@ async def test_database_pool_gauges(client: Client, app: Any) -> None:
     await client.tenant()
     scrape = await client.scrape()
     assert scrape.value("vouchsafe_db_pool_max_connections") == app.state.resources.settings.db_pool_size
-    assert scrape.has("vouchsafe_db_pool_connections_in_use") and scrape.has("vouchsafe_db_pool_waiting")
+    assert scrape.has("vouchsafe_db_pool_connections_in_use")
+    assert scrape.has("vouchsafe_db_pool_waiting")
 
 
 async def test_redis_errors_are_counted(client: Client) -> None:
@@ -228,6 +234,35 @@ async def test_redis_errors_are_counted(client: Client) -> None:
     await nobody.aclose()
     after = await client.scrape()
     assert after.value("vouchsafe_redis_errors_total", error="ConnectionError") - before >= 1
+
+
+class LocalResolver:
+    async def resolve(self, host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+
+async def endpoint_with_one_delivery(account_id: int, path: str, cipher: SecretCipher) -> None:
+    now = clock.now()
+    endpoint = await WebhookEndpoint.create(
+        account_id=account_id,
+        url=f"http://hooks.test{path}",
+        events=["BALANCE_LOW"],
+        secret_ciphertext=b"",
+        created_at=now,
+        updated_at=now,
+    )
+    endpoint.secret_ciphertext = cipher.seal(new_secret(), endpoint.id)
+    await endpoint.save(update_fields=["secret_ciphertext"])
+    await WebhookDelivery.create(
+        endpoint_id=endpoint.id,
+        account_id=account_id,
+        event_id=f"evt_{secrets.token_hex(8)}",
+        event_type="webhook.test",
+        payload="{}",
+        status=WebhookDeliveryStatus.PENDING,
+        next_attempt_at=now,
+        created_at=now,
+    )
 
 
 class AnsweringSender:
@@ -254,7 +289,7 @@ async def test_webhook_deliveries_by_outcome(app: Any) -> None:
     cipher = SecretCipher(secrets.token_bytes(32))
     before = await scrape()
     for path, status in (("/ok", 204), ("/down", 503)):
-        await endpoint_with(actor.account_id, path, 1, failing=False, cipher=cipher)
+        await endpoint_with_one_delivery(actor.account_id, path, cipher)
         config = DeliveryConfig(cipher, AnsweringSender(status), LocalResolver(), allow_insecure=True, public_url="x")
         await Dispatcher(config).drain(within=30)
     after = await scrape()

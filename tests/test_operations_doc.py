@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ def exposed(text: str) -> set[str]:
 
 
 @pytest.fixture
-async def scraped(app: Any) -> AsyncIterator[set[str]]:
+async def scraped(app: Any) -> set[str]:
     """The API's /metrics and a worker's, from real apps."""
     resources = app.state.resources
     worker = worker_endpoint(resources.redis, resources.settings.queue_name)
@@ -41,7 +40,7 @@ async def scraped(app: Any) -> AsyncIterator[set[str]]:
             response = await http.get("/metrics")
             assert response.status_code == 200, response.text
             names |= exposed(response.text)
-    yield names
+    return names
 
 
 def test_the_alert_rules_are_prometheus_rules() -> None:
@@ -59,7 +58,8 @@ def test_the_alert_rules_are_prometheus_rules() -> None:
 
 def test_the_dashboard_is_grafana_json() -> None:
     dashboard = json.loads((DOCS / "grafana" / "vouchsafe.json").read_text())
-    assert dashboard["title"] == "vouchsafe" and len(dashboard["panels"]) >= 10
+    assert dashboard["title"] == "vouchsafe"
+    assert len(dashboard["panels"]) >= 10
     assert all(target["expr"] for panel in dashboard["panels"] for target in panel["targets"])
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,21 +14,10 @@ from tortoise import connections
 
 from server import create_app
 from settings import Settings
-from tests.conftest import OwnRedis, wait_for
+from tests.support.redis import OwnRedis
+from tests.support.running import wait_for
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    own = OwnRedis(tmp_path)
-    own.start()
-    try:
-        yield own
-    finally:
-        own.stop()
 
 
 @pytest.fixture
@@ -59,15 +46,17 @@ async def test_readyz_fails_while_the_live_subscription_is_lost(
     ready = await http.get("/readyz")
     assert ready.status_code == 503, ready.text
     assert ready.json()["live"] == "error: subscription lost"
-    assert ready.json()["redis"] == "ok" and ready.json()["database"] == "ok"
+    assert ready.json()["redis"] == "ok"
+    assert ready.json()["database"] == "ok"
 
 
 async def test_readyz_fails_while_the_database_pool_is_exhausted(small_app: tuple[Any, httpx.AsyncClient]) -> None:
     _, http = small_app
     client = connections.get("default")
     await client.execute_query("SELECT 1")  # the pool is made on the first statement
-    pool = client._pool
-    assert pool is not None and pool.get_max_size() == 2
+    pool = client._pool  # noqa: SLF001  # asyncpg's pool under Tortoise's client: held here to exhaust it
+    assert pool is not None
+    assert pool.get_max_size() == 2
     held = [await pool.acquire(), await pool.acquire()]
     waiter = asyncio.ensure_future(pool.acquire())
     try:

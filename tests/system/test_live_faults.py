@@ -20,9 +20,9 @@ from settings import Settings
 from tests.support.api import Api, loopback_client
 from tests.support.factories import line, order, partner
 from tests.support.live import ORDER_FIELDS, ORDER_UPDATED, Stream, order_of, served, session_for
+from tests.support.metrics import Scrape
 from tests.support.redis import OwnRedis
 from tests.support.running import wait_for
-from tests.metrics_scrape import Scrape
 
 pytestmark = pytest.mark.postgres
 
@@ -71,7 +71,8 @@ async def test_a_dropped_subscription_resyncs_its_clients(
         _, resynced = await a_stream.until(lambda m: order_of(m)["status"] == "CANCELLED", within=15)
         assert hub.reconnects >= 1
         metrics = Scrape((await api.http.get("/metrics")).text)
-        assert metrics.value("vouchsafe_live_connected") == 1 and metrics.value("vouchsafe_live_subscribers") == 2
+        assert metrics.value("vouchsafe_live_connected") == 1
+        assert metrics.value("vouchsafe_live_subscribers") == 2
         now = order_of(resynced)
         # REFUNDED is in, not necessarily first: the worker may finish the PDF once Redis is back
         assert now["statusCounts"]["cancelled"] == 2

@@ -13,10 +13,12 @@ import httpx
 import pytest
 
 from settings import Settings
-from tests.conftest import REDIS_URL, Api, free_port, wait_for
-from tests.factories import tenant
-from tests.metrics_scrape import Scrape
-from tests.processes import START_TIMEOUT, command, deployed_env, poll, serving, stop
+from tests.support.api import Api
+from tests.support.factories import tenant
+from tests.support.metrics import Scrape
+from tests.support.processes import START_TIMEOUT, command, deployed_env, poll, serving, stop
+from tests.support.running import free_port, wait_for
+from tests.support.stores import REDIS_URL
 
 pytestmark = pytest.mark.postgres
 
