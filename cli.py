@@ -31,8 +31,6 @@ def _setup_logging(settings: Settings) -> None:
     logs.setup(settings.log_level, settings.log_format, mask_secrets)
     # Tortoise announces every connection close at INFO; commands print their own results.
     logging.getLogger("tortoise").setLevel(max(logging.WARNING, logging.getLogger().level))
-    # Tortoise announces every connection close at INFO; commands print their own results.
-    logging.getLogger("tortoise").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 # uvicorn's default WebSocket implementation is the websockets library's deprecated legacy API.
