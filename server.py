@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if tracing.wanted() and not tracing.enabled:
             tracing.setup("vouchsafe-api")
+        metrics.forget_dead_processes()
         resources, bus = await open_resources(settings)
         app.state.resources = resources
         running = start_background(resources, bus)

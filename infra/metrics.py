@@ -13,6 +13,7 @@ measured when scraped and given to `exposition` as a Snapshot.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,30 @@ def prepare_multiprocess_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     os.environ[MULTIPROC_ENV] = str(path)
+
+
+def forget_dead_processes() -> int:
+    """Drop the live gauges of processes that ended without saying so (killed; uvicorn started another)."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return 0
+    pids = {
+        int(m.group(1)) for p in Path(directory).glob("gauge_live*_*.db") if (m := re.search(r"_(\d+)\.db$", p.name))
+    }
+    dead = [pid for pid in pids if not _alive(pid)]
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    return len(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def process_exiting(pid: int | None = None) -> None:

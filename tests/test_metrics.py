@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,7 +14,7 @@ import pytest
 from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from infra import clock
+from infra import clock, metrics
 from infra.redis import CountingRedis
 from models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
 from schema import observe
@@ -297,3 +300,15 @@ async def test_webhook_deliveries_by_outcome(app: Any) -> None:
     # at least: the run's database is shared, and other tests' due deliveries go out too
     assert after.value(name, outcome="delivered") - before.value(name, outcome="delivered") >= 1
     assert after.value(name, outcome="retry") - before.value(name, outcome="retry") >= 1
+
+
+def test_a_killed_process_live_gauges_are_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for pid in (dead.pid, os.getpid()):
+        (tmp_path / f"gauge_livesum_{pid}.db").write_bytes(b"")
+    (tmp_path / f"counter_{dead.pid}.db").write_bytes(b"")
+    assert metrics.forget_dead_processes() == 1
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert left == sorted([f"counter_{dead.pid}.db", f"gauge_livesum_{os.getpid()}.db"])  # counts stay counted
