@@ -24,13 +24,12 @@ from schema.after_commit import AfterCommitWrites
 from schema.cache import ResponseCache
 from schema.catalogue import CatalogueQuery
 from schema.common import DECIMAL_SCALAR, DecimalString
-from schema.errors import MaskInternalErrors
 from schema.execution import GraphQLExecutionContext, name_enums_by_lookup
 from schema.finance.mutations import FinanceMutation
 from schema.limits import PageSizeLimit
 from schema.live import LiveSubscription
 from schema.nodes import NodeQuery
-from schema.observe import OperationMetrics
+from schema.observe import ObservedMaskErrors
 from schema.orders.mutations import OrderMutation
 from schema.orders.queries import OrderQuery
 from schema.pagination import MAX_PAGE_SIZE
@@ -70,12 +69,11 @@ class Schema(strawberry.Schema):
 def build_schema(*, production: bool = False) -> Schema:
     """The schema; production also refuses introspection and hides field suggestions."""
     extensions: list[type[SchemaExtension] | object] = [
-        OperationMetrics,  # first: its end sees the result as sent (internal errors masked)
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         ParserCache,
         ValidationCache,
         OneOperationOrItsName,  # after ValidationCache, which sets the validation errors
-        MaskInternalErrors,
+        ObservedMaskErrors,  # internal errors masked; every operation counted and timed
         # After the limits and validation: a stored answer is only ever given to a valid request.
         AfterCommitWrites,  # encloses the cache's own write after a mutation
         ResponseCache,

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphql import FieldNode, OperationDefinitionNode
-from strawberry.extensions import SchemaExtension
 
 from infra import logs, metrics, tracing
+from schema.errors import MaskInternalErrors
 
 OPERATIONS = metrics.counter(
     "vouchsafe_graphql_operations_total",
@@ -105,8 +105,11 @@ def record(operation: str, kind: str, outcome: str, code: str, seconds: float) -
     timed.observe(seconds)
 
 
-class OperationMetrics(SchemaExtension):
-    """First of the extensions: it sees the result as the client will (internal errors already masked)."""
+class ObservedMaskErrors(MaskInternalErrors):
+    """Internal errors masked, then the operation counted and timed: one extension, since each costs every request.
+
+    Its end sees the result as sent to the client (internal errors already masked).
+    """
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
@@ -114,7 +117,7 @@ class OperationMetrics(SchemaExtension):
         traced = tracing.span("graphql operation") if tracing.enabled else None
         current = traced.__enter__() if traced is not None else None
         try:
-            yield
+            yield from super().on_operation()
         finally:
             self._record(started, current)
             if traced is not None:
