@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cli_documents
 import cli_products
 from infra import database, logs, metrics
 from models import ORM_APPS
@@ -201,6 +202,10 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if not mismatches else 1
 
 
+# The sign-in `demo` prints: one of the project's own documents (cli_documents collects it).
+DEMO_SIGN_IN = "mutation SignIn($input: SignInInput!) { signIn(input: $input) { token errors { code message } } }"
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from services import demo
     from services.codes import CodeCipher
@@ -229,7 +234,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         vouchers = f"{order.voucher_count} voucher{'' if order.voucher_count == 1 else 's'}"
         print(f"  order {order.number}: {vouchers}, {total}, {order.payment_method.value}")
     sign_in = {
-        "query": "mutation SignIn($input: SignInInput!) { signIn(input: $input) { token errors { code message } } }",
+        "query": DEMO_SIGN_IN,
         "variables": {"input": {"email": result.email, "password": result.password}},
     }
     print(f"Sign in with the signIn mutation at {settings.public_url}/graphql (start `vouchsafe serve` first):")
@@ -295,6 +300,7 @@ def parser() -> argparse.ArgumentParser:
     )
 
     cli_products.add_parser(sub, _with_db)
+    cli_documents.add_parser(sub, _with_db)
 
     sub.add_parser(
         "demo", help="create a demo partner (new e-mail each run) with a balance and three orders"

@@ -43,6 +43,12 @@ class Settings:
     log_format: str = "text"
     worker_metrics_port: int = 9108  # `vouchsafe worker`: /metrics, /healthz, /readyz; 0 = none
     worker_metrics_host: str = "127.0.0.1"
+    # `only`: the allow-list mode, where only stored (trusted) documents run; `off`: any document.
+    trusted_documents: str = "off"
+
+    @property
+    def trusted_documents_only(self) -> bool:
+        return self.trusted_documents == "only"
 
     @property
     def production(self) -> bool:
@@ -133,6 +139,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     metrics_port = int(_number(env, "VOUCHSAFE_WORKER_METRICS_PORT", "9108", int))
     if not 0 <= metrics_port <= 65535:
         raise SettingsError("VOUCHSAFE_WORKER_METRICS_PORT must be a port number (0: no endpoint)")
+    trusted = (env.get("VOUCHSAFE_TRUSTED_DOCUMENTS") or "off").strip().lower()
+    if trusted not in ("off", "only"):
+        raise SettingsError("VOUCHSAFE_TRUSTED_DOCUMENTS must be off or only")
     gateway = env.get("VOUCHSAFE_PAYMENT_GATEWAY", "sandbox")
     if gateway not in ("sandbox",):
         raise SettingsError(f"unknown VOUCHSAFE_PAYMENT_GATEWAY {gateway!r}")
@@ -158,4 +167,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         worker_metrics_port=metrics_port,
         worker_metrics_host=env.get("VOUCHSAFE_WORKER_METRICS_HOST", "127.0.0.1"),
+        trusted_documents=trusted,
     )

@@ -25,6 +25,7 @@ from models.ledger import LedgerEntry
 from models.orders import OrderEvent, Voucher, VoucherOrder, VoucherOrderLine
 from models.outbox import IdempotencyRecord, OutboxMessage
 from models.redemption import CertificateRequest
+from models.trusted_documents import TrustedDocument
 from models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookExpiryTally
 
 APP_LABEL = "vouchsafe"
@@ -36,6 +37,7 @@ MODEL_MODULES = [
     "models.orders",
     "models.outbox",
     "models.redemption",
+    "models.trusted_documents",
     "models.webhooks",
 ]
 # The ORM's configuration of this app (infra.database opens and migrates what it is given).
@@ -67,6 +69,7 @@ __all__ = [
     "Product",
     "Role",
     "Session",
+    "TrustedDocument",
     "User",
     "Voucher",
     "VoucherOrder",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
+from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule, specified_rules
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -33,6 +34,7 @@ from schema.observe import ObservedMaskErrors
 from schema.orders.mutations import OrderMutation
 from schema.orders.queries import OrderQuery
 from schema.pagination import MAX_PAGE_SIZE
+from schema.prepared import Preparation, PreparedCache
 from schema.redemption import RedemptionMutation, RedemptionQuery
 from schema.requests import HideSuggestions, OneOperationOrItsName
 from schema.staff import JobMutation, StaffMutation, StaffQuery
@@ -59,6 +61,10 @@ MUTATIONS = (
 
 
 class Schema(strawberry.Schema):
+    # Set by build_schema: how trusted documents are prepared (schema.prepared), and the prepared ones.
+    preparation: Preparation
+    prepared: PreparedCache
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Unexpected errors are logged with their trace by MaskInternalErrors; the rest
         # (validation, authentication, page sizes) are the client's, not ours.
@@ -68,10 +74,13 @@ class Schema(strawberry.Schema):
 
 def build_schema(*, production: bool = False) -> Schema:
     """The schema; production also refuses introspection and hides field suggestions."""
-    extensions: list[type[SchemaExtension] | object] = [
+    # Parsing and validating (with their caches); a prepared document has had both (schema.prepared).
+    parsing: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         ParserCache,
         ValidationCache,
+    ]
+    executing: list[Callable[[], SchemaExtension]] = [
         OneOperationOrItsName,  # after ValidationCache, which sets the validation errors
         ObservedMaskErrors,  # internal errors masked; every operation counted and timed
         # After the limits and validation: a stored answer is only ever given to a valid request.
@@ -88,13 +97,13 @@ def build_schema(*, production: bool = False) -> Schema:
     ]
     if production:
         rules.append(NoSchemaIntrospectionCustomRule)
-        extensions.append(HideSuggestions)
-    extensions.append(lambda: AddValidationRules(rules))
+        executing.append(HideSuggestions)
+    extensions = [*parsing, *executing, lambda: AddValidationRules(rules)]
     built = Schema(
         query=merge_types("Query", (NodeQuery, *QUERIES)),
         mutation=merge_types("Mutation", MUTATIONS),
         subscription=LiveSubscription,
-        extensions=extensions,  # type: ignore[arg-type]
+        extensions=extensions,
         execution_context_class=GraphQLExecutionContext,
         config=StrawberryConfig(
             relay_max_results=MAX_PAGE_SIZE,
@@ -103,6 +112,9 @@ def build_schema(*, production: bool = False) -> Schema:
         ),
     )
     name_enums_by_lookup(built._schema)  # noqa: SLF001  # Strawberry's graphql-core schema (tests/test_library_patches.py)
+    # AddValidationRules appends the rules to graphql-core's specified ones, as here.
+    built.preparation = Preparation(MAX_TOKENS, (*specified_rules, *rules), tuple(executing))
+    built.prepared = PreparedCache()
     return built
 
 
