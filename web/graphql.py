@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import orjson
 from graphql import GraphQLError
@@ -20,16 +20,20 @@ from strawberry.http import process_result
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from infra import logs, response_cache
-from schema import build_schema
+from schema import Schema, build_schema
 from schema.context import AppResources, Context
+from schema.prepared import execute_prepared
 from services.actors import Actor, authenticate
 from settings import Settings
 from web import graphiql
+from web.documents import DocumentStore, Resolved
 from web.graphql_http import (
     CONTENT_TYPES,
     GRAPHQL_RESPONSE_JSON,
@@ -37,6 +41,8 @@ from web.graphql_http import (
     GraphQLParams,
     HTTPRefusal,
     check_content_type,
+    params_from_payload,
+    params_from_url,
     parse_params,
     read_body,
     refusal_response,
@@ -50,6 +56,8 @@ KEEP_ALIVE_SECONDS = 15
 ACK = cast(UnsetType, UNSET)  # connection_ack without a payload
 # Subscriptions are refused over HTTP (they need the WebSocket), before anything runs.
 HTTP_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+GET_OPERATIONS = frozenset({OperationType.QUERY})
+GET_MUTATION_REFUSED = "Mutations are sent with POST; GET runs stored queries only."
 SUBSCRIPTION_OVER_HTTP = (
     "Subscriptions run over the WebSocket: connect to /graphql with the graphql-transport-ws protocol."
 )
@@ -99,9 +107,28 @@ class LimitedWebSocketAdapter(ASGIWebSocketAdapter):
             pass
 
 
+class TrustedDocumentsWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws `subscribe` by a stored document's id too; allow-list mode holds here as over HTTP."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        payload = message.get("payload")
+        if self.connection_acknowledged and message["id"] not in self.operations and isinstance(payload, dict):
+            try:
+                params = params_from_payload(cast(dict[str, Any], payload))
+                resolved = await cast(VouchsafeGraphQL, self.view).documents.resolve(params, JSON)
+            except HTTPRefusal as refusal:
+                error = {"message": refusal.message, "extensions": {"code": refusal.code}}
+                await self.send_message(cast(Message, {"id": message["id"], "type": "error", "payload": [error]}))
+                return
+            message = cast(SubscribeMessage, {**message, "payload": {**payload, "query": resolved.text}})
+        await super().handle_subscribe(message)
+
+
 class VouchsafeGraphQL(GraphQL[Context, None]):
     websocket_adapter_class = LimitedWebSocketAdapter
+    graphql_transport_ws_handler_class = TrustedDocumentsWSHandler
     max_message_bytes = 1_048_576
+    documents: DocumentStore  # set by routes(): shared by the HTTP front and the WebSocket
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson refuses nesting deeper than 1,024 levels as invalid JSON; json.loads recursed until it failed.
@@ -171,12 +198,23 @@ class GraphQLOverHTTP:
         self.graphql = graphql
         self.max_body_bytes = settings.max_body_bytes
         self.ide = None if settings.production else graphiql.page_response
+        self.documents = graphql.documents
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         media = JSON
         try:
-            if request.method == "GET" and self.ide is not None and _wants_ide(request):
+            if request.method == "GET" and _persisted_by_url(request):
+                # A stored document by id (the draft's persisted document request): queries only.
+                chosen = response_media_type(request.headers.get("accept", ""))
+                if chosen is None:
+                    raise HTTPRefusal(406, NOT_ACCEPTABLE, "NOT_ACCEPTABLE")
+                media = chosen
+                resolved = await self.documents.resolve(params_from_url(request.query_params), media)
+                response = await self._cached(request, resolved.params, media) or await self._execute(
+                    request, resolved, media
+                )
+            elif request.method == "GET" and self.ide is not None and _wants_ide(request):
                 response = self.ide()
             elif request.method != "POST":
                 raise HTTPRefusal(
@@ -192,8 +230,10 @@ class GraphQLOverHTTP:
                 media = chosen
                 check_content_type(request.headers.get("content-type"))
                 body = await read_body(receive, request.headers.get("content-length"), self.max_body_bytes)
-                params = parse_params(body)
-                response = await self._cached(request, params, media) or await self._execute(request, params, media)
+                resolved = await self.documents.resolve(parse_params(body), media)
+                response = await self._cached(request, resolved.params, media) or await self._execute(
+                    request, resolved, media
+                )
         except HTTPRefusal as refusal:
             response = refusal_response(refusal, media)
         await response(scope, receive, send)
@@ -205,7 +245,7 @@ class GraphQLOverHTTP:
         actor = await authenticate(token)
         request.scope[PREFETCHED] = Prefetched(actor, None)
         # A write is never answered from the cache: skip the lookup (a miss would be harmless).
-        if actor is None or params.query.lstrip().startswith(("mutation", "subscription")):
+        if actor is None or params.query is None or params.query.lstrip().startswith(("mutation", "subscription")):
             return None
         resources: AppResources = request.app.state.resources
         key = [params.query, params.variables or {}, params.operation_name]
@@ -215,20 +255,39 @@ class GraphQLOverHTTP:
             return None
         return Response(b'{"data":' + lookup.stored + b"}", media_type=CONTENT_TYPES[media])
 
-    async def _execute(self, request: Request, params: GraphQLParams, media: str) -> Response:
+    async def _execute(self, request: Request, resolved: Resolved, media: str) -> Response:
+        params, prepared = resolved.params, resolved.prepared
+        # GET runs stored queries only (GraphQL-over-HTTP: a mutation by GET is 405).
+        allowed = HTTP_OPERATIONS if request.method == "POST" else GET_OPERATIONS
+        if prepared is not None:
+            # Refused before the context is built, as the generic path refuses before anything runs.
+            kind = prepared.operation_type(params.operation_name)
+            if kind is not None and kind not in allowed:
+                raise _operation_refusal(request)
         sub_response = await self.graphql.get_sub_response(request)
         context = await self.graphql.get_context(request, sub_response)
         try:
-            result = await self.graphql.schema.execute(
-                params.query,
-                variable_values=params.variables,
-                context_value=context,
-                operation_name=params.operation_name,
-                allowed_operation_types=HTTP_OPERATIONS,
-                operation_extensions=params.extensions,
-            )
+            if prepared is not None:
+                result = await execute_prepared(
+                    cast(Schema, self.graphql.schema),
+                    prepared,
+                    variable_values=params.variables,
+                    context_value=context,
+                    operation_name=params.operation_name,
+                    allowed_operation_types=allowed,
+                    operation_extensions=params.extensions,
+                )
+            else:
+                result = await self.graphql.schema.execute(
+                    resolved.text,
+                    variable_values=params.variables,
+                    context_value=context,
+                    operation_name=params.operation_name,
+                    allowed_operation_types=allowed,
+                    operation_extensions=params.extensions,
+                )
         except InvalidOperationTypeError:
-            raise HTTPRefusal(400, SUBSCRIPTION_OVER_HTTP, "SUBSCRIPTION_OVER_HTTP") from None
+            raise _operation_refusal(request) from None
         except CannotGetOperationTypeError as exc:
             result = ExecutionResult(data=None, errors=[GraphQLError(exc.as_http_error_reason())])
         except MissingQueryError:
@@ -250,6 +309,18 @@ class GraphQLOverHTTP:
         )
 
 
+def _operation_refusal(request: Request) -> HTTPRefusal:
+    if request.method == "GET":
+        return HTTPRefusal(405, GET_MUTATION_REFUSED, "METHOD_NOT_ALLOWED", headers={"Allow": "POST"})
+    return HTTPRefusal(400, SUBSCRIPTION_OVER_HTTP, "SUBSCRIPTION_OVER_HTTP")
+
+
+def _persisted_by_url(request: Request) -> bool:
+    """GET with a stored document's id (and no text: GET never runs a document's text)."""
+    params = request.query_params
+    return "query" not in params and ("documentId" in params or "persistedQuery" in params.get("extensions", ""))
+
+
 def _wants_ide(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     return "query" not in request.query_params and ("text/html" in accept or "*/*" in accept)
@@ -268,5 +339,6 @@ def routes(settings: Settings) -> list[BaseRoute]:
         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
     )
     view.max_message_bytes = settings.max_body_bytes
+    view.documents = DocumentStore(cast(Schema, view.schema), settings)
     http: list[BaseRoute] = [Route("/graphql", GraphQLOverHTTP(view, settings)), WebSocketRoute("/graphql", view)]
     return http + ([] if settings.production else graphiql.routes)

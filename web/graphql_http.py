@@ -9,6 +9,7 @@ string `query` (400 otherwise). Every refusal is `{"errors": [...]}` in JSON.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -114,10 +115,16 @@ async def read_body(receive: Receive, content_length: str | None, limit: int) ->
 
 @dataclass(frozen=True)
 class GraphQLParams:
-    query: str
+    query: str | None  # None for a persisted document request (web.documents fills it in)
     variables: dict[str, Any] | None
     operation_name: str | None
     extensions: dict[str, Any] | None
+    document_id: str | None = None
+
+    @property
+    def persisted(self) -> bool:
+        """Names a stored document: `documentId`, or Apollo's `extensions.persistedQuery`."""
+        return self.document_id is not None or "persistedQuery" in (self.extensions or {})
 
 
 def parse_params(body: bytes) -> GraphQLParams:
@@ -136,11 +143,17 @@ def parse_params(body: bytes) -> GraphQLParams:
         raise HTTPRefusal(
             400, 'The request body must be a JSON object such as {"query": "{ viewer { user { id } } }"}.'
         )
+    return params_from_payload(data)
+
+
+def params_from_payload(data: dict[str, Any]) -> GraphQLParams:
+    """The parameters of a request object (an HTTP body, a WebSocket `subscribe` payload)."""
     query = data.get("query")
-    if not isinstance(query, str):
-        raise HTTPRefusal(
-            400, "The request must have a `query` string." if query is None else "`query` must be a string."
-        )
+    document_id = data.get("documentId")
+    if not isinstance(document_id, str | None) or document_id == "":
+        raise HTTPRefusal(400, "`documentId` must be a non-empty string.")
+    if query is not None and not isinstance(query, str):
+        raise HTTPRefusal(400, "`query` must be a string.")
     operation_name = data.get("operationName")
     if not isinstance(operation_name, str | None):
         raise HTTPRefusal(400, "`operationName` must be a string or null.")
@@ -150,4 +163,23 @@ def parse_params(body: bytes) -> GraphQLParams:
     extensions = data.get("extensions")
     if not isinstance(extensions, dict | None):
         raise HTTPRefusal(400, "`extensions` must be an object or null.")
-    return GraphQLParams(query, variables, operation_name or None, extensions)
+    params = GraphQLParams(query, variables, operation_name or None, extensions, document_id)
+    if query is None and not params.persisted:
+        raise HTTPRefusal(400, "The request must have a `query` string (or the `documentId` of a stored document).")
+    return params
+
+
+def params_from_url(query_params: Mapping[str, str]) -> GraphQLParams:
+    """A persisted document request by GET: `documentId` (or APQ's `extensions`), JSON-encoded variables."""
+    data: dict[str, Any] = {}
+    for name in ("documentId", "operationName"):
+        if name in query_params:
+            data[name] = query_params[name]
+    for name in ("variables", "extensions"):
+        raw = query_params.get(name)
+        if raw:
+            try:
+                data[name] = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise HTTPRefusal(400, f"`{name}` must be JSON.") from None
+    return params_from_payload(data)
