@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -75,6 +76,15 @@ COMMON_NAME = "www.example.com"
 
 def graphql_redeem(code: str) -> tuple[str, dict[str, Any]]:
     return "/graphql", {"query": REDEEM_MUTATION, "variables": {"input": {"code": code, "commonName": COMMON_NAME}}}
+
+
+REDEEM_DOCUMENT_ID = f"sha256:{hashlib.sha256(REDEEM_MUTATION.encode()).hexdigest()}"
+
+
+def graphql_redeem_by_id(code: str) -> tuple[str, dict[str, Any]]:
+    """The same mutation as a stored (trusted) document, sent by its id."""
+    variables = {"input": {"code": code, "commonName": COMMON_NAME}}
+    return "/graphql", {"documentId": REDEEM_DOCUMENT_ID, "variables": variables}
 
 
 def bare_redeem(code: str) -> tuple[str, dict[str, Any]]:
