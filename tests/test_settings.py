@@ -144,3 +144,14 @@ class TestOperations:
         for port in ("70000", "-1", "http"):
             with pytest.raises(SettingsError, match="VOUCHSAFE_WORKER_METRICS_PORT"):
                 load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir), "VOUCHSAFE_WORKER_METRICS_PORT": port})
+
+
+class TestTrustedDocuments:
+    def test_off_by_default_only_on_request(self, data_dir: Path) -> None:
+        assert not load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir)}).trusted_documents_only
+        only = load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir), "VOUCHSAFE_TRUSTED_DOCUMENTS": "only"})
+        assert only.trusted_documents_only
+
+    def test_other_values_are_refused(self, data_dir: Path) -> None:
+        with pytest.raises(SettingsError, match="VOUCHSAFE_TRUSTED_DOCUMENTS"):
+            load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir), "VOUCHSAFE_TRUSTED_DOCUMENTS": "yes"})
