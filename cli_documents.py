@@ -67,21 +67,13 @@ def collect() -> dict[str, str]:
 
 def invalid_documents(texts: Iterable[str]) -> list[tuple[str, str]]:
     """(document's first line, why) for each document the schema refuses."""
-    from graphql import GraphQLError, parse
-    from strawberry.schema.schema import validate_document
-
     from schema import schema
+    from schema.prepared import parsed
 
     problems: list[tuple[str, str]] = []
     for text in texts:
         head = text.strip().splitlines()[0][:80]
-        try:
-            document = parse(text, max_tokens=schema.preparation.max_tokens)
-        except GraphQLError as exc:
-            problems.append((head, exc.message))
-            continue
-        errors = validate_document(schema._schema, document, schema.preparation.rules)
-        problems += [(head, error.message) for error in errors]
+        problems += [(head, error.message) for error in parsed(schema, text)[1]]
     return problems
 
 

@@ -1,5 +1,9 @@
 """Prepared documents: a trusted document parsed and validated once per process, then executed without either.
 
+A library patch (tests/test_library_patches.py): `execute_prepared` takes Strawberry's
+`Schema.execute` step by step through its private helpers; drop it when Strawberry's
+execute accepts an already parsed and validated document.
+
 Strawberry's ParserCache and ValidationCache already spare a repeated text its parse
 and validation, but each request still pays their look-ups: hashing the text for the
 parser's LRU, then hashing the whole parsed tree (graphql-core's nodes are frozen
@@ -12,6 +16,7 @@ A document that does not parse or validate is not prepared; it takes the generic
 path, which reports its errors as it always did.
 """
 
+# ruff: noqa: SLF001  (Strawberry's private execution helpers: the patch above)
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -60,13 +65,20 @@ class Preparation:
     extensions: tuple[Callable[[], SchemaExtension], ...]
 
 
-def prepare(schema: Schema, digest: str, text: str) -> PreparedDocument | None:
-    """The document parsed and validated as the generic path would; None when that reports errors."""
+def parsed(schema: Schema, text: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    """The document parsed and validated as the generic path would: the tree, or the errors it reports."""
     try:
         document = parse(text, max_tokens=schema.preparation.max_tokens)
-    except GraphQLError:
-        return None
-    if validate_document(schema._schema, document, schema.preparation.rules):
+    except GraphQLError as error:
+        return None, [error]
+    errors = validate_document(schema._schema, document, schema.preparation.rules)
+    return (None, errors) if errors else (document, [])
+
+
+def prepare(schema: Schema, digest: str, text: str) -> PreparedDocument | None:
+    """The prepared document; None when parsing or validation reports errors (the generic path reports them)."""
+    document, _ = parsed(schema, text)
+    if document is None:
         return None
     operations: dict[str | None, OperationType] = {}
     for definition in document.definitions:

@@ -64,6 +64,14 @@ PATCHES = (
         "Strawberry refuses several operations without operationName itself",
     ),
     Patch(
+        "schema/prepared.py: execute_prepared (Schema.execute's steps, its private helpers)",
+        "strawberry.schema.schema:Schema.execute",
+        "a4b76c96d614f4d0",
+        "strawberry-graphql",
+        ">=0.327.2,<0.342",
+        "Strawberry's execute takes an already parsed and validated document",
+    ),
+    Patch(
         "infra/database.py: PooledConnection.get_reset_query",
         "asyncpg.pool:PoolConnectionHolder.release",
         "a8af808680d4c5ce",

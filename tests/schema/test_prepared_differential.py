@@ -41,10 +41,10 @@ from schema.context import Context
 from schema.prepared import execute_prepared, prepare
 from services.actors import Actor, authenticate
 from services.trusted_documents import document_hash
-from tests.conftest import Api
-from tests.factories import line, order, partner, tenant
-from tests.schema.test_dashboard import DASHBOARD
-from tests.schema.test_trusted_documents import post, store
+from tests.support.api import Api
+from tests.support.factories import line, order, partner, tenant
+from tests.support.statements import DASHBOARD
+from tests.support.trusted import post, store
 from web.graphql import HTTP_OPERATIONS
 
 # Root fields generated over: every query but voucherByCode, whose every call counts
@@ -90,7 +90,11 @@ def generated_documents(ids: list[str]) -> list[str]:
         return print_ast(visit(document, Realistic(ids)))
 
     strategy = queries(
-        dev_schema._schema, fields=GENERATED_ROOTS, custom_scalars=SCALARS, allow_x00=False, print_ast=realistic
+        dev_schema._schema,  # noqa: SLF001  # the graphql-core schema hypothesis-graphql reads
+        fields=GENERATED_ROOTS,
+        custom_scalars=SCALARS,
+        allow_x00=False,
+        print_ast=realistic,
     )
 
     @settings(
@@ -191,7 +195,7 @@ async def data(api: Api) -> dict[str, Any]:
 
 class TestSameAnswers:
     async def test_the_projects_documents_and_the_dashboards(self, app: Any, data: dict[str, Any]) -> None:
-        documents = [(text, {}) for text in manifest_queries()]
+        documents: list[tuple[str, dict[str, Any]]] = [(text, {}) for text in manifest_queries()]
         documents += [(DASHBOARD, {"orders": 5, "vouchers": 3}), (BENCH_DASHBOARD, {"orders": 20, "vouchers": 50})]
         documents += [(DASHBOARD, {"orders": 500, "vouchers": 3})]  # over the page cap: a field error with a path
         for text, variables in documents:
@@ -214,7 +218,7 @@ class TestSameAnswers:
         assert len(answers) > len(documents) // 2
 
     async def test_errors_masking_and_limits(self, app: Any, data: dict[str, Any]) -> None:
-        cases = [
+        cases: list[tuple[str, dict[str, Any]]] = [
             ("query Q($id: ID!) { node(id: $id) { id } }", {"id": "not a global id"}),
             ("query Q($id: ID!) { node(id: $id) { id } }", {}),  # a variable missing
             ("query Q($n: Int) { voucherOrders(first: $n) { totalCount } }", {"n": 10**6}),

@@ -17,9 +17,10 @@ from models import TrustedDocument
 from services import trusted_documents
 from services.trusted_documents import document_hash
 from settings import Settings
-from tests.conftest import Api, loopback_client
-from tests.factories import ENABLE_BALANCE, SIGN_IN, SIGN_UP, partner, tenant
-from tests.live import served
+from tests.support.api import Api, loopback_client
+from tests.support.factories import ENABLE_BALANCE, SIGN_IN, SIGN_UP, partner, tenant
+from tests.support.live import served
+from tests.support.trusted import post, store
 
 VIEWER = "query TrustedViewer { viewer { user { email } } }"
 PRODUCTS = "query TrustedProducts { products { code name } }"
@@ -31,19 +32,6 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 def unique(document: str) -> str:
     """A document no other test stored (the store is shared by the run)."""
     return f"{document} # {secrets.token_hex(6)}"
-
-
-async def store(*texts: str, relay_ids: dict[str, str] | None = None) -> None:
-    manifest: dict[str, str] = {document_hash(t): t for t in texts}
-    manifest.update({rid: text for rid, text in (relay_ids or {}).items()})
-    await trusted_documents.load_manifest(trusted_documents.parse_manifest(manifest), source="manifest:test.json")
-
-
-async def post(api: Api, body: dict[str, Any], token: str | None = None, accept: str | None = None) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    if accept:
-        headers["Accept"] = accept
-    return await api.http.post("/graphql", json=body, headers=headers)
 
 
 def apq(text_or_hash: str, *, with_text: bool) -> dict[str, Any]:
@@ -75,15 +63,19 @@ class TestDocumentId:
         relay_id = f"relay-{secrets.token_hex(8)}"
         await store(relay_ids={relay_id: text})
         answer = await post(api, {"documentId": relay_id})
-        assert answer.status_code == 200 and answer.json()["data"]["products"]
+        assert answer.status_code == 200
+        assert answer.json()["data"]["products"]
 
     async def test_an_unknown_id_is_one_error(self, api: Api) -> None:
         unknown = f"sha256:{document_hash(unique(PRODUCTS))}"
         legacy = await post(api, {"documentId": unknown})
-        assert legacy.status_code == 200 and code(legacy) == "PERSISTED_DOCUMENT_NOT_FOUND"
-        assert len(legacy.json()["errors"]) == 1 and "data" not in legacy.json()
+        assert legacy.status_code == 200
+        assert code(legacy) == "PERSISTED_DOCUMENT_NOT_FOUND"
+        assert len(legacy.json()["errors"]) == 1
+        assert "data" not in legacy.json()
         newer = await post(api, {"documentId": unknown}, accept=GRAPHQL_RESPONSE)
-        assert newer.status_code == 404 and code(newer) == "PERSISTED_DOCUMENT_NOT_FOUND"
+        assert newer.status_code == 404
+        assert code(newer) == "PERSISTED_DOCUMENT_NOT_FOUND"
 
     async def test_text_and_id_together_are_refused(self, api: Api) -> None:
         text = unique(PRODUCTS)
@@ -95,9 +87,11 @@ class TestDocumentId:
         query, mutation = unique(PRODUCTS), unique(SIGN_OUT)
         await store(query, mutation)
         read = await api.http.get("/graphql", params={"documentId": f"sha256:{document_hash(query)}"})
-        assert read.status_code == 200 and read.json()["data"]["products"]
+        assert read.status_code == 200
+        assert read.json()["data"]["products"]
         write = await api.http.get("/graphql", params={"documentId": f"sha256:{document_hash(mutation)}"})
-        assert write.status_code == 405 and write.headers["allow"] == "POST"
+        assert write.status_code == 405
+        assert write.headers["allow"] == "POST"
         # A document's text by GET is refused as before.
         text = await api.http.get("/graphql", params={"query": query}, headers={"Accept": "application/json"})
         assert text.status_code == 405
@@ -111,7 +105,8 @@ class TestDocumentId:
         }
         answer = await api.http.get("/graphql", params=params)
         assert answer.status_code == 200, answer.text
-        assert answer.json()["data"]["first"] and answer.json()["data"]["nodes"] == []
+        assert answer.json()["data"]["first"]
+        assert answer.json()["data"]["nodes"] == []
 
 
 class TestApolloAPQ:
@@ -125,7 +120,8 @@ class TestApolloAPQ:
             "errors": [{"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]
         }
         second = await post(api, apq(text, with_text=True))
-        assert second.status_code == 200 and second.json()["data"]["products"]
+        assert second.status_code == 200
+        assert second.json()["data"]["products"]
         assert (await TrustedDocument.get(hash=digest)).source == "apq"
         third = await post(api, apq(digest, with_text=False))
         assert third.content == second.content
@@ -135,7 +131,8 @@ class TestApolloAPQ:
         body = apq(text, with_text=True)
         body["query"] = unique(PRODUCTS)
         refused = await post(api, body)
-        assert refused.status_code == 400 and code(refused) == "PERSISTED_QUERY_HASH_MISMATCH"
+        assert refused.status_code == 400
+        assert code(refused) == "PERSISTED_QUERY_HASH_MISMATCH"
         assert not await TrustedDocument.filter(hash=document_hash(text)).exists()
 
     @pytest.mark.parametrize(
@@ -143,13 +140,15 @@ class TestApolloAPQ:
     )
     async def test_malformed_extensions_are_refused(self, api: Api, persisted: Any) -> None:
         refused = await post(api, {"extensions": {"persistedQuery": persisted}})
-        assert refused.status_code == 400 and code(refused) == "PERSISTED_QUERY_INVALID"
+        assert refused.status_code == 400
+        assert code(refused) == "PERSISTED_QUERY_INVALID"
 
     async def test_an_invalid_document_is_answered_as_by_text_and_not_stored(self, api: Api) -> None:
         text = unique("query Broken { nope }")
         by_apq = await post(api, apq(text, with_text=True))
         by_text = await post(api, {"query": text})
-        assert by_apq.content == by_text.content and "Cannot query field" in by_apq.text
+        assert by_apq.content == by_text.content
+        assert "Cannot query field" in by_apq.text
         assert not await TrustedDocument.filter(hash=document_hash(text)).exists()
 
 
@@ -177,7 +176,8 @@ class TestAllowList:
         assert (await post(only_api, {"documentId": document_hash(stored)})).json()["data"]["products"]
         for body in ({"query": other}, apq(other, with_text=True)):
             refused = await post(only_api, body)
-            assert refused.status_code == 403 and code(refused) == "PERSISTED_QUERY_REQUIRED"
+            assert refused.status_code == 403
+            assert code(refused) == "PERSISTED_QUERY_REQUIRED"
             assert "trusted documents" in refused.json()["errors"][0]["message"]
         assert not await TrustedDocument.filter(hash=document_hash(other)).exists()
 
@@ -201,9 +201,11 @@ class TestAllowList:
             assert json.loads(await ws.recv())["type"] == "connection_ack"
             await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": other}}))
             refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            assert refused["type"] == "error" and refused["id"] == "1"
+            assert refused["type"] == "error"
+            assert refused["id"] == "1"
             assert refused["payload"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
             subscribe = {"id": "2", "type": "subscribe", "payload": {"documentId": f"sha256:{document_hash(stored)}"}}
             await ws.send(json.dumps(subscribe))
             first = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            assert first["type"] == "next" and first["payload"]["data"]["accountUpdated"]["balance"]["amount"]
+            assert first["type"] == "next"
+            assert first["payload"]["data"]["accountUpdated"]["balance"]["amount"]

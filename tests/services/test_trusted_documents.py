@@ -69,7 +69,9 @@ class TestLoadManifest:
         assert await docs.load_manifest(entries, source="manifest:a.json") == docs.LoadResult(added=0, known=1)
         by_hash = await docs.find(f"sha256:{docs.document_hash(text)}")
         by_id = await docs.find(f"relay-{tag}")
-        assert by_hash is not None and by_id is not None and by_hash.text == by_id.text == text
+        assert by_hash is not None
+        assert by_id is not None
+        assert by_hash.text == by_id.text == text
         assert await docs.find(f"relay-{tag}-other") is None
         assert await docs.find("no:such id") is None
 
@@ -89,4 +91,5 @@ class TestLoadManifest:
         await docs.register(text=text)
         await docs.register(text=text)
         row = await TrustedDocument.get(hash=docs.document_hash(text))
-        assert row.source == "apq" and row.client_id is None
+        assert row.source == "apq"
+        assert row.client_id is None

@@ -10,7 +10,7 @@ import pytest
 
 import cli_documents
 from services.trusted_documents import document_hash
-from tests.test_cli import run_cli
+from tests.support.processes import run_cli
 
 
 @pytest.fixture
@@ -45,7 +45,8 @@ def test_load_then_list(own_env: dict[str, str], tmp_path: Path) -> None:
     assert "0 documents added, 2 already known" in again.stdout
     listed = run_cli("documents", "list", env=own_env)
     assert f"sha256:{document_hash(text)}" in listed.stdout
-    assert "my-relay-id" in listed.stdout and "2 documents" in listed.stdout
+    assert "my-relay-id" in listed.stdout
+    assert "2 documents" in listed.stdout
 
 
 def test_a_document_the_schema_refuses_loads_nothing(own_env: dict[str, str], tmp_path: Path) -> None:
@@ -62,4 +63,5 @@ def test_a_wrong_hash_is_refused(own_env: dict[str, str], tmp_path: Path) -> Non
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps({document_hash("query A { products { code } }"): "query B { products { code } }"}))
     loaded = run_cli("documents", "load", str(manifest), env=own_env)
-    assert loaded.returncode == 1 and "not the sha256 of its document" in loaded.stderr
+    assert loaded.returncode == 1
+    assert "not the sha256 of its document" in loaded.stderr
