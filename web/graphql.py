@@ -111,10 +111,10 @@ class TrustedDocumentsWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws `subscribe` by a stored document's id too; allow-list mode holds here as over HTTP."""
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        payload = message.get("payload")
-        if self.connection_acknowledged and message["id"] not in self.operations and isinstance(payload, dict):
+        payload = cast(dict[str, Any], message.get("payload"))
+        if self.connection_acknowledged and message["id"] not in self.operations and self._ours(payload):
             try:
-                params = params_from_payload(cast(dict[str, Any], payload))
+                params = params_from_payload(payload)
                 resolved = await cast(VouchsafeGraphQL, self.view).documents.resolve(params, JSON)
             except HTTPRefusal as refusal:
                 error = {"message": refusal.message, "extensions": {"code": refusal.code}}
@@ -122,6 +122,14 @@ class TrustedDocumentsWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 return
             message = cast(SubscribeMessage, {**message, "payload": {**payload, "query": resolved.text}})
         await super().handle_subscribe(message)
+
+    def _ours(self, payload: object) -> bool:
+        """A stored document's id, or (allow-list mode) a text to check; anything else is Strawberry's (4400)."""
+        if not isinstance(payload, dict):
+            return False
+        extensions = payload.get("extensions")
+        persisted = "documentId" in payload or (isinstance(extensions, dict) and "persistedQuery" in extensions)
+        return persisted or (cast(VouchsafeGraphQL, self.view).documents.only and isinstance(payload.get("query"), str))
 
 
 class VouchsafeGraphQL(GraphQL[Context, None]):
