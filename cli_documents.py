@@ -1,8 +1,9 @@
 """The `vouchsafe documents` commands: trusted documents loaded from manifests, listed, and collected.
 
 `collect` gathers the project's own documents from the places they live (the
-redemption page, `documents/**/*.graphql`, a console's `*.graphql` files or its
-generated `persisted-documents.json`, the demo's sign-in) into one manifest, so a
+redemption page, `documents/**/*.graphql`, the console's `documents.js`, any
+`*.graphql` file or generated `persisted-documents.json` under `console/`, the demo's
+sign-in) into one manifest, so a
 deployment in allow-list mode loads exactly what its own faces send.
 """
 
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent
 REDEEM_PAGE = ROOT / "templates" / "redeem" / "index.html"
 DOCUMENTS_DIR = ROOT / "documents"
 CONSOLE_DIR = ROOT / "console"  # the partner console's sources, when the project has one
+CONSOLE_DOCUMENTS = CONSOLE_DIR / "documents.js"  # every document the console sends, one export each
 MANIFEST = DOCUMENTS_DIR / "manifest.json"
 
 _JS_STRING = r'"(?:[^"\\\n]|\\.)*"'
@@ -46,6 +48,25 @@ def redeem_page_documents(html: str) -> list[str]:
     return [text for text in values.values() if _OPERATION.match(text)]
 
 
+# `[export] const NAME = `...${OTHER}...`;` (or a "..." string): how the console's documents.js writes them.
+_JS_CONST = re.compile(r'(?:export\s+)?const\s+([A-Za-z_]\w*)\s*=\s*(`[^`\\]*`|"(?:[^"\\\n]|\\.)*")\s*;')
+_INTERPOLATION = re.compile(r"\$\{\s*([A-Za-z_]\w*)\s*\}")
+
+
+def console_module_documents(source: str) -> list[str]:
+    """The documents an ES module exports as string constants (template literals over earlier constants)."""
+    values: dict[str, str] = {}
+    for name, literal in _JS_CONST.findall(source):
+        if literal.startswith('"'):
+            values[name] = json.loads(literal)
+            continue
+        try:
+            values[name] = _INTERPOLATION.sub(lambda m: values[m.group(1)], literal[1:-1])
+        except KeyError:
+            continue  # interpolates something other than an earlier constant: not a document
+    return [text for text in values.values() if _OPERATION.match(text)]
+
+
 def _graphql_files(folder: Path) -> Iterable[Path]:
     return sorted(p for p in folder.rglob("*.graphql") if "node_modules" not in p.parts)
 
@@ -59,6 +80,8 @@ def collect() -> dict[str, str]:
     texts += [path.read_text(encoding="utf-8") for path in _graphql_files(DOCUMENTS_DIR)]
     if CONSOLE_DIR.is_dir():
         texts += [path.read_text(encoding="utf-8") for path in _graphql_files(CONSOLE_DIR)]
+        if CONSOLE_DOCUMENTS.is_file():
+            texts += console_module_documents(CONSOLE_DOCUMENTS.read_text(encoding="utf-8"))
         for generated in sorted(CONSOLE_DIR.rglob("persisted-documents.json")):
             if "node_modules" not in generated.parts:
                 texts += [e.text for e in parse_manifest(json.loads(generated.read_text(encoding="utf-8")))]

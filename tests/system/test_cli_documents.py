@@ -28,6 +28,10 @@ def test_the_shipped_manifest_holds_every_document_of_the_projects_faces() -> No
     # The redemption page's eight documents and the staff ones, each under its own hash.
     assert sum(text.lstrip().startswith(("query Redeem", "mutation Redeem")) for text in texts) == 8
     assert any("partnerEnable" in text for text in texts)
+    # The console's documents.js exports, each as the browser builds it (template literals joined).
+    console = cli_documents.console_module_documents(cli_documents.CONSOLE_DOCUMENTS.read_text(encoding="utf-8"))
+    assert len(console) >= 30
+    assert set(console) <= texts
     assert all(key == document_hash(text) for key, text in shipped.items())
     assert not cli_documents.invalid_documents(texts)
 
