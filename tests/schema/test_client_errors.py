@@ -179,6 +179,8 @@ KEY_CREATE = mutation("apiKeyCreate", "ApiKeyCreateInput")
 ADJUST = mutation("balanceAdjust", "BalanceAdjustInput")
 ORDER = mutation("voucherOrderCreate", "VoucherOrderCreateInput")
 CANCEL = mutation("voucherOrderCancel", "VoucherOrderCancelInput")
+ACCOUNT_UPDATE = mutation("accountUpdate", "AccountUpdateInput")
+STAFF_ACCOUNTS = """query Q($a: String, $s: String) { accounts(after: $a, search: $s) { totalCount } }"""
 REDEEM = mutation("voucherRedeem", "VoucherRedeemInput")
 QUOTE = "query Q($input: VoucherQuoteInput!) { voucherQuote(input: $input) { errors { code field message } } }"
 BY_CODE = "query Q($code: String!) { voucherByCode(code: $code) { status } }"
@@ -245,6 +247,11 @@ LIMITS = {
     "Account.webhookEndpoints(before)": CURSOR,
     "WebhookEndpoint.deliveries(after)": CURSOR,
     "WebhookEndpoint.deliveries(before)": CURSOR,
+    "AccountUpdateInput.name": 200,
+    "AccountUpdateInput.locale": 10,
+    "VoucherOrderFilter.number": 32,
+    "Query.accounts(search)": 200,
+    "Query.accounts(after)": CURSOR,
 }
 
 
@@ -308,6 +315,10 @@ class TestStringLimits:
         if kind == "VoucherRedeemInput":
             named = [value] if field in ("additionalFqdns", "wildcards") else value
             return REDEEM, {"input": {**REDEEM_INPUT, field: named}}, token
+        if kind == "AccountUpdateInput":
+            return ACCOUNT_UPDATE, {"input": {field: value}}, token
+        if coordinate.startswith("Query.accounts("):
+            return STAFF_ACCOUNTS, {"s" if "search" in coordinate else "a": value}, seller["staff_token"]
         if kind == "WebhookEndpointCreateInput":
             return HOOK_CREATE, {"input": {"url": HOOK_URL, "events": ["VOUCHER_REDEEMED"], field: value}}, token
         if kind == "WebhookEndpointUpdateInput":
