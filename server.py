@@ -52,8 +52,16 @@ async def open_resources(settings: Settings) -> tuple[AppResources, events.Redis
     """The process's database pool, Redis client, event bus, limiter, gateway, cipher and live hub."""
     if settings.uses_sqlite:
         await database.migrate(settings.database_url, apps=ORM_APPS)
-    await database.open_db(settings.database_url, pool_size=settings.db_pool_size, apps=ORM_APPS)
-    redis = await open_redis(settings.redis_url, queue_name=settings.queue_name)
+    await database.open_db(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        apps=ORM_APPS,
+        statement_timeout=settings.db_statement_timeout_seconds,
+        pool_timeout=settings.db_pool_timeout_seconds,
+    )
+    redis = await open_redis(
+        settings.redis_url, queue_name=settings.queue_name, command_timeout=settings.redis_timeout_seconds
+    )
     bus = events.RedisEventBus(redis, settings.queue_name)
     resources = AppResources(
         settings=settings,

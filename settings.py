@@ -38,6 +38,10 @@ class Settings:
     queue_name: str
     job_timeout_seconds: int
     max_body_bytes: int = 1_048_576
+    # Bounds on every wait for Redis and PostgreSQL (docs/resilience.md).
+    redis_timeout_seconds: float = 1.5
+    db_statement_timeout_seconds: float = 10.0
+    db_pool_timeout_seconds: float = 5.0
     # Development and tests only: webhooks may go to plain http and to local addresses.
     webhooks_allow_insecure: bool = False
     log_format: str = "text"
@@ -112,6 +116,13 @@ def _positive(env: Mapping[str, str], name: str, default: str) -> int:
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
+    value = float(_number(env, name, default, float))
+    if not 0 < value < 3600:
+        raise SettingsError(f"{name} must be a number of seconds above 0 and below 3600")
+    return value
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     value = env.get(name, "").strip().lower()
     if value not in ("", "0", "1", "false", "true"):
@@ -168,4 +179,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_port=metrics_port,
         worker_metrics_host=env.get("VOUCHSAFE_WORKER_METRICS_HOST", "127.0.0.1"),
         trusted_documents=trusted,
+        redis_timeout_seconds=_seconds(env, "VOUCHSAFE_REDIS_TIMEOUT_SECONDS", "1.5"),
+        db_statement_timeout_seconds=_seconds(env, "VOUCHSAFE_DB_STATEMENT_TIMEOUT_SECONDS", "10"),
+        db_pool_timeout_seconds=_seconds(env, "VOUCHSAFE_DB_POOL_TIMEOUT_SECONDS", "5"),
     )

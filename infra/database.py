@@ -30,8 +30,19 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
-def tortoise_config(database_url: str, *, apps: Mapping[str, Any], pool_size: int = 20) -> dict[str, Any]:
-    """The Tortoise configuration for one database URL (sqlite:// or postgres://) and the given apps."""
+def tortoise_config(
+    database_url: str,
+    *,
+    apps: Mapping[str, Any],
+    pool_size: int = 20,
+    statement_timeout: float | None = None,
+    pool_timeout: float | None = None,
+) -> dict[str, Any]:
+    """The Tortoise configuration for one database URL (sqlite:// or postgres://) and the given apps.
+
+    On PostgreSQL, `statement_timeout` (seconds) is set on every connection of the pool, and
+    `pool_timeout` bounds both taking a connection from the pool and opening a new one.
+    """
     if database_url.startswith("sqlite"):
         path = database_url.split("://", 1)[1]
         connection: dict[str, Any] = {
@@ -48,7 +59,16 @@ def tortoise_config(database_url: str, *, apps: Mapping[str, Any], pool_size: in
         }
     else:
         connection = expand_db_url(database_url.replace("postgresql://", "postgres://", 1))
-        connection["credentials"].update(minsize=1, maxsize=pool_size, connection_class=PooledConnection)
+        connection["engine"] = "infra.pg_backend"  # bounded pool waits, a safe BEGIN (see there)
+        credentials = connection["credentials"]
+        credentials.update(minsize=1, maxsize=pool_size, connection_class=PooledConnection, pool_timeout=pool_timeout)
+        if pool_timeout is not None:
+            credentials["timeout"] = pool_timeout  # asyncpg's connect timeout (60 s by default)
+        if statement_timeout is not None:
+            # The server cancels a statement running longer; the API answers SERVICE_UNAVAILABLE.
+            settings = dict(credentials.get("server_settings") or {})
+            settings["statement_timeout"] = str(int(statement_timeout * 1000))
+            credentials["server_settings"] = settings
     return {
         "connections": {"default": connection},
         "apps": {label: {**app, "default_connection": "default"} for label, app in apps.items()},
@@ -63,12 +83,20 @@ async def migrate(database_url: str, *, apps: Mapping[str, Any]) -> None:
     await Tortoise.close_connections()
 
 
-async def open_db(database_url: str, *, apps: Mapping[str, Any], pool_size: int = 20) -> None:
+async def open_db(
+    database_url: str,
+    *,
+    apps: Mapping[str, Any],
+    pool_size: int = 20,
+    statement_timeout: float | None = None,
+    pool_timeout: float | None = None,
+) -> None:
     # The global fallback makes the ORM visible to every task of the process
     # (uvicorn serves requests in tasks that do not inherit the lifespan's context).
-    await Tortoise.init(
-        config=tortoise_config(database_url, apps=apps, pool_size=pool_size), _enable_global_fallback=True
+    config = tortoise_config(
+        database_url, apps=apps, pool_size=pool_size, statement_timeout=statement_timeout, pool_timeout=pool_timeout
     )
+    await Tortoise.init(config=config, _enable_global_fallback=True)
 
 
 async def close_db() -> None:

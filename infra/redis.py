@@ -80,13 +80,25 @@ def _client(pool: ConnectionPool, queue_name: str) -> ArqRedis:
     return redis
 
 
-async def open_redis(redis_url: str | None, *, queue_name: str = "arq:queue") -> ArqRedis:
+# Every command's bound (VOUCHSAFE_REDIS_TIMEOUT_SECONDS): a frozen Redis accepts connections
+# and never answers, and without a socket timeout each request waited on it for half a minute.
+DEFAULT_TIMEOUT_SECONDS = 1.5
+
+
+async def open_redis(
+    redis_url: str | None, *, queue_name: str = "arq:queue", command_timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> ArqRedis:
+    """A client whose every connect, command and reply is bounded by `command_timeout` seconds."""
     if redis_url is None:
         return _client(CheckOutsideLockPool(connection_class=FakeAsyncRedisConnection, server=_FAKE_SERVER), queue_name)
     # As arq's create_pool, but on the pool above: retried while Redis is starting.
     settings = RedisSettings.from_dsn(redis_url)
     for attempt in range(settings.conn_retries + 1):
-        pool = CheckOutsideLockPool.from_url(redis_url, socket_connect_timeout=settings.conn_timeout)
+        pool = CheckOutsideLockPool.from_url(
+            redis_url,
+            socket_connect_timeout=min(command_timeout, settings.conn_timeout),
+            socket_timeout=command_timeout,
+        )
         redis = _client(pool, queue_name)
         try:
             await redis.ping()

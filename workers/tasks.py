@@ -80,7 +80,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     if not ctx.get("embedded"):
         if tracing.wanted() and not tracing.enabled:
             tracing.setup("vouchsafe-worker")
-        await open_db(settings.database_url, apps=ORM_APPS, pool_size=settings.db_pool_size)
+        await open_db(
+            settings.database_url,
+            apps=ORM_APPS,
+            pool_size=settings.db_pool_size,
+            statement_timeout=settings.db_statement_timeout_seconds,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
         ctx["relay"] = asyncio.create_task(
             relay_forever(ArqQueue(ctx["redis"]), interval=settings.outbox_sweep_seconds)
         )

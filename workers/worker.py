@@ -70,7 +70,9 @@ class VouchsafeWorker(Worker):
     async def open_pool(self) -> ArqRedis:
         """The client arq's create_pool would make, on the project's pool (infra.redis)."""
         settings: Settings = self.ctx["settings"]
-        redis = await open_redis(settings.redis_url, queue_name=self.queue_name)
+        redis = await open_redis(
+            settings.redis_url, queue_name=self.queue_name, command_timeout=settings.redis_timeout_seconds
+        )
         redis.job_serializer, redis.job_deserializer = self.job_serializer, self.job_deserializer
         redis.expires_extra_ms = self.expires_extra_ms
         return redis

@@ -1,0 +1,69 @@
+"""The PostgreSQL client: Tortoise's asyncpg client with bounded pool waits and a safe BEGIN.
+
+Two changes to `tortoise.backends.asyncpg`, both about a database that is slow or gone:
+
+- Taking a connection from the pool waits at most `pool_timeout` seconds
+  (VOUCHSAFE_DB_POOL_TIMEOUT_SECONDS); Tortoise waits for ever. The caller gets a
+  TimeoutError, which the API answers as SERVICE_UNAVAILABLE (infra.faults).
+- A transaction whose BEGIN fails is undone. Tortoise 1.1's TransactionContextPooled
+  binds the task to the transaction's connection (a context variable) *before* BEGIN,
+  and when BEGIN raises (a connection PostgreSQL terminated) `__aexit__` never runs: the
+  connection is never given back, and every later statement of the task (recording the
+  failure, the next transaction, a job's next row) runs on that dead or, once the pool
+  reclaims it, shared connection ("connection has been released back to the pool",
+  "cannot switch to state 12"). Drop `_SafeTransactionContext` when
+  tests/services/test_pg_backend.py's check of the library's own context starts to fail
+  (the library then unbinds by itself).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
+from tortoise.backends.base.client import PoolConnectionWrapper, TransactionalDBClient, TransactionContextPooled
+from tortoise.connection import get_connections
+
+
+class _BoundedAcquire(PoolConnectionWrapper[Any]):
+    async def __aenter__(self) -> Any:
+        await self.ensure_connection()
+        client: BoundedAsyncpgClient = self.client  # type: ignore[assignment]  # always ours here
+        self.connection = await client._pool.acquire(timeout=client.pool_timeout)  # type: ignore[union-attr]
+        return self.connection
+
+
+class _SafeTransactionContext(TransactionContextPooled):
+    """Tortoise's pooled transaction context; a failed BEGIN unbinds the task and returns the connection."""
+
+    async def __aenter__(self) -> TransactionalDBClient:
+        await self.ensure_connection()
+        parent: BoundedAsyncpgClient = self.client._parent  # type: ignore[assignment]  # always ours here
+        pool = parent._pool
+        assert pool is not None
+        self.client._connection = await pool.acquire(timeout=parent.pool_timeout)
+        self.token = get_connections().set(self.connection_name, self.client)
+        try:
+            await self.client.begin()
+        except BaseException:
+            # What __aexit__ would have done: the task no longer sees this connection, the pool has it back.
+            get_connections().reset(self.token)
+            await pool.release(self.client._connection)
+            raise
+        return self.client
+
+
+class BoundedAsyncpgClient(AsyncpgDBClient):
+    def __init__(self, *, pool_timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pool_timeout = pool_timeout
+
+    def acquire_connection(self) -> Any:
+        return _BoundedAcquire(self, self._pool_init_lock)
+
+    def _in_transaction(self) -> _SafeTransactionContext:
+        return _SafeTransactionContext(TransactionWrapper(self), self._pool_init_lock)
+
+
+# Tortoise loads an engine module and takes its `client_class`.
+client_class = BoundedAsyncpgClient
