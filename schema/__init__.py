@@ -37,6 +37,7 @@ from schema.pagination import MAX_PAGE_SIZE
 from schema.prepared import Preparation, PreparedCache
 from schema.redemption import RedemptionMutation, RedemptionQuery
 from schema.requests import HideSuggestions, OneOperationOrItsName
+from schema.resilience import answer_outages_in_payloads
 from schema.staff import JobMutation, StaffMutation, StaffQuery
 from schema.webhooks import WebhookMutation
 
@@ -115,6 +116,7 @@ def build_schema(*, production: bool = False) -> Schema:
     # AddValidationRules appends the rules to graphql-core's specified ones, as here.
     built.preparation = Preparation(MAX_TOKENS, (*specified_rules, *rules), tuple(executing))
     built.prepared = PreparedCache()
+    answer_outages_in_payloads(built._schema)  # noqa: SLF001  # as above: mutations' resolvers are wrapped there
     return built
 
 

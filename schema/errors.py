@@ -9,6 +9,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.relay.types import GlobalIDValueError
 
+from infra.faults import RETRY_AFTER_SECONDS, describe, is_unavailable
 from services.errors import DomainError, InvalidFields
 from services.errors import ErrorCode as DomainErrorCode
 
@@ -23,7 +24,7 @@ class UserError:
     field: list[str] | None
     message: str
     retry_after_seconds: int | None = strawberry.field(
-        default=None, description="RATE_LIMITED: the seconds to wait before trying again."
+        default=None, description="RATE_LIMITED, SERVICE_UNAVAILABLE: the seconds to wait before trying again."
     )
 
 
@@ -57,6 +58,27 @@ def rate_limited(error: DomainError) -> ClientError:
     return ClientError(error.message, code="RATE_LIMITED", retryAfterSeconds=error.retry_after_seconds)
 
 
+UNAVAILABLE_MESSAGE = (
+    "The service is briefly unavailable (a database or cache did not answer in time). "
+    "Try again in a few seconds; a write retried with the same idempotency key runs at most once."
+)
+
+
+def service_unavailable(error: DomainError) -> ClientError:
+    """SERVICE_UNAVAILABLE as a GraphQL error, with the seconds to wait (as RATE_LIMITED)."""
+    return ClientError(error.message, code="SERVICE_UNAVAILABLE", retryAfterSeconds=error.retry_after_seconds)
+
+
+def unavailable_user_error() -> UserError:
+    """A mutation's payload error when a dependency failed under it (schema.resilience)."""
+    return UserError(
+        code=DomainErrorCode.SERVICE_UNAVAILABLE,
+        field=None,
+        message=UNAVAILABLE_MESSAGE,
+        retry_after_seconds=RETRY_AFTER_SECONDS,
+    )
+
+
 def _exposed(error: GraphQLError) -> bool:
     original = error.original_error
     # Parse and validation errors have no original error: they describe the document. A
@@ -75,9 +97,24 @@ class MaskInternalErrors(MaskErrors):
         context = self.execution_context.context
         request_id = getattr(context, "request_id", "-")
         original = error.original_error
+        if original is not None and is_unavailable(original):
+            # Not a bug of ours: a dependency down or slow. Retryable, and said so (docs/resilience.md).
+            log.warning("%s unavailable in %s (request %s)", describe(original), _path(error), request_id)
+            return GraphQLError(
+                message=UNAVAILABLE_MESSAGE,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={
+                    "code": "SERVICE_UNAVAILABLE",
+                    "retryAfterSeconds": RETRY_AFTER_SECONDS,
+                    "requestId": request_id,
+                },
+            )
         log.error(
             "unexpected error in %s (request %s)",
-            ".".join(str(p) for p in error.path or []),
+            _path(error),
             request_id,
             exc_info=(type(original), original, original.__traceback__) if original else None,
         )
@@ -89,3 +126,7 @@ class MaskInternalErrors(MaskErrors):
             path=error.path,
             extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
         )
+
+
+def _path(error: GraphQLError) -> str:
+    return ".".join(str(p) for p in error.path or [])

@@ -12,7 +12,7 @@ from models import CertificateRequest as CertificateRequestModel
 from models import CertificateRequestStatus, VoucherStatus
 from schema.common import node_pk, ordered, pks
 from schema.context import Info
-from schema.errors import ClientError, UserError, rate_limited, user_errors
+from schema.errors import ClientError, UserError, rate_limited, service_unavailable, user_errors
 from schema.pagination import Connection, paginate
 from schema.permissions import IsAuthenticated, actor_of
 from services import codes, redemption
@@ -135,6 +135,8 @@ class RedemptionQuery:
         except DomainError as error:
             if error.code == ErrorCode.RATE_LIMITED:
                 raise rate_limited(error) from error
+            if error.code == ErrorCode.SERVICE_UNAVAILABLE:
+                raise service_unavailable(error) from error
             if error.code == ErrorCode.INVALID:
                 raise ClientError(f"code: {error.message}", code="INVALID") from error
             return None

@@ -28,6 +28,8 @@ class ErrorCode(StrEnum):
     CSR_MISMATCH = "CSR_MISMATCH"
     REUSE_WINDOW_CLOSED = "REUSE_WINDOW_CLOSED"
     RATE_LIMITED = "RATE_LIMITED"
+    # Redis or PostgreSQL is down or too slow: retry (with the same idempotency key) after retry_after_seconds.
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 
 class DomainError(Exception):
@@ -45,7 +47,7 @@ class DomainError(Exception):
         self.code = code
         self.message = message
         self.field: tuple[str, ...] | None = (field,) if isinstance(field, str) else field
-        self.retry_after_seconds = retry_after_seconds  # RATE_LIMITED: when another attempt may run
+        self.retry_after_seconds = retry_after_seconds  # RATE_LIMITED, SERVICE_UNAVAILABLE: when to try again
 
 
 class InvalidFields(DomainError):
@@ -54,6 +56,11 @@ class InvalidFields(DomainError):
     def __init__(self, errors: list[DomainError]) -> None:
         super().__init__(ErrorCode.INVALID, "; ".join(e.message for e in errors))
         self.errors = errors
+
+
+def unavailable(message: str, retry_after_seconds: int) -> DomainError:
+    """A dependency is down or slow: nothing is known to have changed, and trying again is safe."""
+    return DomainError(ErrorCode.SERVICE_UNAVAILABLE, message, retry_after_seconds=retry_after_seconds)
 
 
 def invalid(field: str, message: str) -> DomainError:

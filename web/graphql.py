@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from infra import logs, response_cache
 from schema import Schema, build_schema
 from schema.context import AppResources, Context
 from schema.prepared import execute_prepared
+from infra.faults import RETRY_AFTER_SECONDS, describe, is_unavailable
+from schema.errors import UNAVAILABLE_MESSAGE
 from services.actors import Actor, authenticate
 from settings import Settings
 from web import graphiql
@@ -48,6 +51,8 @@ from web.graphql_http import (
     refusal_response,
     response_media_type,
 )
+
+log = logging.getLogger("vouchsafe.graphql")
 
 # Every in-flight operation of one WebSocket counts (Strawberry's cap): a dashboard follows
 # a handful of orders; more than this from one connection is a client bug or an attack.
@@ -244,6 +249,12 @@ class GraphQLOverHTTP:
                 )
         except HTTPRefusal as refusal:
             response = refusal_response(refusal, media)
+        except Exception as exc:
+            # The session check or the context hit a dependency that is down: 503, retryable.
+            if not is_unavailable(exc):
+                raise
+            log.warning("%s unavailable before GraphQL ran", describe(exc))
+            response = refusal_response(unavailable_refusal(), media)
         await response(scope, receive, send)
 
     async def _cached(self, request: Request, params: GraphQLParams, media: str) -> Response | None:
@@ -306,8 +317,8 @@ class GraphQLOverHTTP:
         if media == GRAPHQL_RESPONSE_JSON and answer.get("data") is None and errors and not any(e.path for e in errors):
             # A request error (parse, validation, variables, the operation) is the client's: 400
             # without `data`; one of ours before execution is 500. Field errors, with a path, stay 200.
-            internal = any((e.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR" for e in errors)
-            status = 500 if internal else 400
+            codes = {(e.extensions or {}).get("code") for e in errors}
+            status = 500 if "INTERNAL_SERVER_ERROR" in codes else 503 if "SERVICE_UNAVAILABLE" in codes else 400
             answer.pop("data", None)
         return Response(
             orjson.dumps(answer),
@@ -327,6 +338,8 @@ def _persisted_by_url(request: Request) -> bool:
     """GET with a stored document's id (and no text: GET never runs a document's text)."""
     params = request.query_params
     return "query" not in params and ("documentId" in params or "persistedQuery" in params.get("extensions", ""))
+from infra.faults import RETRY_AFTER_SECONDS, describe, is_unavailable
+from schema.errors import UNAVAILABLE_MESSAGE
 
 
 def _wants_ide(request: Request) -> bool:

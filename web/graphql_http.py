@@ -27,16 +27,25 @@ CONTENT_TYPES = {GRAPHQL_RESPONSE_JSON: f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8
 class HTTPRefusal(Exception):
     """A request refused before GraphQL sees it: an HTTP status and one error for the client."""
 
-    def __init__(self, status: int, message: str, code: str = "BAD_REQUEST", headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str = "BAD_REQUEST",
+        headers: dict[str, str] | None = None,
+        extensions: dict[str, object] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.headers = headers or {}
+        self.extensions = extensions or {}
 
 
 def refusal_response(refusal: HTTPRefusal, media_type: str = JSON) -> Response:
-    body = orjson.dumps({"errors": [{"message": refusal.message, "extensions": {"code": refusal.code}}]})
+    extensions = {"code": refusal.code, **refusal.extensions}
+    body = orjson.dumps({"errors": [{"message": refusal.message, "extensions": extensions}]})
     return Response(body, status_code=refusal.status, media_type=CONTENT_TYPES[media_type], headers=refusal.headers)
 
 
