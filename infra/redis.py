@@ -8,6 +8,7 @@ from typing import Any
 
 import fakeredis
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from fakeredis.aioredis import FakeAsyncRedisConnection
 from redis.asyncio import ConnectionPool
 from redis.exceptions import NoScriptError, RedisError
@@ -123,3 +124,12 @@ class ArqQueue:
         # ids of deployments (and databases) sharing one Redis apart. None back from
         # arq means the job is already queued or running: that is the dedupe.
         await self.redis.enqueue_job(function, *args, _job_id=f"{self.redis.default_queue_name}:{job_id}")
+
+    async def held(self, job_ids: list[str]) -> set[str]:
+        """The jobs Redis still has: queued or deferred (job key), running (in-progress key) or a result."""
+        full = [f"{self.redis.default_queue_name}:{job_id}" for job_id in job_ids]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in full:
+                pipe.exists(job_key_prefix + name, in_progress_key_prefix + name, result_key_prefix + name)
+            counts = await pipe.execute()
+        return {job_id for job_id, count in zip(job_ids, counts, strict=True) if count}

@@ -32,9 +32,10 @@ MAX_ATTEMPTS = 5
 # How long a delivery holds a row; the worker passes its job timeout, so a crashed
 # worker's row is free again as soon as the queue would hand its job to another.
 LEASE = timedelta(minutes=3)
-# An ENQUEUED row this old is offered again: the broker may have lost it
-# (Redis keeps nothing on disk here). The job id keeps it from running twice.
-STALE_AFTER = timedelta(minutes=15)
+# An ENQUEUED row whose job the queue no longer holds (Redis restarted empty, a job that
+# raised) is offered again at the next sweep, once it has been enqueued this long: a
+# moment for a job handed over just now. The lease keeps it from running twice.
+REOFFER_AFTER = timedelta(seconds=2)
 RUN_OUTBOX = "run_outbox"
 
 RUNS = metrics.counter(
@@ -54,6 +55,10 @@ FailureHook = Callable[[dict[str, Any], str], Awaitable[None]]
 
 class JobQueue(Protocol):
     async def enqueue(self, function: str, *args: Any, job_id: str) -> None: ...
+
+    async def held(self, job_ids: list[str]) -> set[str]:
+        """Which of these jobs the queue still holds: queued, deferred, running or finished."""
+        ...
 
 
 class Outcome(StrEnum):
@@ -105,18 +110,30 @@ def unlisten(event: asyncio.Event) -> None:
     _listeners.discard(event)
 
 
-async def relay_pending(queue: JobQueue, *, limit: int = 500) -> int:
-    """Hand pending rows to the queue; a queue error propagates and the rows stay pending."""
-    now = clock.now()
-    rows: list[tuple[int, str]] = await (
-        OutboxMessage.filter(
-            Q(status=OutboxStatus.PENDING) | Q(status=OutboxStatus.ENQUEUED, enqueued_at__lt=now - STALE_AFTER)
-        )
+async def lost_jobs(queue: JobQueue, *, limit: int = 500) -> list[tuple[int, str]]:
+    """ENQUEUED rows whose job the queue no longer holds: Redis lost it, or the job ended without a result."""
+    enqueued: list[tuple[int, str]] = await (
+        OutboxMessage.filter(status=OutboxStatus.ENQUEUED, enqueued_at__lt=clock.now() - REOFFER_AFTER)
         .order_by("id")
         .limit(limit)
         .values_list("id", "task")
     )
-    for message_id, task in rows:
+    if not enqueued:
+        return []
+    held = await queue.held([job_id(message_id, task) for message_id, task in enqueued])
+    return [(message_id, task) for message_id, task in enqueued if job_id(message_id, task) not in held]
+
+
+async def relay_pending(queue: JobQueue, *, limit: int = 500) -> int:
+    """Hand pending rows, and enqueued rows whose job was lost, to the queue; a queue error propagates."""
+    now = clock.now()
+    rows: list[tuple[int, str]] = await (
+        OutboxMessage.filter(status=OutboxStatus.PENDING).order_by("id").limit(limit).values_list("id", "task")
+    )
+    lost = await lost_jobs(queue, limit=limit)
+    if lost:
+        log.info("outbox: %d enqueued jobs no longer in the queue, offered again", len(lost))
+    for message_id, task in rows + lost:
         await queue.enqueue(RUN_OUTBOX, message_id, job_id=job_id(message_id, task))
         await OutboxMessage.filter(id=message_id, status__in=[OutboxStatus.PENDING, OutboxStatus.ENQUEUED]).update(
             status=OutboxStatus.ENQUEUED, enqueued_at=now

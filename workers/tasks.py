@@ -31,18 +31,26 @@ log = logging.getLogger(__name__)
 
 BUSY_RETRY_SECONDS = 30
 POOL_SAMPLE_SECONDS = 1.0
+# A job that could not reach the database or Redis (its claim, or recording its outcome) tries again soon.
+UNREACHABLE_RETRY_SECONDS = 5
 # A delivery's outcome retires its account's cached answers (their deliveries list), best effort.
 CACHE_BUMP_TIMEOUT_SECONDS = 2.0
 
 
 async def run_outbox(ctx: dict[str, Any], message_id: int) -> str:
     settings: Settings = ctx["settings"]
-    outcome = await outbox.run(
-        message_id,
-        ctx["handlers"],
-        failure_hooks=ctx.get("failure_hooks"),
-        lease=timedelta(seconds=settings.job_timeout_seconds),
-    )
+    try:
+        outcome = await outbox.run(
+            message_id,
+            ctx["handlers"],
+            failure_hooks=ctx.get("failure_hooks"),
+            lease=timedelta(seconds=settings.job_timeout_seconds),
+        )
+    except Exception as exc:
+        # outbox.run records a handler's failure itself; what escapes is the database failing under
+        # it. arq re-runs only a Retry, so this is one: the row is never left without a job.
+        log.warning("outbox message %s not run (%s: %s); retrying", message_id, type(exc).__name__, exc)
+        raise Retry(defer=UNREACHABLE_RETRY_SECONDS) from exc
     if outcome is outbox.Outcome.RETRY:
         raise Retry(defer=outbox.retry_delay(ctx["job_try"]))
     if outcome is outbox.Outcome.BUSY:

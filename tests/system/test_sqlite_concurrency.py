@@ -29,12 +29,13 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from infra import database
+from infra import clock, database
 from infra.ratelimit import RateLimiter
 from infra.redis import open_redis
 from models import ORM_APPS, Account, ApiKeyChannel, OutboxMessage, OutboxStatus
@@ -69,6 +70,9 @@ class Backlog:
     async def enqueue(self, function: str, *args: Any, job_id: str) -> None:
         self.ids.append(int(args[0]))
 
+    async def held(self, job_ids: list[str]) -> set[str]:
+        return set(job_ids)
+
 
 @dataclass(frozen=True)
 class Seeded:
@@ -98,10 +102,13 @@ async def seed(settings: Settings) -> Seeded:
                 gateway=SandboxGateway(),
                 public_url=settings.public_url,
             )
-        # Relayed before the server starts: its relay re-offers an ENQUEUED row only once it is
-        # stale (outbox.STALE_AFTER), so these jobs are the worker process's alone.
+        # Relayed before the server starts, and dated ahead: the server's relay re-offers an
+        # ENQUEUED row its own queue does not hold only once outbox.REOFFER_AFTER has passed
+        # since it was enqueued, so these jobs stay the worker process's alone.
         backlog = Backlog()
         await outbox.relay_pending(backlog)
+        ahead = clock.now() + timedelta(days=1)
+        await OutboxMessage.filter(id__in=backlog.ids).update(enqueued_at=ahead)
         balances = {a.id: a.balance for a in await Account.filter(id__in=[p.account_id for p in partners])}
         return Seeded(tokens, {p.require_account(): balances[p.require_account()] for p in partners}, backlog.ids)
     finally:
