@@ -11,6 +11,7 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from fakeredis.aioredis import FakeAsyncRedisConnection
 from redis.asyncio import ConnectionPool
+from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, RedisError
 
 from infra import metrics, tracing
@@ -50,6 +51,27 @@ class CheckOutsideLockPool(ConnectionPool):
         return connection
 
 
+class _Pipeline(Pipeline):
+    """redis-py's pipeline, giving its connection back when the UNWATCH of its reset times out.
+
+    redis-py 5.3 undoes a WATCH (arq's enqueue) with UNWATCH and gives the connection back
+    only if that fails with a ConnectionError. A frozen Redis answers nothing and the
+    socket timeout raises TimeoutError: the reset then raised over the real error and the
+    connection stayed in use for ever (one per relay sweep while Redis was frozen).
+    """
+
+    async def reset(self) -> None:
+        try:
+            await super().reset()  # type: ignore[no-untyped-call]  # redis-py is untyped here
+        except (RedisError, OSError, TimeoutError):
+            self.watching = False
+            self.explicit_transaction = False
+            if self.connection:
+                await self.connection.disconnect()  # also drops the server's WATCH
+                await self.connection_pool.release(self.connection)
+                self.connection = None
+
+
 class CountingRedis(ArqRedis):
     """arq's client, counting the commands that fail (pipelines and pub/sub count where they are caught)."""
 
@@ -68,6 +90,10 @@ class CountingRedis(ArqRedis):
         except (RedisError, OSError) as exc:
             count_error(exc)
             raise
+
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
 def count_error(exc: BaseException) -> None:
