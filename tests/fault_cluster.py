@@ -76,9 +76,9 @@ class Cluster:
     def api_port(self, n: int) -> int:
         return self.ports[n % 2]
 
-    def api_live(self, n: int, at: float) -> bool:
-        """Was instance n meant to be up at `at` (not between its kill and its being healthy again)?"""
-        return not any(i == n % 2 and start - 0.5 <= at <= until for i, start, until in self.api_down)
+    def api_live(self, n: int, started: float, ended: float) -> bool:
+        """Was instance n up for the whole request (not killed, nor starting again, meanwhile)?"""
+        return not any(i == n % 2 and start <= ended and started <= until for i, start, until in self.api_down)
 
     async def start_api(self, n: int) -> None:
         self.apis[n] = self._spawn(
@@ -167,11 +167,12 @@ class Cluster:
         down = time.monotonic()
         api = self.apis[0]
         assert api is not None
+        self.api_down.append((0, down, float("inf")))
         os.kill(api.pid, signal.SIGKILL)
         api.wait(timeout=10)
         kinds.append("api kill -9")
         await self.start_api(0)
-        self.api_down.append((0, down, time.monotonic()))
+        self.api_down[-1] = (0, down, time.monotonic())
         figures["API instance back after kill -9, s"] = round(time.monotonic() - down, 1)
         await asyncio.sleep(6)
         # Redis killed and started again empty (nothing on disk), under load.
