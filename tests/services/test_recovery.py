@@ -24,6 +24,7 @@ from services import limits, outbox
 from services.errors import DomainError, ErrorCode
 from settings import Settings, SettingsError, load_settings
 from tests.conftest import free_port
+from tests.fault_cluster import outage_traceback_problems
 from workers import tasks
 
 LIMIT = Limit("recovery-test", max_hits=5, window_seconds=60)
@@ -167,3 +168,21 @@ class TestSettings:
     def test_nonsense_is_refused(self, tmp_path: Any, value: str) -> None:
         with pytest.raises(SettingsError, match="VOUCHSAFE_REDIS_TIMEOUT_SECONDS"):
             load_settings({"VOUCHSAFE_DATA_DIR": str(tmp_path), "VOUCHSAFE_REDIS_TIMEOUT_SECONDS": value})
+
+
+class TestTheFaultTestsLogCheck:
+    """F12 allows tracebacks of the faults it makes, and nothing else (tests.fault_cluster)."""
+
+    def test_a_fault_s_traceback_is_allowed(self) -> None:
+        log = (
+            'outbox message 7 failed\nTraceback (most recent call last):\n  File "x.py", line 1, in f\n'
+            "asyncpg.exceptions.ConnectionDoesNotExistError: connection was closed in the middle of operation\n"
+        )
+        assert outage_traceback_problems(log) == []
+
+    def test_any_other_traceback_or_masked_error_is_a_problem(self) -> None:
+        log = (
+            "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\nKeyError: 'order'\n"
+            "ERROR vouchsafe.graphql unexpected error in voucherRedeem (request abc)\n"
+        )
+        assert len(outage_traceback_problems(log)) == 2
