@@ -29,11 +29,18 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 _LOST_CONNECTION = ("connection is closed", "connection was closed", "released back to the pool")
 
 
+# An idle pool connection PostgreSQL terminated has the server's FATAL error in hand (protocol
+# state 2, consuming an error) until its socket's close is seen: the next statement on it fails so.
+_TERMINATED_WHILE_IDLE = "another operation (2) is in progress"
+
+
 def _one(exc: BaseException) -> bool:
     if isinstance(exc, _UNAVAILABLE):
         return True
     if isinstance(exc, asyncpg.InterfaceError):
         return any(text in str(exc) for text in _LOST_CONNECTION)
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return _TERMINATED_WHILE_IDLE in str(exc)
     return False
 
 

@@ -39,7 +39,8 @@ OUTAGE = re.compile(
     r"(ConnectionDoesNotExistError|AdminShutdownError|InterfaceError: .*(closed|released)|"
     r"redis\.exceptions\.(ConnectionError|TimeoutError|BusyLoadingError)|ConnectionRefusedError|"
     r"ConnectionResetError|TimeoutError|CancelledError|OSError|QueryCanceledError|"
-    r"CannotConnectNowError|TooManyConnectionsError|BrokenPipeError)"
+    r"CannotConnectNowError|TooManyConnectionsError|BrokenPipeError|"
+    r"InternalClientError: .*another operation \(2\) is in progress)"
 )
 
 
@@ -119,6 +120,11 @@ class Cluster:
                 process.wait(timeout=10)
 
     def logs(self) -> str:
+        keep = os.environ.get("F12_KEEP_LOGS")  # a directory to copy the processes' logs to
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            for path in self.root.glob("*.log"):
+                (Path(keep) / path.name).write_bytes(path.read_bytes())
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in sorted(self.root.glob("*.log")))
 
     async def _redis_answers(self) -> float:
@@ -247,5 +253,6 @@ def outage_traceback_problems(logs: str) -> list[str]:
             "",
         )
         if not OUTAGE.search(ending):
-            problems.append(ending or block[:300])
+            frames = [line.strip() for line in block.splitlines() if line.strip().startswith("File ")]
+            problems.append(f"{ending or block[:300]} (at {' < '.join(frames[-8:][::-1])})")
     return problems

@@ -320,8 +320,10 @@ async def test_f12_two_apis_and_two_workers_ride_out_the_faults(
     print("  outbox:", checks["outbox"], "e-mails written:", checks["mails"])
 
     problems = outage_traceback_problems(logs)
+    for problem in problems:
+        print("  PROBLEM:", problem)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert not load.failures, load.failures[:10]
+    assert not load.failures, (load.failures[:10], problems[:10])
     assert not load.over_timeout, load.over_timeout[:10]
     assert load.unknown == 0
     assert not problems, problems[:5]

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from arq import Retry
 from arq.connections import ArqRedis
@@ -135,6 +136,11 @@ class TestFaultsAreRecognised:
                 raise RuntimeError("wrapped") from inner
         except RuntimeError as outer:
             assert is_unavailable(outer)
+
+    def test_a_terminated_idle_connection(self) -> None:
+        error = "cannot switch to state 12; another operation (2) is in progress"
+        assert is_unavailable(asyncpg.exceptions.InternalClientError(error))
+        assert not is_unavailable(asyncpg.exceptions.InternalClientError(error.replace("(2)", "(12)")))
 
     @pytest.mark.parametrize("exc", [ValueError("bug"), KeyError("x"), ZeroDivisionError()])
     def test_bugs_are_not_outages(self, exc: BaseException) -> None:
