@@ -13,7 +13,7 @@ Two changes to `tortoise.backends.asyncpg`, both about a database that is slow o
   reclaims it, shared connection ("connection has been released back to the pool",
   "cannot switch to state 12"). Drop `_SafeTransactionContext` when
   tests/services/test_pg_backend.py's check of the library's own context starts to fail
-  (the library then unbinds by itself).
+  (the library then unbinds by itself); tests/test_library_patches.py checks the upstream code.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ class _BoundedAcquire(PoolConnectionWrapper[Any]):
     async def __aenter__(self) -> Any:
         await self.ensure_connection()
         client: BoundedAsyncpgClient = self.client  # type: ignore[assignment]  # always ours here
-        self.connection = await client._pool.acquire(timeout=client.pool_timeout)  # type: ignore[union-attr]
+        pool = client.pool
+        assert pool is not None
+        self.connection = await pool.acquire(timeout=client.pool_timeout)
         return self.connection
 
 
@@ -38,17 +40,19 @@ class _SafeTransactionContext(TransactionContextPooled):
 
     async def __aenter__(self) -> TransactionalDBClient:
         await self.ensure_connection()
-        parent: BoundedAsyncpgClient = self.client._parent  # type: ignore[assignment]  # always ours here
-        pool = parent._pool
+        # Tortoise's own context reads these two the same way (tests/test_library_patches.py).
+        parent: BoundedAsyncpgClient = self.client._parent  # type: ignore[assignment]  # noqa: SLF001
+        pool = parent.pool
         assert pool is not None
-        self.client._connection = await pool.acquire(timeout=parent.pool_timeout)
+        connection = await pool.acquire(timeout=parent.pool_timeout)
+        self.client._connection = connection  # noqa: SLF001
         self.token = get_connections().set(self.connection_name, self.client)
         try:
             await self.client.begin()
         except BaseException:
             # What __aexit__ would have done: the task no longer sees this connection, the pool has it back.
             get_connections().reset(self.token)
-            await pool.release(self.client._connection)
+            await pool.release(connection)
             raise
         return self.client
 
@@ -57,6 +61,10 @@ class BoundedAsyncpgClient(AsyncpgDBClient):
     def __init__(self, *, pool_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pool_timeout = pool_timeout
+
+    @property
+    def pool(self) -> Any:
+        return self._pool
 
     def acquire_connection(self) -> Any:
         return _BoundedAcquire(self, self._pool_init_lock)

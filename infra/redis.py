@@ -57,7 +57,8 @@ class _Pipeline(Pipeline):
     redis-py 5.3 undoes a WATCH (arq's enqueue) with UNWATCH and gives the connection back
     only if that fails with a ConnectionError. A frozen Redis answers nothing and the
     socket timeout raises TimeoutError: the reset then raised over the real error and the
-    connection stayed in use for ever (one per relay sweep while Redis was frozen).
+    connection stayed in use for ever (one per relay sweep while Redis was frozen). Drop it when
+    redis-py gives the connection back on any error (checked in tests/test_library_patches.py).
     """
 
     async def reset(self) -> None:

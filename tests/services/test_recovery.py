@@ -16,7 +16,6 @@ from arq import Retry
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 
-from infra import clock
 from infra.faults import is_unavailable
 from infra.ratelimit import Limit, RateLimiter
 from infra.redis import ArqQueue, open_redis
@@ -24,8 +23,8 @@ from models import OutboxMessage, OutboxStatus
 from services import limits, outbox
 from services.errors import DomainError, ErrorCode
 from settings import Settings, SettingsError, load_settings
-from tests.conftest import free_port
-from tests.fault_cluster import outage_traceback_problems
+from tests.support.fault_cluster import outage_traceback_problems
+from tests.support.running import free_port, shifted
 from workers import tasks
 
 LIMIT = Limit("recovery-test", max_hits=5, window_seconds=60)
@@ -62,11 +61,11 @@ class TestLostJobs:
         message_id = await enqueued_row(queue)
         full_id = f"{redis.default_queue_name}:{outbox.job_id(message_id)}"
         assert await redis.exists(job_key_prefix + full_id)
-        with clock.shifted(timedelta(seconds=3)):
+        with shifted(timedelta(seconds=3)):
             assert (message_id, "no_such_task_in_this_test") not in await outbox.lost_jobs(queue)
         await redis.delete(job_key_prefix + full_id)
         # when: the next sweep runs, seconds later (not 15 minutes)
-        with clock.shifted(timedelta(seconds=3)):
+        with shifted(timedelta(seconds=3)):
             lost = await outbox.lost_jobs(queue)
             await outbox.relay_pending(queue)
         # then: it was found lost and handed to the queue again, under the same job id
@@ -108,7 +107,8 @@ class TestRateLimitFailsClosed:
         finally:
             await redis.aclose()
         assert refused.value.code == ErrorCode.SERVICE_UNAVAILABLE
-        assert refused.value.retry_after_seconds and refused.value.retry_after_seconds > 0
+        assert refused.value.retry_after_seconds is not None
+        assert refused.value.retry_after_seconds > 0
 
     async def test_a_redis_that_answers_still_counts(self, redis: ArqRedis) -> None:
         limiter = RateLimiter(redis, namespace=f"recovery-test-{free_port()}")
@@ -129,13 +129,9 @@ class TestFaultsAreRecognised:
         assert is_unavailable(exc)
 
     def test_an_outage_under_another_exception(self) -> None:
-        try:
-            try:
-                raise TimeoutError
-            except TimeoutError as inner:
-                raise RuntimeError("wrapped") from inner
-        except RuntimeError as outer:
-            assert is_unavailable(outer)
+        outer = RuntimeError("wrapped")
+        outer.__cause__ = TimeoutError()
+        assert is_unavailable(outer)
 
     def test_a_terminated_idle_connection(self) -> None:
         error = "cannot switch to state 12; another operation (2) is in progress"

@@ -33,10 +33,10 @@ from infra import database
 from models import ORM_APPS
 from services import staff
 from settings import Settings
-from tests.conftest import OwnRedis, _admin_execute, _with_database
-from tests.factories import DEPOSIT, ENABLE_BALANCE, ORDER_CREATE, PASSWORD, SIGN_IN, SIGN_UP, unique_email
-from tests.fault_cluster import Cluster, outage_traceback_problems
-from tests.test_live_faults import own_redis  # noqa: F401  # the fixture
+from tests.support.factories import DEPOSIT, ENABLE_BALANCE, ORDER_CREATE, PASSWORD, SIGN_IN, SIGN_UP, unique_email
+from tests.support.fault_cluster import Cluster, outage_traceback_problems
+from tests.support.redis import OwnRedis
+from tests.support.stores import admin_execute, with_database
 
 pytestmark = pytest.mark.postgres
 
@@ -224,13 +224,13 @@ def classify(response: httpx.Response) -> tuple[str, Any]:
 @pytest.fixture
 async def own_settings(settings: Settings, database_url: str) -> AsyncIterator[Settings]:
     name = f"vouchsafe_f12_{secrets.token_hex(4)}"
-    await _admin_execute(f'CREATE DATABASE "{name}"')
-    own = replace(settings, database_url=_with_database(database_url, name), queue_name=f"{settings.queue_name}:f12")
+    await admin_execute(f'CREATE DATABASE "{name}"')
+    own = replace(settings, database_url=with_database(database_url, name), queue_name=f"{settings.queue_name}:f12")
     try:
         await database.migrate(own.database_url, apps=ORM_APPS)
         yield own
     finally:
-        await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def sign_up_partners(cluster: Cluster, settings: Settings) -> list[Partner]:
@@ -269,7 +269,7 @@ async def sign_up_partners(cluster: Cluster, settings: Settings) -> list[Partner
 
 async def test_f12_two_apis_and_two_workers_ride_out_the_faults(
     own_settings: Settings,
-    own_redis: OwnRedis,  # noqa: F811
+    own_redis: OwnRedis,
     tmp_path: Path,
 ) -> None:
     settings = replace(own_settings, redis_url=own_redis.url)
@@ -329,7 +329,8 @@ async def test_f12_two_apis_and_two_workers_ride_out_the_faults(
     assert not problems, problems[:5]
     assert not load.cancelled_and_redeemed, load.cancelled_and_redeemed
     assert all(n <= 1 for n in load.redeemed.values())
-    assert checks["double_use"] == [] and checks["cancelled_and_used"] == []
+    assert checks["double_use"] == []
+    assert checks["cancelled_and_used"] == []
     assert checks["ledger_mismatch"] == []
     assert {p.account_id: p.model for p in partners} == {p.account_id: balances[p.account_id] for p in partners}
     assert checks["pdf_not_ready"] == [], checks["pdf_not_ready"]

@@ -20,8 +20,9 @@ import asyncpg
 import httpx
 
 from settings import Settings
-from tests.conftest import OwnRedis, free_port
-from tests.processes import command, deployed_env
+from tests.support.processes import command, deployed_env
+from tests.support.redis import OwnRedis
+from tests.support.running import free_port
 
 START_TIMEOUT = 60.0
 # Bounds short enough for the test to see recovery in seconds (the defaults are documented in docs/resilience.md).
@@ -92,7 +93,8 @@ class Cluster:
         async with httpx.AsyncClient(timeout=2) as http:
             while time.monotonic() < deadline:
                 process = self.apis[n]
-                assert process is not None and process.poll() is None, self.logs()[-3000:]
+                assert process is not None
+                assert process.poll() is None, self.logs()[-3000:]
                 with contextlib.suppress(httpx.TransportError):
                     if (await http.get(f"http://127.0.0.1:{self.ports[n]}/healthz")).status_code == 200:
                         return

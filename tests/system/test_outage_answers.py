@@ -20,9 +20,9 @@ from tortoise import connections
 
 from server import create_app
 from settings import Settings
-from tests.conftest import Api, OwnRedis, loopback_client
-from tests.factories import line, order, partner
-from tests.test_live_faults import own_redis  # noqa: F401  # the fixture
+from tests.support.api import Api, loopback_client
+from tests.support.factories import line, order, partner
+from tests.support.redis import OwnRedis
 
 pytestmark = pytest.mark.postgres
 
@@ -36,7 +36,7 @@ ORDERS = """{ voucherOrders(first: 5) { edges { node { id status } } } }"""
 
 
 @pytest.fixture
-async def frozen_api(settings: Settings, own_redis: OwnRedis) -> AsyncIterator[tuple[Api, OwnRedis]]:  # noqa: F811
+async def frozen_api(settings: Settings, own_redis: OwnRedis) -> AsyncIterator[tuple[Api, OwnRedis]]:
     app = create_app(replace(settings, redis_url=own_redis.url, redis_timeout_seconds=TIMEOUT, db_pool_size=4))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=loopback_client())
@@ -91,7 +91,7 @@ async def test_no_database_connection_is_503_service_unavailable(frozen_api: tup
     api, _ = frozen_api
     p = await partner(api)
     client: Any = connections.get("default")
-    pool = client._pool
+    pool = client.pool
     held = [await pool.acquire() for _ in range(pool.get_max_size())]
     client.pool_timeout, before = 0.3, client.pool_timeout
     try:
