@@ -92,7 +92,6 @@ class CountingRedis(ArqRedis):
             count_error(exc)
             raise
 
-
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 

@@ -28,11 +28,11 @@ from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from infra import logs, response_cache
+from infra.faults import RETRY_AFTER_SECONDS, describe, is_unavailable
 from schema import Schema, build_schema
 from schema.context import AppResources, Context
-from schema.prepared import execute_prepared
-from infra.faults import RETRY_AFTER_SECONDS, describe, is_unavailable
 from schema.errors import UNAVAILABLE_MESSAGE
+from schema.prepared import execute_prepared
 from services.actors import Actor, authenticate
 from settings import Settings
 from web import graphiql
@@ -338,8 +338,16 @@ def _persisted_by_url(request: Request) -> bool:
     """GET with a stored document's id (and no text: GET never runs a document's text)."""
     params = request.query_params
     return "query" not in params and ("documentId" in params or "persistedQuery" in params.get("extensions", ""))
-from infra.faults import RETRY_AFTER_SECONDS, describe, is_unavailable
-from schema.errors import UNAVAILABLE_MESSAGE
+
+
+def unavailable_refusal() -> HTTPRefusal:
+    return HTTPRefusal(
+        503,
+        UNAVAILABLE_MESSAGE,
+        "SERVICE_UNAVAILABLE",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        extensions={"retryAfterSeconds": RETRY_AFTER_SECONDS},
+    )
 
 
 def _wants_ide(request: Request) -> bool:
