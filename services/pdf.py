@@ -53,7 +53,7 @@ from models import (
     VoucherOrderLine,
     WebhookEventType,
 )
-from services import events, outbox, webhook_events
+from services import events, outbox, pdf_seal, webhook_events
 from services.codes import CodeCipher, display
 from services.outbox import FailureHook, Handler
 
@@ -284,7 +284,7 @@ async def render_chunk(*, order_id: int, generation: int, chunk: int, cipher: Co
             generation=generation,
             chunk=chunk,
             pages=pages,
-            data=data,
+            data=pdf_seal.seal_chunk(cipher, order_id, chunk, data),
             created_at=clock.now(),
             using_db=conn,
         )
@@ -293,29 +293,30 @@ async def render_chunk(*, order_id: int, generation: int, chunk: int, cipher: Co
     outbox.notify()
 
 
-async def assemble(*, order_id: int, generation: int) -> None:
+async def assemble(*, order_id: int, generation: int, cipher: CodeCipher) -> None:
     """Join the chunks in order and store the PDF in parts; READY is set once, by compare-and-set."""
     order = await VoucherOrder.filter(id=order_id).values("pdf_status")
     render = await PdfRender.filter(order_id=order_id).first()
     if not order or order[0]["pdf_status"] == PdfStatus.READY or render is None or render.generation != generation:
         return
-    chunk_ids = [row["id"] for row in await PdfChunk.filter(order_id=order_id).order_by("chunk").values("id")]
+    chunk_rows = await PdfChunk.filter(order_id=order_id).order_by("chunk").values("id", "chunk")
     # The file lives in the database, not on a disk: every API instance can serve it and no
     # shared filesystem is needed. It is joined into a local temporary file, one chunk in memory at a time.
     with tempfile.TemporaryFile() as tmp:
         try:
-            if len(chunk_ids) != render.chunk_count:
+            if len(chunk_rows) != render.chunk_count:
                 raise _Stale
             joiner = PdfJoiner(tmp)
-            for chunk_id in chunk_ids:
-                data = await PdfChunk.filter(id=chunk_id).values("data")
+            for row in chunk_rows:
+                data = await PdfChunk.filter(id=row["id"]).values("data")
                 if not data:
                     raise _Stale
-                await asyncio.to_thread(joiner.add, bytes(data[0]["data"]))
+                chunk = pdf_seal.open_chunk(cipher, order_id, row["chunk"], bytes(data[0]["data"]))
+                await asyncio.to_thread(joiner.add, chunk)
             joiner.finish()
             size = tmp.tell()
             tmp.seek(0)
-            await _store(order_id, generation, tmp, pages=joiner.pages, size=size)
+            await _store(order_id, generation, tmp, pages=joiner.pages, size=size, cipher=cipher)
             await events.publish_order(order_id, "PDF_READY")
         except _Stale:
             # Another delivery finished first (and removed the chunks), or a restart made this one stale.
@@ -326,7 +327,7 @@ async def assemble(*, order_id: int, generation: int) -> None:
             raise RuntimeError(f"order {order_id}: PDF chunks missing for generation {generation}") from None
 
 
-async def _store(order_id: int, generation: int, pdf: IO[bytes], *, pages: int, size: int) -> None:
+async def _store(order_id: int, generation: int, pdf: IO[bytes], *, pages: int, size: int, cipher: CodeCipher) -> None:
     async with in_transaction() as conn:
         won = await (
             VoucherOrder.filter(id=order_id, pdf_status__in=[PdfStatus.PENDING, PdfStatus.FAILED])
@@ -338,7 +339,8 @@ async def _store(order_id: int, generation: int, pdf: IO[bytes], *, pages: int, 
         await PdfPart.filter(order_id=order_id).using_db(conn).delete()
         part = 0
         while piece := pdf.read(PART_BYTES):
-            await PdfPart.create(order_id=order_id, part=part, data=piece, using_db=conn)
+            sealed = pdf_seal.seal_part(cipher, order_id, part, piece)
+            await PdfPart.create(order_id=order_id, part=part, data=sealed, using_db=conn)
             part += 1
         await OrderEvent.create(
             order_id=order_id,
@@ -391,7 +393,7 @@ def pdf_handlers(*, cipher: CodeCipher, public_url: str) -> dict[str, Handler]:
         )
 
     async def assemble_pdf(payload: dict[str, Any], message_id: int) -> None:
-        await assemble(order_id=int(payload["order_id"]), generation=int(payload["generation"]))
+        await assemble(order_id=int(payload["order_id"]), generation=int(payload["generation"]), cipher=cipher)
 
     return {RENDER_PDF: render_pdf, RENDER_PDF_CHUNK: render_pdf_chunk, ASSEMBLE_PDF: assemble_pdf}
 

@@ -185,7 +185,7 @@ class TestRunTwice:
         await run[pdf.RENDER_PDF](payload, message_id)
         await run[pdf.RENDER_PDF](payload, message_id + 1_000_000)  # even a new request: READY stays
         # then
-        data = await stored_pdf(order)
+        data = await stored_pdf(order, settings)
         assert len(PdfReader(io.BytesIO(data)).pages) == 5
         assert await PdfPart.filter(order_id=order.id).count() == 1
         assert len(await events(order, OrderEventKind.PDF_READY)) == 1
@@ -205,7 +205,7 @@ class TestRunTwice:
         await drain(order, run)
         # then
         assert (await PdfRender.get(order_id=order.id)).generation == 2
-        assert len(PdfReader(io.BytesIO(await stored_pdf(order))).pages) == 5
+        assert len(PdfReader(io.BytesIO(await stored_pdf(order, settings))).pages) == 5
         assert len(await events(order, OrderEventKind.PDF_READY)) == 1
 
     async def test_large_files_are_stored_in_parts(
@@ -251,7 +251,7 @@ class TestFailure:
         # then
         ready = await VoucherOrder.get(id=order.id)
         assert (ready.pdf_status, ready.pdf_error) == (PdfStatus.READY, None)
-        assert len(PdfReader(io.BytesIO(await stored_pdf(order))).pages) == 2
+        assert len(PdfReader(io.BytesIO(await stored_pdf(order, settings))).pages) == 2
         assert len(await events(order, OrderEventKind.PDF_READY)) == 1
 
     async def test_a_new_render_after_a_failure_starts_over(self, db: None, settings: Settings) -> None:
