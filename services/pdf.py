@@ -7,6 +7,7 @@ chunk at a time into a temporary file and stores it in parts with READY, a
 PDF_READY event and the chunks' removal in one transaction. Every step may run
 twice, or at once with itself: a row lock and a compare-and-set decide.
 
+The order's notes are the partner's own (e.g. an invoice number): never printed for the customer.
 User text reaches the template only through Jinja's autoescape, and xhtml2pdf
 may read nothing but the template and font folders (no network at all).
 """
@@ -62,7 +63,6 @@ RENDER_PDF_CHUNK = "render_pdf_chunk"
 ASSEMBLE_PDF = "assemble_pdf"
 CHUNK = 100
 PART_BYTES = 1 << 20
-NOTES_PRINTED = 300  # notes may hold 2,000 characters; a voucher must stay one page
 CHUNK_RENDER_SECONDS = 120  # a bound against a hang, not a budget: a chunk takes ~3 s
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "pdf"
 FONTS = {
@@ -92,7 +92,6 @@ _fonts_ready = False
 class PdfOrder:
     number: str
     customer_name: str | None
-    notes: str | None
     voucher_count: int
     locale: str
 
@@ -133,9 +132,6 @@ def render_html(order: PdfOrder, vouchers: Iterable[PdfVoucher], *, public_url: 
     """The chunk's HTML: every piece of user text escaped by the template engine."""
     t = LABELS.get(order.locale, LABELS["en"])
     redeem = f"{public_url.rstrip('/')}/redeem/"
-    notes = order.notes
-    if notes and len(notes) > NOTES_PRINTED:
-        notes = notes[: NOTES_PRINTED - 1] + "…"
     pages = []
     for v in vouchers:
         url = redeem + v.code
@@ -153,7 +149,7 @@ def render_html(order: PdfOrder, vouchers: Iterable[PdfVoucher], *, public_url: 
         )
     return _env.get_template("vouchers.html").render(
         vouchers=pages,
-        order={**order.__dict__, "notes": notes},
+        order=order.__dict__,
         t=t,
         locale=order.locale,
         fonts={name: str(path) for name, path in FONTS.items()},
@@ -219,9 +215,7 @@ async def start_render(order_id: int, message_id: int | None) -> int:
 
 async def _chunk_input(order_id: int, chunk: int, cipher: CodeCipher) -> tuple[PdfOrder, list[PdfVoucher]] | None:
     """The order and the chunk's vouchers (by id) with their codes opened: plain rows, never model instances."""
-    orders = await VoucherOrder.filter(id=order_id).values(
-        "number", "customer_name", "notes", "voucher_count", "account_id"
-    )
+    orders = await VoucherOrder.filter(id=order_id).values("number", "customer_name", "voucher_count", "account_id")
     if not orders:
         return None
     row = orders[0]
