@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -71,6 +72,15 @@ def normalize(text: str) -> str | None:
 
 # Marks a sealed document blob (format version 1); the AEAD tag, not this prefix, decides what opens.
 SEALED_PREFIX = b"vs1\x00"
+
+
+# Anything a code may be typed as: "VS" then 20 symbols, any case, with dashes or spaces between.
+_CODE_LIKE = re.compile(r"VS[\s-]*(?:[0-9A-Z][\s-]*){19}[0-9A-Z]", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """The text with whatever looks like a code masked, for logs (a client's input is echoed in some errors)."""
+    return _CODE_LIKE.sub(_MASKED + "\u2022" * GROUP, text)
 
 
 @dataclass(frozen=True)

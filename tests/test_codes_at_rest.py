@@ -121,6 +121,9 @@ async def test_no_code_is_stored_or_logged_in_clear(
     assert looked_up["status"] == "VALID_UNUSED"
     guess = codes[1][:-1] + ("0" if codes[1][-1] != "0" else "1")
     assert (await api(BY_CODE, {"code": guess}, token=customer["token"]))["data"]["voucherByCode"] is None
+    # a client's mistake that the answer echoes (a code where an object belongs): its debug log line does not
+    echoed = await api(REDEEM, {"input": [codes[2]]}, token=customer["token"])
+    assert echoed["data"] is None and codes[2] in echoed["errors"][0]["message"]
     redeem = {"code": codes[0], "commonName": "shop.example.com"}
     redeemed = (await api(REDEEM, {"input": redeem}, token=customer["token"]))["data"]["voucherRedeem"]
     assert redeemed["errors"] == [], redeemed
