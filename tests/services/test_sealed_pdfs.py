@@ -115,11 +115,11 @@ def _b64(key: bytes) -> str:
 
 
 async def test_a_download_opens_one_part_at_a_time(db: None, settings: Settings) -> None:
-    # given: a stored PDF of 8 sealed parts of 1 MiB each (made up: only the streaming is measured)
+    # given: a stored PDF of 16 sealed parts of 1 MiB each (made up: only the streaming is measured)
     cipher = CodeCipher(settings.code_key)
     order = await placed(settings, await partner(settings), EV)
     await PdfPart.filter(order_id=order.id).delete()
-    parts = [os.urandom(pdf.PART_BYTES) for _ in range(8)]
+    parts = [os.urandom(pdf.PART_BYTES) for _ in range(16)]
     for index, data in enumerate(parts):
         await PdfPart.create(order_id=order.id, part=index, data=pdf_seal.seal_part(cipher, order.id, index, data))
     del data
@@ -133,7 +133,7 @@ async def test_a_download_opens_one_part_at_a_time(db: None, settings: Settings)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # then: every part opened, in order, with two parts of memory or so (8 MiB were streamed; measured 2.0 MiB)
+    # then: every part opened, in order, with a few parts' memory (measured: 2.0 MiB on SQLite, 3.5 on PostgreSQL)
     assert streamed == [hashlib.sha256(p).digest() for p in parts]
-    assert peak < 3 * pdf.PART_BYTES, f"{peak / 2**20:.1f} MiB"
+    assert peak < 4 * pdf.PART_BYTES, f"{peak / 2**20:.1f} MiB"
     assert await VoucherOrder.filter(id=order.id).exists()
