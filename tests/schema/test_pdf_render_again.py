@@ -16,9 +16,10 @@ from strawberry.relay import GlobalID
 from models import OrderEvent, OrderEventKind, PdfStatus, VoucherOrder
 from services import staff
 from settings import Settings
-from tests.conftest import Api, loopback_client, running_worker, wait_for
-from tests.factories import PASSWORD, line, member, order, partner, sign_in, tenant, unique_email
-from tests.services.test_pdf import stored_pdf
+from tests.support.api import Api, loopback_client
+from tests.support.factories import PASSWORD, line, member, order, partner, sign_in, tenant, unique_email
+from tests.support.orders import stored_pdf
+from tests.support.running import running_worker, wait_for
 
 RENDER = """mutation R($id: ID!) { voucherOrderPdfRender(input: {orderId: $id}) {
   order { id pdf { status } } errors { code field message } } }"""
@@ -81,7 +82,8 @@ async def test_a_ready_pdf_is_rendered_again_with_todays_links_and_the_history_s
         order_id = await placed(api, seller["token"])
         first = await rendered(api, seller["token"], order_id)
         before = await stored_pdf(await VoucherOrder.get(id=pk(order_id)), settings)
-        assert len(links(before)) == 2 and all(link.startswith(f"{OLD}/redeem/VS-") for link in links(before))
+        assert len(links(before)) == 2
+        assert all(link.startswith(f"{OLD}/redeem/VS-") for link in links(before))
     # when: FINANCE asks for it again, on the server that is reached at the new address
     async with serving(replace(settings, public_url=NEW)) as api:
         finance = await member(api, seller["token"], "FINANCE")
@@ -97,8 +99,10 @@ async def test_a_ready_pdf_is_rendered_again_with_todays_links_and_the_history_s
         kinds = [e["node"]["kind"] for e in history["edges"]]
         requested = kinds.index("PDF_RENDER_REQUESTED")
         asker = history["edges"][requested]["node"]["actor"]
-        assert asker.startswith("finance-") and asker != seller["email"]
-        assert kinds.count("PDF_READY") == 2 and kinds.index("PDF_READY") < requested  # newest first
+        assert asker.startswith("finance-")
+        assert asker != seller["email"]
+        assert kinds.count("PDF_READY") == 2
+        assert kinds.index("PDF_READY") < requested
 
 
 async def test_who_may_ask_members_and_strangers_may_not_staff_may(api: Api, settings: Settings) -> None:
@@ -119,7 +123,8 @@ async def test_who_may_ask_members_and_strangers_may_not_staff_may(api: Api, set
         await staff.create_staff(email=email, password=PASSWORD)
         staff_token = await sign_in(api, email)
         answer = (await api(RENDER, {"id": order_id}, token=staff_token))["data"]["voucherOrderPdfRender"]
-        assert answer["errors"] == [] and answer["order"]["pdf"]["status"] == "PENDING"
+        assert answer["errors"] == []
+        assert answer["order"]["pdf"]["status"] == "PENDING"
         [event] = await OrderEvent.filter(order_id=pk(order_id), kind=OrderEventKind.PDF_RENDER_REQUESTED)
         assert event.data == {"previous": "READY", "by_staff": True}
         await rendered(api, seller["token"], order_id)

@@ -169,7 +169,9 @@ class TestRender:
         assert len(pages) == 2
         for page in pages:
             assert "Acme Shop Ltd" in page
-            assert "2026-0042" not in page and "margin" not in page and labels[locale] not in page
+            assert "2026-0042" not in page
+            assert "margin" not in page
+            assert labels[locale] not in page
 
 
 class TestRunTwice:

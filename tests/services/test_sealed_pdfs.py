@@ -19,8 +19,8 @@ from models import ORM_APPS, PdfChunk, PdfPart, VoucherOrder
 from services import pdf, pdf_seal, pdf_store
 from services.codes import CodeCipher
 from settings import Settings
-from tests.conftest import ON_POSTGRES, admin_database
-from tests.services.test_pdf import EV, partner, placed, render, stored_pdf
+from tests.support.orders import EV, partner, placed, render, stored_pdf
+from tests.support.stores import ON_POSTGRES, admin_database
 
 
 class TestSealing:
@@ -82,7 +82,8 @@ async def test_migration_0009_seals_what_was_stored_in_clear(
     try:
         sealed = {p.id: bytes(p.data) for p in await PdfPart.filter(order_id=order.id)}
         for part in await PdfPart.filter(order_id=order.id):
-            assert b"%PDF" not in part.data and b"/URI" not in part.data
+            assert b"%PDF" not in part.data
+            assert b"/URI" not in part.data
             pdf_seal.open_part(cipher, order.id, part.part, part.data)
         sealed_chunk = await PdfChunk.get(id=chunk.id)
         assert pdf_seal.open_chunk(cipher, order.id, 0, sealed_chunk.data) == clear

@@ -20,13 +20,9 @@ from typing import Any
 import httpx
 from pypdf import PdfReader
 
-from tests.factories import PASSWORD, SIGN_UP, unique_email
-from tests.processes import START_TIMEOUT, command, graphql, poll, process_env, serving, sign_in
+from tests.support.processes import START_TIMEOUT, command, graphql, partner_order, poll, process_env, serving
 
-ORDER = """mutation O($input: VoucherOrderCreateInput!) { voucherOrderCreate(input: $input) {
-  order { id } errors { code message } } }"""
 URLS = """query U($id: ID!) { node(id: $id) { ... on VoucherOrder { csvUrl pdf { status url } } } }"""
-LINE = {"productCode": "BASIC_OV", "quantity": 2, "validityYears": 1, "fqdns": 1, "wildcards": 0}
 
 
 def pdf_links(data: bytes) -> list[str]:
@@ -39,37 +35,23 @@ def pdf_links(data: bytes) -> list[str]:
     return links
 
 
-def enable_partner(data_dir: Path, email_address: str) -> None:
-    result = subprocess.run(
-        [*command(), "partner", "enable", email_address],
-        cwd=data_dir.parent,
-        env=process_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+def download(http: httpx.Client, url: str) -> bytes:
+    response = http.get(url)
+    assert response.status_code == 200, response.text
+    return response.content
 
 
 def test_serve_on_another_port_links_to_that_port(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     log_path = tmp_path / "serve.log"
-    address = unique_email("links")
     with serving(data_dir, log_path) as http:
         base = f"http://127.0.0.1:{http.base_url.port}"
         assert http.base_url.port != 8000
-        # given: a partner with an order paid by card
-        signed_up = graphql(http, SIGN_UP, {"input": {"email": address, "password": PASSWORD, "accountName": "Links"}})
-        assert signed_up["signUp"]["errors"] == [], signed_up
-        enable_partner(data_dir, address)
-        token = sign_in(http, address)
-        order_input = {"lines": [LINE], "paymentMethod": "CREDIT_CARD", "cardToken": "tok_visa"}
-        placed = graphql(http, ORDER, {"input": order_input}, token=token)["voucherOrderCreate"]
-        assert placed["errors"] == [], placed
+        # given: a partner's order of two vouchers, paid by card
+        token, order_id, codes = partner_order(http, data_dir, quantity=2)
 
         def urls() -> dict[str, Any] | None:
-            node = graphql(http, URLS, {"id": placed["order"]["id"]}, token=token)["node"]
+            node = graphql(http, URLS, {"id": order_id}, token=token)["node"]
             return dict(node) if node["pdf"]["status"] == "READY" else None
 
         node = poll(urls, timeout=90, what="the PDF READY")
@@ -78,20 +60,13 @@ def test_serve_on_another_port_links_to_that_port(tmp_path: Path) -> None:
         assert node["pdf"]["url"].startswith(f"{base}/downloads/orders/")
         rows = list(csv.DictReader(io.StringIO(download(http, node["csvUrl"]).decode())))
         links = [value for row in rows for value in row.values() if "/redeem/" in (value or "")]
-        assert len(links) == 2 and all(link.startswith(f"{base}/redeem/VS-") for link in links), rows
-        in_pdf = pdf_links(download(http, node["pdf"]["url"]))
-        assert sorted(in_pdf) == sorted(links)
+        assert sorted(links) == sorted(f"{base}/redeem/{code}" for code in codes), rows
+        assert sorted(pdf_links(download(http, node["pdf"]["url"]))) == sorted(links)
     # and: it said where it serves, its public URL and its data dir
     log = log_path.read_text()
     assert f"GraphQL at {base}/graphql" in log, log
     assert re.search(rf"public URL {re.escape(base)} \(the address served", log), log
     assert f"data dir   {data_dir.resolve()}" in log, log
-
-
-def download(http: httpx.Client, url: str) -> bytes:
-    response = http.get(url)
-    assert response.status_code == 200, response.text
-    return response.content
 
 
 def test_production_refuses_to_start_without_a_public_url(tmp_path: Path) -> None:
