@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sqlite3
 import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -19,7 +21,8 @@ from models import ORM_APPS, PdfChunk, PdfPart, VoucherOrder
 from services import pdf, pdf_seal, pdf_store
 from services.codes import CodeCipher
 from settings import Settings
-from tests.support.orders import EV, partner, placed, render, stored_pdf
+from tests.support import at_rest
+from tests.support.orders import EV, codes, partner, placed, render, stored_pdf
 from tests.support.stores import ON_POSTGRES, admin_database
 
 
@@ -61,8 +64,11 @@ async def test_migration_0009_seals_what_was_stored_in_clear(
     await database.open_db(settings.database_url, apps=ORM_APPS)
     try:
         # given: a rendered PDF written back in clear, and a chunk in clear, as stored before 0009
-        order = await placed(settings, await partner(settings), EV)
+        actor = await partner(settings)
+        order = await placed(settings, actor, EV)
         clear = await render(settings, order)
+        shown = [revealed.code for revealed in await codes(settings, actor, order)]
+        assert at_rest.codes_found(shown, [clear]) == set(shown)
         parts = await PdfPart.filter(order_id=order.id).order_by("part")
         assert len(parts) > 1
         for part in parts:
@@ -80,6 +86,11 @@ async def test_migration_0009_seals_what_was_stored_in_clear(
     # then: every row sealed at its position, and the PDF reads as before
     await database.open_db(settings.database_url, apps=ORM_APPS)
     try:
+        if not ON_POSTGRES:  # and no page of the file holds a code any more (what the rows held was zeroed)
+            path = Path(settings.database_url.split("://", 1)[1])
+            with contextlib.closing(sqlite3.connect(path)) as raw:
+                raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            assert at_rest.codes_found(shown, at_rest.sqlite_blobs(path)) == set()
         sealed = {p.id: bytes(p.data) for p in await PdfPart.filter(order_id=order.id)}
         for part in await PdfPart.filter(order_id=order.id):
             assert b"%PDF" not in part.data
