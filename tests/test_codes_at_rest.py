@@ -21,7 +21,7 @@ import pytest
 from strawberry.relay import GlobalID
 
 from infra import database
-from models import ORM_APPS, PdfPart
+from models import ORM_APPS, PdfPart, WebhookDelivery
 from services import pdf_seal
 from services.codes import CodeCipher
 from settings import Settings
@@ -90,7 +90,7 @@ async def test_no_code_is_stored_or_logged_in_clear(
     assert (await api(WEBHOOK, {"input": hook}, token=seller["token"]))["data"]["webhookEndpointCreate"]["errors"] == []
     # when: two orders, by balance and by card, with notes and idempotency keys
     placed = [
-        await order(api, seller["token"], line(quantity=3), paymentMethod="ACCOUNT_BALANCE", idempotencyKey="k-1"),
+        await order(api, seller["token"], line(quantity=3), paymentMethod="ACCOUNT_BALANCE", idempotencyKey="at-rest-order-1"),
         await order(
             api, seller["token"], line("BASIC_EV", 2), paymentMethod="CREDIT_CARD", cardToken="tok_visa", notes="INV-7"
         ),
@@ -132,7 +132,12 @@ async def test_no_code_is_stored_or_logged_in_clear(
     assert redeemed["errors"] == [], redeemed
 
     # then: no code anywhere in the database, Redis, the data directory or the logs
-    assert at_rest.codes_found(codes, await everything_stored(own_settings, app, caplog.text)) == set()
+    stored = await everything_stored(own_settings, app, caplog.text)
+    assert at_rest.codes_found(codes, stored) == set()
+    # (what was searched holds the idempotency record, the webhook deliveries and the sealed PDF parts)
+    assert any(b"at-rest-order-1" in blob for blob in stored)
+    assert await WebhookDelivery.all().count() >= 3
+    assert await PdfPart.all().count() >= 2
 
     # self-check: the same search finds every code in the PDFs as downloaded (links escaped as VS\055...)
     assert at_rest.codes_found(codes, pdfs) == set(codes)
