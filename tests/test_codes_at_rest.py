@@ -90,7 +90,9 @@ async def test_no_code_is_stored_or_logged_in_clear(
     assert (await api(WEBHOOK, {"input": hook}, token=seller["token"]))["data"]["webhookEndpointCreate"]["errors"] == []
     # when: two orders, by balance and by card, with notes and idempotency keys
     placed = [
-        await order(api, seller["token"], line(quantity=3), paymentMethod="ACCOUNT_BALANCE", idempotencyKey="at-rest-order-1"),
+        await order(
+            api, seller["token"], line(quantity=3), paymentMethod="ACCOUNT_BALANCE", idempotencyKey="at-rest-order-1"
+        ),
         await order(
             api, seller["token"], line("BASIC_EV", 2), paymentMethod="CREDIT_CARD", cardToken="tok_visa", notes="INV-7"
         ),
