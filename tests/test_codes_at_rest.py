@@ -10,7 +10,8 @@ on a PDF stored unsealed finds them all (it can fail).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from tests.support import at_rest
 from tests.support.api import Api, loopback_client
 from tests.support.documents import REDEEM, REVEAL
 from tests.support.factories import line, order, partner, tenant
-from tests.support.running import free_port, running_worker, wait_for
+from tests.support.running import running_worker, wait_for
 from tests.support.stores import ON_POSTGRES, admin_database
 
 BY_CODE = "query Q($code: String!) { voucherByCode(code: $code) { code status } }"
@@ -77,8 +78,19 @@ async def everything_stored(settings: Settings, app: Any, logs: str) -> list[byt
     return [*blobs, *at_rest.file_blobs(settings.data_dir), logs.encode()]
 
 
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port bound and never listened on: each delivery is refused at once, and no other process takes it.
+
+    Set up before the app (first in the test's arguments), so it is held until the app has stopped.
+    """
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
+
+
 async def test_no_code_is_stored_or_logged_in_clear(
-    own: tuple[Api, Any], own_settings: Settings, caplog: pytest.LogCaptureFixture
+    closed_port: int, own: tuple[Api, Any], own_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     api, app = own
@@ -86,7 +98,7 @@ async def test_no_code_is_stored_or_logged_in_clear(
     seller = await partner(api)
     customer = await tenant(api)
     events = ["VOUCHER_ORDER_PLACED", "VOUCHER_ORDER_PDF_READY", "VOUCHER_REDEEMED"]
-    hook = {"url": f"http://127.0.0.1:{free_port()}/hook", "events": events}
+    hook = {"url": f"http://127.0.0.1:{closed_port}/hook", "events": events}
     assert (await api(WEBHOOK, {"input": hook}, token=seller["token"]))["data"]["webhookEndpointCreate"]["errors"] == []
     # when: two orders, by balance and by card, with notes and idempotency keys
     placed = [
