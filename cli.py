@@ -7,9 +7,11 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +81,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    settings = _served_at(settings, args.host, args.port)
     # The same options for one process and for N: a flag added to one path reaches the other.
     options: dict[str, Any] = {
         "host": args.host,
@@ -101,6 +104,29 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     redeem_page.install_access_log_masking()
     uvicorn.run(create_app(settings), **options)
     return 0
+
+
+def listening_url(host: str, port: int) -> str:
+    """The base URL of `serve --host H --port P`, as a browser on this machine reaches it."""
+    if host in ("", "0.0.0.0"):  # every IPv4 address: this machine's own is one of them
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _served_at(settings: Settings, host: str, port: int) -> Settings:
+    """With VOUCHSAFE_PUBLIC_URL unset, links use the address served; what serves is printed either way."""
+    listening = listening_url(host, port)
+    if not settings.public_url_set:
+        settings = replace(settings, public_url=listening)
+        # `--workers N` processes read the environment again (serve_app): they get the same URL.
+        os.environ["VOUCHSAFE_PUBLIC_URL"] = listening
+    origin = "VOUCHSAFE_PUBLIC_URL" if settings.public_url_set else "the address served; set VOUCHSAFE_PUBLIC_URL"
+    print(f"vouchsafe: GraphQL at {listening}/graphql", flush=True)
+    print(f"  public URL {settings.public_url} ({origin})", flush=True)
+    print(f"  data dir   {settings.data_dir}", flush=True)
+    return settings
 
 
 def serve_app() -> Starlette:
@@ -129,6 +155,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if not settings.public_url_set:
+        # A worker renders the PDFs' links: without the URL it cannot know where `serve` listens.
+        print(
+            f"vouchsafe: VOUCHSAFE_PUBLIC_URL is unset: PDF and e-mail links point at {settings.public_url};"
+            " set it to the address `serve` is reached at.",
+            file=sys.stderr,
+        )
     standalone_worker(settings).run()
     return 0
 
@@ -238,6 +271,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         "variables": {"input": {"email": result.email, "password": result.password}},
     }
     print(f"Sign in with the signIn mutation at {settings.public_url}/graphql (start `vouchsafe serve` first):")
+    if not settings.public_url_set:
+        print("  (serve's default address: `serve --port N` serves at http://127.0.0.1:N, and its links use that)")
     print(
         f"  curl -s {shlex.quote(settings.public_url + '/graphql')} -H 'Content-Type: application/json'"
         f" -d {shlex.quote(json.dumps(sign_in))}"

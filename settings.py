@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class SettingsError(RuntimeError):
@@ -42,6 +43,8 @@ class Settings:
     redis_timeout_seconds: float = 1.5
     db_statement_timeout_seconds: float = 10.0
     db_pool_timeout_seconds: float = 5.0
+    # False: VOUCHSAFE_PUBLIC_URL is unset and public_url is a default that `serve` replaces by its own address.
+    public_url_set: bool = True
     # Development and tests only: webhooks may go to plain http and to local addresses.
     webhooks_allow_insecure: bool = False
     log_format: str = "text"
@@ -102,6 +105,25 @@ def _key(env: Mapping[str, str], name: str, data_dir: Path, production: bool) ->
     return key
 
 
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+def _public_url(env: Mapping[str, str], production: bool) -> str | None:
+    """VOUCHSAFE_PUBLIC_URL without its trailing slash, or None when unset (refused in production)."""
+    raw = env.get("VOUCHSAFE_PUBLIC_URL", "").strip().rstrip("/")
+    if not raw:
+        if production:
+            raise SettingsError(
+                "VOUCHSAFE_PUBLIC_URL is required when VOUCHSAFE_ENV=production: every link in PDFs, CSVs,"
+                " e-mails and download URLs is built on it (e.g. https://vouchers.example.com)"
+            )
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError("VOUCHSAFE_PUBLIC_URL must be an http(s) URL such as https://vouchers.example.com")
+    return raw
+
+
 def _number(env: Mapping[str, str], name: str, default: str, kind: type[int] | type[float]) -> int | float:
     try:
         return kind(env.get(name, default))
@@ -156,16 +178,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     gateway = env.get("VOUCHSAFE_PAYMENT_GATEWAY", "sandbox")
     if gateway not in ("sandbox",):
         raise SettingsError(f"unknown VOUCHSAFE_PAYMENT_GATEWAY {gateway!r}")
+    secret_key = _key(env, "VOUCHSAFE_SECRET_KEY", data_dir, production)
+    code_key = _key(env, "VOUCHSAFE_CODE_KEY", data_dir, production)
+    public_url = _public_url(env, production)
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
         redis_url=env.get("REDIS_URL") or None,
-        public_url=env.get("VOUCHSAFE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+        public_url=public_url or DEFAULT_PUBLIC_URL,
+        public_url_set=public_url is not None,
         env=app_env,
         smtp_url=env.get("VOUCHSAFE_SMTP_URL") or None,
         mail_from=env.get("VOUCHSAFE_MAIL_FROM", "vouchsafe <no-reply@vouchsafe.invalid>"),
-        secret_key=_key(env, "VOUCHSAFE_SECRET_KEY", data_dir, production),
-        code_key=_key(env, "VOUCHSAFE_CODE_KEY", data_dir, production),
+        secret_key=secret_key,
+        code_key=code_key,
         allowed_origins=origins,
         payment_gateway=gateway,
         db_pool_size=int(_number(env, "VOUCHSAFE_DB_POOL_SIZE", "20", int)),

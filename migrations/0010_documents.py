@@ -5,7 +5,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [("vouchsafe", "0008_webhooks")]
+    dependencies = [("vouchsafe", "0009_sealed_pdfs")]
 
     initial = False
 

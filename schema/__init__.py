@@ -40,6 +40,7 @@ from schema.requests import HideSuggestions, OneOperationOrItsName
 from schema.resilience import answer_outages_in_payloads
 from schema.staff import JobMutation, StaffMutation, StaffQuery
 from schema.webhooks import WebhookMutation
+from services import codes
 
 log = logging.getLogger("vouchsafe.graphql")
 
@@ -70,7 +71,7 @@ class Schema(strawberry.Schema):
         # Unexpected errors are logged with their trace by MaskInternalErrors; the rest
         # (validation, authentication, page sizes) are the client's, not ours.
         for error in errors:
-            log.debug("graphql error: %s", error.message)
+            log.debug("graphql error: %s", codes.redact(error.message))
 
 
 def build_schema(*, production: bool = False) -> Schema:

@@ -11,9 +11,11 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.errors import invalid
@@ -68,6 +70,19 @@ def normalize(text: str) -> str | None:
     return cleaned
 
 
+# Marks a sealed document blob (format version 1); the AEAD tag, not this prefix, decides what opens.
+SEALED_PREFIX = b"vs1\x00"
+
+
+# Anything a code may be typed as: "VS" then 20 symbols, any case, with dashes or spaces between.
+_CODE_LIKE = re.compile(r"VS[\s-]*(?:[0-9A-Z][\s-]*){19}[0-9A-Z]", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """The text with whatever looks like a code masked, for logs (a client's input is echoed in some errors)."""
+    return _CODE_LIKE.sub(_MASKED + "\u2022" * GROUP, text)
+
+
 @dataclass(frozen=True)
 class SealedCode:
     digest: bytes
@@ -81,6 +96,8 @@ class CodeCipher:
     def __init__(self, code_key: bytes) -> None:
         self._mac_key = hmac.digest(code_key, b"vouchsafe/code/lookup", hashlib.sha256)
         self._aead = AESGCM(hmac.digest(code_key, b"vouchsafe/code/encryption", hashlib.sha256))
+        # Documents holding codes (the vouchers PDF) have a key of their own, derived the same way.
+        self._documents = AESGCM(hmac.digest(code_key, b"vouchsafe/document/encryption", hashlib.sha256))
 
     def digest(self, body: str) -> bytes:
         return hmac.digest(self._mac_key, body.encode(), hashlib.sha256)
@@ -94,3 +111,16 @@ class CodeCipher:
 
     def open(self, ciphertext: bytes, digest: bytes) -> str:
         return self._aead.decrypt(ciphertext[:12], ciphertext[12:], digest).decode()
+
+    def seal_document(self, data: bytes, bound_to: bytes) -> bytes:
+        """A stored blob that holds codes: SEALED_PREFIX, a fresh nonce, the ciphertext and its tag."""
+        nonce = os.urandom(12)
+        return SEALED_PREFIX + nonce + self._documents.encrypt(nonce, data, bound_to)
+
+    def open_document(self, sealed: bytes, bound_to: bytes) -> bytes:
+        """The blob, or InvalidTag when it was altered, moved to another row or is not sealed."""
+        if not sealed.startswith(SEALED_PREFIX):
+            raise InvalidTag
+        # A view, not slices: a 1 MiB part is not copied on its way to the cipher.
+        body = memoryview(sealed)[len(SEALED_PREFIX) :]
+        return self._documents.decrypt(body[:12], body[12:], bound_to)

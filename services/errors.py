@@ -30,6 +30,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     # Redis or PostgreSQL is down or too slow: retry (with the same idempotency key) after retry_after_seconds.
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    ORDER_CANCELLED = "ORDER_CANCELLED"
+    PDF_RENDER_IN_PROGRESS = "PDF_RENDER_IN_PROGRESS"
 
 
 class DomainError(Exception):

@@ -7,6 +7,7 @@ chunk at a time into a temporary file and stores it in parts with READY, a
 PDF_READY event and the chunks' removal in one transaction. Every step may run
 twice, or at once with itself: a row lock and a compare-and-set decide.
 
+The order's notes are the partner's own (e.g. an invoice number): never printed for the customer.
 User text reaches the template only through Jinja's autoescape, and xhtml2pdf
 may read nothing but the template and font folders (no network at all).
 """
@@ -53,7 +54,7 @@ from models import (
     VoucherOrderLine,
     WebhookEventType,
 )
-from services import events, outbox, webhook_events
+from services import events, outbox, pdf_seal, webhook_events
 from services.codes import CodeCipher, display
 from services.outbox import FailureHook, Handler
 
@@ -62,7 +63,6 @@ RENDER_PDF_CHUNK = "render_pdf_chunk"
 ASSEMBLE_PDF = "assemble_pdf"
 CHUNK = 100
 PART_BYTES = 1 << 20
-NOTES_PRINTED = 300  # notes may hold 2,000 characters; a voucher must stay one page
 CHUNK_RENDER_SECONDS = 120  # a bound against a hang, not a budget: a chunk takes ~3 s
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "pdf"
 FONTS = {
@@ -92,7 +92,6 @@ _fonts_ready = False
 class PdfOrder:
     number: str
     customer_name: str | None
-    notes: str | None
     voucher_count: int
     locale: str
 
@@ -133,9 +132,6 @@ def render_html(order: PdfOrder, vouchers: Iterable[PdfVoucher], *, public_url: 
     """The chunk's HTML: every piece of user text escaped by the template engine."""
     t = LABELS.get(order.locale, LABELS["en"])
     redeem = f"{public_url.rstrip('/')}/redeem/"
-    notes = order.notes
-    if notes and len(notes) > NOTES_PRINTED:
-        notes = notes[: NOTES_PRINTED - 1] + "…"
     pages = []
     for v in vouchers:
         url = redeem + v.code
@@ -153,7 +149,7 @@ def render_html(order: PdfOrder, vouchers: Iterable[PdfVoucher], *, public_url: 
         )
     return _env.get_template("vouchers.html").render(
         vouchers=pages,
-        order={**order.__dict__, "notes": notes},
+        order=order.__dict__,
         t=t,
         locale=order.locale,
         fonts={name: str(path) for name, path in FONTS.items()},
@@ -219,9 +215,7 @@ async def start_render(order_id: int, message_id: int | None) -> int:
 
 async def _chunk_input(order_id: int, chunk: int, cipher: CodeCipher) -> tuple[PdfOrder, list[PdfVoucher]] | None:
     """The order and the chunk's vouchers (by id) with their codes opened: plain rows, never model instances."""
-    orders = await VoucherOrder.filter(id=order_id).values(
-        "number", "customer_name", "notes", "voucher_count", "account_id"
-    )
+    orders = await VoucherOrder.filter(id=order_id).values("number", "customer_name", "voucher_count", "account_id")
     if not orders:
         return None
     row = orders[0]
@@ -284,7 +278,7 @@ async def render_chunk(*, order_id: int, generation: int, chunk: int, cipher: Co
             generation=generation,
             chunk=chunk,
             pages=pages,
-            data=data,
+            data=pdf_seal.seal_chunk(cipher, order_id, chunk, data),
             created_at=clock.now(),
             using_db=conn,
         )
@@ -293,29 +287,30 @@ async def render_chunk(*, order_id: int, generation: int, chunk: int, cipher: Co
     outbox.notify()
 
 
-async def assemble(*, order_id: int, generation: int) -> None:
+async def assemble(*, order_id: int, generation: int, cipher: CodeCipher) -> None:
     """Join the chunks in order and store the PDF in parts; READY is set once, by compare-and-set."""
     order = await VoucherOrder.filter(id=order_id).values("pdf_status")
     render = await PdfRender.filter(order_id=order_id).first()
     if not order or order[0]["pdf_status"] == PdfStatus.READY or render is None or render.generation != generation:
         return
-    chunk_ids = [row["id"] for row in await PdfChunk.filter(order_id=order_id).order_by("chunk").values("id")]
+    chunk_rows = await PdfChunk.filter(order_id=order_id).order_by("chunk").values("id", "chunk")
     # The file lives in the database, not on a disk: every API instance can serve it and no
     # shared filesystem is needed. It is joined into a local temporary file, one chunk in memory at a time.
     with tempfile.TemporaryFile() as tmp:
         try:
-            if len(chunk_ids) != render.chunk_count:
+            if len(chunk_rows) != render.chunk_count:
                 raise _Stale
             joiner = PdfJoiner(tmp)
-            for chunk_id in chunk_ids:
-                data = await PdfChunk.filter(id=chunk_id).values("data")
+            for row in chunk_rows:
+                data = await PdfChunk.filter(id=row["id"]).values("data")
                 if not data:
                     raise _Stale
-                await asyncio.to_thread(joiner.add, bytes(data[0]["data"]))
+                chunk = pdf_seal.open_chunk(cipher, order_id, row["chunk"], bytes(data[0]["data"]))
+                await asyncio.to_thread(joiner.add, chunk)
             joiner.finish()
             size = tmp.tell()
             tmp.seek(0)
-            await _store(order_id, generation, tmp, pages=joiner.pages, size=size)
+            await _store(order_id, generation, tmp, pages=joiner.pages, size=size, cipher=cipher)
             await events.publish_order(order_id, "PDF_READY")
         except _Stale:
             # Another delivery finished first (and removed the chunks), or a restart made this one stale.
@@ -326,7 +321,7 @@ async def assemble(*, order_id: int, generation: int) -> None:
             raise RuntimeError(f"order {order_id}: PDF chunks missing for generation {generation}") from None
 
 
-async def _store(order_id: int, generation: int, pdf: IO[bytes], *, pages: int, size: int) -> None:
+async def _store(order_id: int, generation: int, pdf: IO[bytes], *, pages: int, size: int, cipher: CodeCipher) -> None:
     async with in_transaction() as conn:
         won = await (
             VoucherOrder.filter(id=order_id, pdf_status__in=[PdfStatus.PENDING, PdfStatus.FAILED])
@@ -338,7 +333,8 @@ async def _store(order_id: int, generation: int, pdf: IO[bytes], *, pages: int, 
         await PdfPart.filter(order_id=order_id).using_db(conn).delete()
         part = 0
         while piece := pdf.read(PART_BYTES):
-            await PdfPart.create(order_id=order_id, part=part, data=piece, using_db=conn)
+            sealed = pdf_seal.seal_part(cipher, order_id, part, piece)
+            await PdfPart.create(order_id=order_id, part=part, data=sealed, using_db=conn)
             part += 1
         await OrderEvent.create(
             order_id=order_id,
@@ -391,7 +387,7 @@ def pdf_handlers(*, cipher: CodeCipher, public_url: str) -> dict[str, Handler]:
         )
 
     async def assemble_pdf(payload: dict[str, Any], message_id: int) -> None:
-        await assemble(order_id=int(payload["order_id"]), generation=int(payload["generation"]))
+        await assemble(order_id=int(payload["order_id"]), generation=int(payload["generation"]), cipher=cipher)
 
     return {RENDER_PDF: render_pdf, RENDER_PDF_CHUNK: render_pdf_chunk, ASSEMBLE_PDF: assemble_pdf}
 

@@ -90,8 +90,10 @@ class TestProduction:
                 "VOUCHSAFE_ENV": "production",
                 "VOUCHSAFE_SECRET_KEY": secret_key,
                 "VOUCHSAFE_CODE_KEY": code_key,
+                "VOUCHSAFE_PUBLIC_URL": "https://vouchers.example.com/",
             }
         )
+        assert (settings.public_url, settings.public_url_set) == ("https://vouchers.example.com", True)
         assert settings.production
         assert settings.secret_key == base64.urlsafe_b64decode(secret_key)
         assert settings.code_key == base64.urlsafe_b64decode(code_key)
@@ -101,6 +103,24 @@ class TestProduction:
         secret_key = new_key()
         settings = load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir), "VOUCHSAFE_SECRET_KEY": secret_key.rstrip("=")})
         assert settings.secret_key == base64.urlsafe_b64decode(secret_key)
+
+
+class TestPublicUrl:
+    def test_unset_is_the_default_that_serve_replaces(self, data_dir: Path) -> None:
+        settings = load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir)})
+        assert (settings.public_url, settings.public_url_set) == ("http://127.0.0.1:8000", False)
+
+    def test_production_requires_it(self, data_dir: Path) -> None:
+        keys = {"VOUCHSAFE_SECRET_KEY": new_key(), "VOUCHSAFE_CODE_KEY": new_key()}
+        env = {"VOUCHSAFE_DATA_DIR": str(data_dir), "VOUCHSAFE_ENV": "production", **keys}
+        for unset in ({}, {"VOUCHSAFE_PUBLIC_URL": "  "}):
+            with pytest.raises(SettingsError, match="VOUCHSAFE_PUBLIC_URL is required when VOUCHSAFE_ENV=production"):
+                load_settings({**env, **unset})
+
+    def test_not_a_url_is_refused(self, data_dir: Path) -> None:
+        for value in ("vouchers.example.com", "ftp://vouchers.example.com", "https://", "https://a.example/?x=1"):
+            with pytest.raises(SettingsError, match="VOUCHSAFE_PUBLIC_URL must be an http"):
+                load_settings({"VOUCHSAFE_DATA_DIR": str(data_dir), "VOUCHSAFE_PUBLIC_URL": value})
 
 
 class TestRefused:

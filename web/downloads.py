@@ -63,7 +63,8 @@ async def download_vouchers_pdf(request: Request) -> Response:
     if request.method == "HEAD":  # as for the CSV: no codes leave, so nothing is recorded
         return Response(media_type="application/pdf", headers=headers)
     await exports.record_download(order_id=order.id, grant=grant, kind="pdf")
-    return StreamingResponse(pdf_store.pdf_bytes_stream(order.id), media_type="application/pdf", headers=headers)
+    stream = pdf_store.pdf_bytes_stream(order.id, resources.cipher)
+    return StreamingResponse(stream, media_type="application/pdf", headers=headers)
 
 
 routes = [

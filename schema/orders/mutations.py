@@ -1,4 +1,4 @@
-"""Placing, cancelling and revealing voucher orders."""
+"""Placing, cancelling and revealing voucher orders, and rendering their PDF again."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from schema.context import Info
 from schema.errors import UserError, user_errors
 from schema.orders.types import Voucher, VoucherOrder
 from schema.permissions import IsAuthenticated, actor_of
-from services import cancellation, orders, reveal
+from services import cancellation, orders, pdf_again, reveal
 from services.errors import DomainError
 
 
@@ -37,6 +37,17 @@ class VoucherOrderCancelInput:
 @strawberry.input
 class VoucherCodesRevealInput:
     order_id: strawberry.ID
+
+
+@strawberry.input
+class VoucherOrderPdfRenderInput:
+    order_id: strawberry.ID
+
+
+@strawberry.type
+class VoucherOrderPdfRenderPayload:
+    order: VoucherOrder | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type
@@ -120,3 +131,20 @@ class OrderMutation:
         return VoucherCodesRevealPayload(
             codes=[RevealedCode(voucher=Voucher.of_row(r.voucher), code=r.code) for r in revealed]
         )
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description=(
+            "ADMIN, FINANCE, staff: render the order's PDF again (its links use today's public URL); it replaces"
+            " the stored one once READY, and the history records the request. PDF_RENDER_IN_PROGRESS while a"
+            " render runs; ORDER_CANCELLED for a cancelled order."
+        ),
+    )
+    async def voucher_order_pdf_render(
+        self, info: Info, input: VoucherOrderPdfRenderInput
+    ) -> VoucherOrderPdfRenderPayload:
+        try:
+            order = await pdf_again.render_again(actor=actor_of(info), order_id=node_pk(input.order_id, VoucherOrder))
+        except DomainError as error:
+            return VoucherOrderPdfRenderPayload(errors=user_errors(error))
+        return VoucherOrderPdfRenderPayload(order=VoucherOrder.of(order))

@@ -128,6 +128,7 @@ class TestGlobalIds:
         mutations = {
             "voucherOrderCancel": ("VoucherOrderCancelInput", "orderId", seller["token"]),
             "voucherCodesReveal": ("VoucherCodesRevealInput", "orderId", seller["token"]),
+            "voucherOrderPdfRender": ("VoucherOrderPdfRenderInput", "orderId", seller["token"]),
             "apiKeyRevoke": ("ApiKeyRevokeInput", "id", seller["token"]),
             "certificateRequestCancel": ("CertificateRequestCancelInput", "id", seller["token"]),
             "certificateRevoke": ("CertificateRevokeInput", "id", seller["token"]),

@@ -171,3 +171,14 @@ class TestPricingProperty:
             assert p.line_total == p.unit_price * p.quantity
             assert isinstance(p.unit_price, int)
             assert p.unit_price >= 0
+
+
+def test_redact_masks_whatever_looks_like_a_code() -> None:
+    body = codes.generate()
+    shown = codes.display(body)
+    for typed in (shown, shown.lower(), "VS " + " ".join(body[i : i + 5] for i in range(0, 20, 5)), "VS" + body):
+        text = codes.redact(f"Variable '$input' got invalid value ['{typed}']; Expected type")
+        assert body[-5:] not in text
+        assert body[:5] not in text
+        assert "got invalid value" in text
+    assert codes.redact("VS-ABCDE is not one") == "VS-ABCDE is not one"

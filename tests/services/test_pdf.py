@@ -115,11 +115,11 @@ class TestRender:
             assert qr_modules(image.image) == [[bool(m) for m in row] for row in expected.matrix]
 
     async def test_user_text_is_only_text_p01(self, db: None, settings: Settings) -> None:
-        # given: a name that would fetch from a port of ours, and notes that would add a page
+        # given: a name that would fetch from a port of ours, then add a page
         with counting_server() as (port, hits):
-            name = f'<img src="http://127.0.0.1:{port}/x">'
+            name = f'<img src="http://127.0.0.1:{port}/x"><pdf:nextpage/>B'
             actor = await partner(settings)
-            order = await placed(settings, actor, OV, customer_name=name, notes="A<pdf:nextpage/>B")
+            order = await placed(settings, actor, OV, customer_name=name)
             # when
             data = await render(settings, order)
         # then
@@ -127,7 +127,6 @@ class TestRender:
         assert len(pages) == order.voucher_count == 3
         for page in pages:
             assert name in page
-            assert "A<pdf:nextpage/>B" in page
         assert hits == []
 
     @pytest.mark.parametrize("name", ["Jürgen Größe €", "山田太郎", "محمد", "Jürgen Größe € 山田太郎 محمد"])
@@ -147,14 +146,32 @@ class TestRender:
         assert any("NotoSansCJK" in f for f in fonts) == ("山" in name)
         assert any("Arabic" in f for f in fonts) == ("م" in name)
 
-    async def test_the_longest_name_and_notes_stay_on_one_page(self, db: None, settings: Settings) -> None:
+    async def test_the_longest_name_stays_on_one_page(self, db: None, settings: Settings) -> None:
         actor = await partner(settings)
         name = ("Wolfeschlegelsteinhausen " * 8)[:200]
-        notes = ("Invoice 2026-0042, cost centre 7, delivery to the branch office. " * 40)[:2000]
-        order = await placed(settings, actor, OV, customer_name=name, notes=notes)
+        order = await placed(settings, actor, OV, customer_name=name)
         pages = pages_text(await render(settings, order))
         assert len(pages) == 3
-        assert all(name.split()[0] in page and "…" in page for page in pages)
+        assert all(name.split()[0] in page for page in pages)
+
+    @pytest.mark.parametrize("locale", ["en", "de", "fr"])
+    async def test_the_partners_notes_are_never_on_the_customers_pdf(
+        self, db: None, settings: Settings, locale: str
+    ) -> None:
+        # given: notes only the partner should read, beside a customer name that is printed
+        actor = await partner(settings, locale=locale)
+        notes = "Invoice 2026-0042, margin 31%"
+        order = await placed(settings, actor, EV, customer_name="Acme Shop Ltd", notes=notes)
+        # when
+        pages = pages_text(await render(settings, order))
+        # then: the name on every page, the notes and their label on none
+        labels = {"en": "Reference", "de": "Referenz", "fr": "Référence"}
+        assert len(pages) == 2
+        for page in pages:
+            assert "Acme Shop Ltd" in page
+            assert "2026-0042" not in page
+            assert "margin" not in page
+            assert labels[locale] not in page
 
 
 class TestRunTwice:
@@ -185,7 +202,7 @@ class TestRunTwice:
         await run[pdf.RENDER_PDF](payload, message_id)
         await run[pdf.RENDER_PDF](payload, message_id + 1_000_000)  # even a new request: READY stays
         # then
-        data = await stored_pdf(order)
+        data = await stored_pdf(order, settings)
         assert len(PdfReader(io.BytesIO(data)).pages) == 5
         assert await PdfPart.filter(order_id=order.id).count() == 1
         assert len(await events(order, OrderEventKind.PDF_READY)) == 1
@@ -205,7 +222,7 @@ class TestRunTwice:
         await drain(order, run)
         # then
         assert (await PdfRender.get(order_id=order.id)).generation == 2
-        assert len(PdfReader(io.BytesIO(await stored_pdf(order))).pages) == 5
+        assert len(PdfReader(io.BytesIO(await stored_pdf(order, settings))).pages) == 5
         assert len(await events(order, OrderEventKind.PDF_READY)) == 1
 
     async def test_large_files_are_stored_in_parts(
@@ -251,7 +268,7 @@ class TestFailure:
         # then
         ready = await VoucherOrder.get(id=order.id)
         assert (ready.pdf_status, ready.pdf_error) == (PdfStatus.READY, None)
-        assert len(PdfReader(io.BytesIO(await stored_pdf(order))).pages) == 2
+        assert len(PdfReader(io.BytesIO(await stored_pdf(order, settings))).pages) == 2
         assert len(await events(order, OrderEventKind.PDF_READY)) == 1
 
     async def test_a_new_render_after_a_failure_starts_over(self, db: None, settings: Settings) -> None:

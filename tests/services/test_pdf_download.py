@@ -51,7 +51,7 @@ class TestDownload:
         # then
         assert response.status_code == 200
         assert response.content.startswith(b"%PDF-")
-        assert response.content == await stored_pdf(order)
+        assert response.content == await stored_pdf(order, app_settings)
         assert await PdfPart.filter(order_id=order.id).count() > 1
         assert len(PdfReader(io.BytesIO(response.content)).pages) == 2
         assert response.headers["content-type"] == "application/pdf"

@@ -16,8 +16,9 @@ import tracemalloc
 from pypdf import PdfReader
 
 from models import OutboxMessage, OutboxStatus, PdfChunk, PdfRender
-from services import outbox, pdf
+from services import outbox, pdf, pdf_seal
 from services.catalogue import MAX_QUANTITY, LineRequest
+from services.codes import CodeCipher
 from settings import Settings
 from tests.support.orders import handlers, partner, pending_rows, placed
 
@@ -52,7 +53,9 @@ async def test_ten_thousand_vouchers_render_in_chunks_of_bounded_memory(db: None
         # then: its 100 pages, vouchers 9,901 to 10,000, rendered with a chunk's memory
         assert outcome is outbox.Outcome.DONE
         stored = await PdfChunk.get(order_id=order.id, chunk=last["payload"]["chunk"])
-        pages = PdfReader(io.BytesIO(stored.data)).pages
+        pages = PdfReader(
+            io.BytesIO(pdf_seal.open_chunk(CodeCipher(settings.code_key), order.id, stored.chunk, stored.data))
+        ).pages
         assert stored.pages == len(pages) == pdf.CHUNK
         assert "Voucher 10000 of 10000" in " ".join((pages[-1].extract_text() or "").split())
         assert peak < CHUNK_PEAK_MAX, f"{peak / 2**20:.1f} MB"

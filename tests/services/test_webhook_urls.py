@@ -145,7 +145,12 @@ class TestCheck:
 def test_the_insecure_setting_is_refused_in_production(tmp_path: object) -> None:
     env = {"VOUCHSAFE_DATA_DIR": str(tmp_path), "VOUCHSAFE_WEBHOOKS_ALLOW_INSECURE": "1"}
     assert load_settings(env).webhooks_allow_insecure
-    keys = {"VOUCHSAFE_SECRET_KEY": "a" * 44, "VOUCHSAFE_CODE_KEY": "b" * 44, "VOUCHSAFE_ENV": "production"}
+    keys = {
+        "VOUCHSAFE_SECRET_KEY": "a" * 44,
+        "VOUCHSAFE_CODE_KEY": "b" * 44,
+        "VOUCHSAFE_ENV": "production",
+        "VOUCHSAFE_PUBLIC_URL": "https://vouchers.example.com",
+    }
     with pytest.raises(SettingsError):
         load_settings({**env, **keys})
     assert not load_settings({**env, **keys, "VOUCHSAFE_WEBHOOKS_ALLOW_INSECURE": "0"}).webhooks_allow_insecure

@@ -84,11 +84,13 @@ async def drain(order: VoucherOrder, handlers: dict[str, outbox.Handler], *, wit
 
 async def render(settings: Settings, order: VoucherOrder) -> bytes:
     await drain(order, handlers(settings))
-    return await stored_pdf(order)
+    return await stored_pdf(order, settings)
 
 
-async def stored_pdf(order: VoucherOrder) -> bytes:
-    return b"".join([part async for part in pdf_store.pdf_bytes_stream(order.id)])
+async def stored_pdf(order: VoucherOrder, settings: Settings) -> bytes:
+    """The order's stored PDF, opened part by part as a download opens it."""
+    cipher = CodeCipher(settings.code_key)
+    return b"".join([part async for part in pdf_store.pdf_bytes_stream(order.id, cipher)])
 
 
 def pages_text(data: bytes) -> list[str]:

@@ -119,3 +119,12 @@ def test_ledger_verify_reports_a_balance_that_left_its_ledger(tmp_path: Path) ->
     bad = run_cli("ledger", "verify", env=env)
     assert bad.returncode == 1
     assert re.search(r"account \d+: balance 500 != ledger sum 0", bad.stdout)
+
+
+def test_the_listening_url_is_what_a_browser_here_reaches() -> None:
+    from cli import listening_url
+
+    assert listening_url("127.0.0.1", 18777) == "http://127.0.0.1:18777"
+    assert listening_url("0.0.0.0", 9000) == "http://127.0.0.1:9000"
+    assert listening_url("::", 9000) == "http://[::1]:9000"
+    assert listening_url("vouchers.local", 80) == "http://vouchers.local:80"

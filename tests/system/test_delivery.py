@@ -102,7 +102,7 @@ class TestRedisOutage:
     async def test_orders_commit_while_redis_is_down_and_their_emails_go_out_once(
         self, own_redis_api: tuple[Api, Settings], own_redis: OwnRedis, workers: Workers
     ) -> None:
-        api, _ = own_redis_api
+        api, settings = own_redis_api
         buyer = await partner(api, accountName="Outage Reseller")
         # Outbox rows of this test come after this id: each read below is of those, not the whole table.
         last = await OutboxMessage.all().order_by("-id").first()
@@ -164,7 +164,7 @@ class TestRedisOutage:
         assert len(renders) == 20
         assert {(r.status, r.attempts) for r in renders} == {(OutboxStatus.DONE, 1)}
         for o in orders:
-            assert len(PdfReader(io.BytesIO(await stored_pdf(o))).pages) == 1
+            assert len(PdfReader(io.BytesIO(await stored_pdf(o, settings))).pages) == 1
 
 
 # --- the relay crashes between enqueue and mark ---

@@ -155,7 +155,7 @@ class TestWorkerKilledMidRender:
 
         await bounded(ready, workers, "the PDF did not become READY")
         # then: one PDF, one READY event, one set of parts, every voucher a page, nothing left behind
-        data = await stored_pdf(order)
+        data = await stored_pdf(order, settings)
         assert len(PdfReader(io.BytesIO(data)).pages) == VOUCHERS
         assert await OrderEvent.filter(order_id=order.id, kind=OrderEventKind.PDF_READY).count() == 1
         assert await OrderEvent.filter(order_id=order.id, kind=OrderEventKind.PDF_FAILED).count() == 0
