@@ -123,9 +123,16 @@ def _served_at(settings: Settings, host: str, port: int) -> Settings:
         # `--workers N` processes read the environment again (serve_app): they get the same URL.
         os.environ["VOUCHSAFE_PUBLIC_URL"] = listening
     origin = "VOUCHSAFE_PUBLIC_URL" if settings.public_url_set else "the address served; set VOUCHSAFE_PUBLIC_URL"
-    print(f"vouchsafe: GraphQL at {listening}/graphql", flush=True)
-    print(f"  public URL {settings.public_url} ({origin})", flush=True)
-    print(f"  data dir   {settings.data_dir}", flush=True)
+    lines = [f"GraphQL at {listening}/graphql", f"public URL {settings.public_url} ({origin})"]
+    lines.append(f"data dir   {settings.data_dir}")
+    if settings.log_format == "json":  # one JSON object a line, from the first line on
+        _setup_logging(settings)
+        for line in lines:
+            logging.getLogger("vouchsafe.serve").info("%s", line)
+        return settings
+    print(f"vouchsafe: {lines[0]}", flush=True)
+    print(f"  {lines[1]}", flush=True)
+    print(f"  {lines[2]}", flush=True)  # aligned under "public URL"
     return settings
 
 
