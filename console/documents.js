@@ -53,6 +53,9 @@ export const OrderCreate = `mutation OrderCreate($input: VoucherOrderCreateInput
 export const OrderCancel = `mutation OrderCancel($input: VoucherOrderCancelInput!) {
   voucherOrderCancel(input: $input) { order { id status } ${ERRORS} } }`;
 
+export const OrderPdfRender = `mutation OrderPdfRender($input: VoucherOrderPdfRenderInput!) {
+  voucherOrderPdfRender(input: $input) { order { id pdf { status } } errors { code message } } }`;
+
 export const CodesReveal = `mutation CodesReveal($input: VoucherCodesRevealInput!) {
   voucherCodesReveal(input: $input) { codes { code voucher { id } } ${ERRORS} } }`;
 

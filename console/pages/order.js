@@ -1,7 +1,7 @@
-// /orders/<number>: lines, status counts, vouchers (masked, paged), reveal, CSV, PDF, cancel, history; live.
+// /orders/<number>: lines, status counts, vouchers (masked, paged), reveal, CSV, PDF (render again), cancel, history; live.
 
 import { gql, idempotencyKey, subscribe } from "../api.js";
-import { can, onLeave } from "../app.js";
+import { can, onLeave, state } from "../app.js";
 import * as D from "../documents.js";
 import { h, replace, toast } from "../dom.js";
 import { count, dateTime, day, money } from "../format.js";
@@ -35,6 +35,8 @@ export async function render(main, { params }) {
   let showCodes = false;
   const cursors = [null];
   let pageIndex = 0;
+  let rendering = false;
+  let version = 0;
 
   const summary = h("section", { "aria-labelledby": "order-title", class: "card" });
   const actions = h("section", { class: "actions", "aria-label": t("actions") });
@@ -98,11 +100,38 @@ export async function render(main, { params }) {
       order.pdf.url && active ? h("a", { class: "button secondary", href: order.pdf.url, download: `${order.number}.pdf`, id: "download-pdf" }, t("downloadPdf")) : h("button", { type: "button", class: "secondary", disabled: true }, t("downloadPdf")),
       active ? h("button", { type: "button", class: "danger", id: "cancel-order", onclick: openConfirm }, t("cancelOrder")) : null,
     ];
-    replace(actions, items, pdfStatus, blockers());
+    replace(actions, items, pdfStatus, renderButton(), blockers());
   }
 
   function drawPdfOnly() {
-    return [pdfStatus, h("p", { class: "muted" }, t("memberOrder"))];
+    return [pdfStatus, renderButton(), h("p", { class: "muted" }, t("memberOrder"))];
+  }
+
+  // The server's rule: the owner's ADMIN/FINANCE and staff, not while a render runs, not for a cancelled order.
+  function renderButton() {
+    const allowed = can.money() || Boolean(state.user?.isStaff);
+    if (!allowed || order.status === "CANCELLED" || !["READY", "FAILED"].includes(order.pdf.status)) return null;
+    return h("button", { type: "button", class: "secondary", id: "render-pdf", "aria-describedby": "pdf-status", disabled: rendering, onclick: renderAgain }, t("renderAgain"));
+  }
+
+  async function renderAgain(event) {
+    rendering = true;
+    event.target.disabled = true;
+    const seen = version;
+    try {
+      const result = (await gql(D.OrderPdfRender, { input: { orderId: order.id } })).voucherOrderPdfRender;
+      if (result.errors.length) toast(result.errors.map((e) => t(`renderError.${e.code}`, {}, e.message)).join(" "));
+      else {
+        toast(t("renderRequested"));
+        // A live update newer than the request wins; otherwise show its PENDING at once.
+        if (version === seen && result.order) order = { ...order, pdf: { ...order.pdf, ...result.order.pdf } };
+      }
+    } catch (error) {
+      toast(error.message);
+    }
+    rendering = false;
+    drawPdf();
+    if (!confirm.contains(document.activeElement)) drawActions();
   }
 
   function blockers() {
@@ -205,6 +234,7 @@ export async function render(main, { params }) {
   }
 
   function updated(next) {
+    version += 1;
     order = next;
     drawSummary();
     drawPdf();

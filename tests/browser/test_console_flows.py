@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from settings import Settings
 from tests.support.console import WAIT_MS, Console, Tab, chromium_browser, console_server, links_in, open_tab, sign_in
@@ -154,6 +155,7 @@ def order_page(tab: Tab, number: str) -> list[str]:
     page = tab.page
     expect(page.locator("#status-counts [data-count='validUnused']")).to_contain_text("3")
     expect(page.locator("#pdf-status")).to_have_attribute("data-status", "READY", timeout=90_000)
+    render_again(page)
     page.get_by_role("button", name="Show codes").click()
     codes = page.locator("#vouchers code.full")
     expect(codes).to_have_count(3)
@@ -169,6 +171,32 @@ def order_page(tab: Tab, number: str) -> list[str]:
         page.get_by_role("link", name="Download PDF").click()
     assert Path(pdf_download.value.path()).read_bytes().startswith(b"%PDF")
     return shown
+
+
+# What the page shows while it happens: the button disabled during the request, the status's steps.
+WATCH_RENDER = """() => {
+  window.seen = { statuses: [], disabled: false };
+  new MutationObserver(() => window.seen.statuses.push(document.getElementById("pdf-status").dataset.status))
+    .observe(document.getElementById("pdf-status"), { attributes: true, attributeFilter: ["data-status"] });
+  new MutationObserver(() => { window.seen.disabled ||= document.getElementById("render-pdf")?.disabled === true; })
+    .observe(document.getElementById("render-pdf"), { attributes: true, attributeFilter: ["disabled"] });
+}"""
+
+
+def render_again(page: Page) -> None:
+    """Render again on a READY PDF: PENDING at once, then READY live (no reload), recorded in the history."""
+    page.evaluate(WATCH_RENDER)
+    page.get_by_role("button", name="Render again").click()
+    expect(page.locator("#toast")).to_have_text("The PDF is being prepared again.")
+    expect(page.locator("#history li[data-kind='PDF_RENDER_REQUESTED']")).to_have_count(1)
+    expect(page.locator("#history li[data-kind='PDF_READY']")).to_have_count(2, timeout=90_000)
+    expect(page.locator("#pdf-status")).to_have_attribute("data-status", "READY")
+    seen = page.evaluate("() => window.seen")
+    assert seen["disabled"] is True, seen
+    assert "PENDING" in seen["statuses"], seen
+    assert seen["statuses"][-1] == "READY", seen
+    expect(page.get_by_role("button", name="Render again")).to_be_enabled()
+    expect(page.locator("#toast")).not_to_have_class(re.compile(r"\bshown\b"))  # gone before the screenshot
 
 
 def redeem_elsewhere(browser: Browser, console: Console, shots: Path, code: str) -> None:
@@ -205,6 +233,7 @@ def cancel_flow(tab: Tab) -> None:
     expect(page.locator("#order-status")).to_have_attribute("data-status", "CANCELLED")
     expect(page.locator("#status-counts [data-count='cancelled']")).to_contain_text("1")
     expect(page.locator("#history li[data-kind='REFUNDED']")).to_have_count(1)
+    expect(page.get_by_role("button", name="Render again")).to_have_count(0)  # a cancelled order: no render
     tab.shot("12-cancelled")
 
 
@@ -259,6 +288,8 @@ def member_view(browser: Browser, console: Console, shots: Path, address: str, n
     expect(page.get_by_role("button", name="Show codes")).to_have_count(0)
     expect(page.get_by_role("button", name="Cancel order")).to_have_count(0)
     expect(page.get_by_role("link", name="Download CSV")).to_have_count(0)
+    expect(page.locator("#pdf-status")).to_have_attribute("data-status", "READY")
+    expect(page.get_by_role("button", name="Render again")).to_have_count(0)
     # no money action is offered, and the pages say why when opened directly
     expect(page.get_by_role("link", name="Add new voucher")).to_have_count(0)
     expect(page.get_by_role("link", name="Deposit funds")).to_have_count(0)

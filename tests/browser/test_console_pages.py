@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from graphql import OperationDefinitionNode, build_schema, parse, validate
@@ -249,4 +251,36 @@ def test_keyboard_live_list_and_webhooks(console: Console, browser: Browser, tmp
     tab.shot("webhooks")
     page.reload()
     expect(page.locator("#secret-value")).to_have_count(0)
+    assert tab.problems == []
+
+
+ORDER_PDF = "query { voucherOrders(first: 1) { edges { node { id number pdf { status } } } } }"
+CANCEL = """mutation C($input: VoucherOrderCancelInput!) { voucherOrderCancel(input: $input) { errors { code } } }"""
+
+
+def test_render_again_refused_says_why_in_words(console: Console, browser: Browser, tmp_path: Path) -> None:
+    email = partner(console)
+    token = api_sign_in(console.http, email)
+    node: dict[str, Any] = {}
+    for _ in range(WAIT_MS // 250):
+        node = graphql(console.http, ORDER_PDF, token=token)["voucherOrders"]["edges"][0]["node"]
+        if node["pdf"]["status"] == "READY":
+            break
+        time.sleep(0.25)
+    assert node["pdf"]["status"] == "READY", node
+    tab = open_tab(browser, tmp_path)
+    page = tab.page
+    # The live channel answers nothing in this tab, so the page still offers the button after the
+    # order is cancelled elsewhere: the server's refusal is what the click meets.
+    page.route_web_socket(re.compile(r"/graphql$"), lambda ws: None)
+    sign_in(tab, console.base, email, f"/orders/{node['number']}")
+    expect(page.locator("#pdf-status")).to_have_attribute("data-status", "READY")
+    button = page.get_by_role("button", name="Render again")
+    expect(button).to_be_enabled()
+    cancel = {"orderId": node["id"], "idempotencyKey": "render-again-refused"}
+    assert graphql(console.http, CANCEL, {"input": cancel}, token=token)["voucherOrderCancel"]["errors"] == []
+    button.click()
+    expect(page.locator("#toast")).to_have_text("A cancelled order has no PDF to render again.")
+    expect(page.locator("#pdf-status")).to_have_attribute("data-status", "READY")
+    expect(page.get_by_role("button", name="Render again")).to_be_enabled()
     assert tab.problems == []
