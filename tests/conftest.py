@@ -29,8 +29,8 @@ from settings import Settings, load_settings
 from tests.support.api import Api, loopback_client
 from tests.support.mail import Inbox
 from tests.support.redis import OwnRedis
-from tests.support.running import free_port, running_worker, wait_for
-from tests.support.stores import BASE_DATABASE_URL, ON_POSTGRES, REDIS_URL, admin_database, admin_execute, with_database
+from tests.support.running import free_port
+from tests.support.stores import BASE_DATABASE_URL, ON_POSTGRES, REDIS_URL, admin_execute, with_database
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -184,18 +184,3 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         yield own
     finally:
         own.stop()
-
-
-__all__ = [
-    "BASE_DATABASE_URL",
-    "ON_POSTGRES",
-    "REDIS_URL",
-    "Api",
-    "Inbox",
-    "OwnRedis",
-    "admin_database",
-    "free_port",
-    "loopback_client",
-    "running_worker",
-    "wait_for",
-]
