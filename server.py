@@ -33,6 +33,7 @@ from web import graphql as graphql_endpoint
 from workers.relay import relay_forever
 
 log = logging.getLogger("vouchsafe.server")
+SHUTDOWN_SECONDS = 10.0
 
 # The pool's gauges are sampled this often in every process (a scrape reads them from any one).
 POOL_SAMPLE_SECONDS = 1.0
@@ -104,12 +105,15 @@ async def stop_background(resources: AppResources, running: Running) -> None:
         await running.worker.finish(running.worker_task)
     for task in running.tasks:
         task.cancel()
-    for task in running.tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    if running.tasks:
+        # Bounded like every other wait: a task stuck on a dependency must not hold the shutdown.
+        _, stuck = await asyncio.wait(running.tasks, timeout=SHUTDOWN_SECONDS)
+        for task in stuck:
+            log.warning("background task %s did not stop within %ss; left behind", task.get_coro(), SHUTDOWN_SECONDS)
     events.uninstall(running.bus)
-    await resources.redis.aclose()
-    await database.close_db()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(resources.redis.aclose(), SHUTDOWN_SECONDS)
+    await database.close_db()  # Tortoise bounds it (10 s, then the pool is terminated)
     metrics.process_exiting()
 
 
