@@ -33,7 +33,7 @@ from web import graphql as graphql_endpoint
 from workers.relay import relay_forever
 
 log = logging.getLogger("vouchsafe.server")
-SHUTDOWN_SECONDS = 10.0
+SHUTDOWN_SECONDS = 5.0
 
 # The pool's gauges are sampled this often in every process (a scrape reads them from any one).
 POOL_SAMPLE_SECONDS = 1.0
@@ -103,6 +103,7 @@ def start_background(resources: AppResources, bus: events.RedisEventBus) -> Runn
 async def stop_background(resources: AppResources, running: Running) -> None:
     if running.worker is not None and running.worker_task is not None:
         await running.worker.finish(running.worker_task)
+    resources.hub.stop()
     for task in running.tasks:
         task.cancel()
     if running.tasks:

@@ -80,6 +80,9 @@ class Hub:
         self.redis = redis
         self.decode = decode
         self.channel = channel
+        # redis-py's get_message(timeout=) can swallow a cancellation that lands on its own timeout,
+        # so stopping is also a flag the loops read (at least once a second).
+        self._stopping = False
         self.retry_seconds = retry_seconds
         self._subscribers: dict[tuple[str, int], set[Subscriber]] = {}
         self.connected = asyncio.Event()
@@ -120,10 +123,14 @@ class Hub:
             for subscriber in group:
                 subscriber.wake()
 
+    def stop(self) -> None:
+        """End run() within a second, whatever happens to a cancellation."""
+        self._stopping = True
+
     async def run(self) -> None:
         """Hold the subscription for the life of the process, reconnecting after any failure."""
         first = True
-        while True:
+        while not self._stopping:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
@@ -149,7 +156,7 @@ class Hub:
 
     async def _listen(self, pubsub: Any) -> None:
         idle = 0.0
-        while True:
+        while not self._stopping:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if message is None:
                 idle += 1.0
