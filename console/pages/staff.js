@@ -61,9 +61,12 @@ async function accountsPage(main) {
     return el;
   }
 
+  let generation = 0; // an answer to an older search must not replace a newer one's cards
   async function load(reset) {
+    const mine = ++generation;
     if (reset) after = null;
     const data = await gql(D.StaffAccounts, { first: PAGE, after, search: search.value.trim() || null });
+    if (mine !== generation) return;
     const connection = data.accounts;
     const cards = connection.edges.map(({ node }) => card(node));
     if (reset) replace(list, cards);

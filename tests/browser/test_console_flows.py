@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +25,9 @@ from tests.support.console import WAIT_MS, Console, Tab, chromium_browser, conso
 from tests.support.factories import PASSWORD, unique_email
 from tests.support.processes import graphql
 from tests.support.stores import ON_POSTGRES
+
+# Unique: the PostgreSQL run's database holds every earlier test's accounts, many named "Reseller Ltd".
+ORGANISATION = f"Reseller {uuid.uuid4().hex[:6]} Ltd"
 
 expect.set_options(timeout=WAIT_MS)
 
@@ -51,7 +55,7 @@ def sign_up(tab: Tab, base: str, address: str) -> None:
     page.get_by_role("link", name="Create an account").click()
     page.get_by_label("E-mail", exact=True).fill(address)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Organisation name").fill("Reseller Ltd")
+    page.get_by_label("Organisation name").fill(ORGANISATION)
     tab.shot("02-sign-up")
     page.get_by_role("button", name="Create account").click()
     expect(page.locator("#session-email")).to_have_text(address)
@@ -66,14 +70,14 @@ def staff_enables(staff: Tab, console: Console, staff_email: str, partner_email:
     expect(page).to_have_url(f"{console.base}/staff/accounts")
     page.get_by_label("Search by name or e-mail").fill(partner_email)
     expect(page.locator("#accounts")).to_have_attribute("aria-busy", "false")
-    card = page.locator("article[data-account='Reseller Ltd']")
+    card = page.locator(f"article[data-account='{ORGANISATION}']")
     expect(card).to_have_count(1)
-    card.get_by_role("button", name="Enable vouchers: Reseller Ltd").click()
-    card = page.locator("article[data-account='Reseller Ltd']")
+    card.get_by_role("button", name=f"Enable vouchers: {ORGANISATION}").click()
+    card = page.locator(f"article[data-account='{ORGANISATION}']")
     expect(card.locator("[data-partner]")).to_have_attribute("data-partner", "true")
     card.get_by_label("Amount (negative debits)").fill("10.00")
     card.get_by_label("Memo").fill("Welcome credit")
-    card.get_by_role("button", name="Adjust balance: Reseller Ltd").click()
+    card.get_by_role("button", name=f"Adjust balance: {ORGANISATION}").click()
     expect(card.locator(".acct-balance")).to_have_text("$10.00")
     staff.shot("04-staff-accounts")
     page.get_by_role("link", name="Failed jobs").click()
@@ -257,7 +261,7 @@ def api_keys(tab: Tab, console: Console) -> None:
     secret = page.locator("#secret-value").inner_text()
     assert secret.startswith("vsk_")
     tab.shot("14-api-key")
-    assert graphql(console.http, VIEWER, token=secret)["viewer"]["account"]["name"] == "Reseller Ltd"
+    assert graphql(console.http, VIEWER, token=secret)["viewer"]["account"]["name"] == ORGANISATION
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Revoke Back office").click()
     expect(page.locator("tr[data-key='Back office']")).to_contain_text("Revoked")
