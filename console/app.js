@@ -236,11 +236,14 @@ export async function render() {
   if (route.auth === "staff" && !state.user.isStaff) return replace(main, h("h1", {}, t("notFound")));
   const module = await PAGES[route.page]();
   if (mine !== renderCount) return;
-  replace(main, h("p", { class: "muted" }, t("loading")));
+  // Each render writes into a view of its own: a slower, older render that finishes after a newer
+  // navigation fills a view no longer on the page, never the page the user moved to.
+  const view = h("div", { class: "view" }, h("p", { class: "muted" }, t("loading")));
+  replace(main, view);
   try {
-    await module.render(main, { page: route.page, params: route.params, query: new URLSearchParams(location.search) });
+    await module.render(view, { page: route.page, params: route.params, query: new URLSearchParams(location.search) });
   } catch (error) {
-    if (mine === renderCount) replace(main, h("h1", {}, t("problem")), h("p", { class: "error", role: "alert" }, error.message));
+    if (mine === renderCount) replace(view, h("h1", {}, t("problem")), h("p", { class: "error", role: "alert" }, error.message));
   }
   if (mine === renderCount) {
     const heading = main.querySelector("h1");
