@@ -89,7 +89,8 @@ async def quote(lines: list[LineRequest], *, currency: str) -> Quote:
     if not 1 <= len(lines) <= MAX_LINES:
         raise invalid("lines", f"From 1 to {MAX_LINES} lines.")
     for index, line in enumerate(lines):
-        if len(line.product_code) > PRODUCT_CODE_MAX:
+        # Upper-casing can lengthen a string ("ß" is "SS"): the normal form is checked too.
+        if max(len(line.product_code), len(line.product_code.strip().upper())) > PRODUCT_CODE_MAX:
             raise invalid(f"lines.{index}.product_code", f"At most {PRODUCT_CODE_MAX} characters.")
     codes = {line.product_code.strip().upper() for line in lines}
     found = {p.code: p for p in await Product.filter(code__in=list(codes), active=True)}

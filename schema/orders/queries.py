@@ -102,9 +102,10 @@ async def voucher_orders(
         if filter.customer_name and len(filter.customer_name) > CUSTOMER_NAME_MAX:
             raise ClientError(f"filter.customerName: at most {CUSTOMER_NAME_MAX} characters.", code="INVALID")
         name = filter.customer_name.strip() if filter.customer_name else None
-        if filter.number and len(filter.number) > NUMBER_MAX:
-            raise ClientError(f"filter.number: at most {NUMBER_MAX} characters.", code="INVALID")
         number = filter.number.strip().upper() if filter.number is not None else None
+        # Both forms: upper-casing can lengthen a string ("ß" is "SS"), and the column holds NUMBER_MAX.
+        if filter.number and max(len(filter.number), len(number or "")) > NUMBER_MAX:
+            raise ClientError(f"filter.number: at most {NUMBER_MAX} characters.", code="INVALID")
         wanted = OrderFilter(filter.status, name or None, filter.created_after, filter.created_before, number)
     current = info.selected_fields
     requested = parts(current)

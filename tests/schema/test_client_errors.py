@@ -373,6 +373,21 @@ class TestStringLimits:
             "message": "At most 40 characters.",
         }
 
+    async def test_a_code_that_upper_casing_lengthens_is_a_field_error(self, api: Api) -> None:
+        # Found by schemathesis: 40 characters with a "ß" become 41 once upper-cased ("SS").
+        status, body = await post(api, {"query": QUOTE, "variables": {"input": {"lines": [line(product="ß" * 40)]}}})
+        assert status == 200
+        [error] = body["data"]["voucherQuote"]["errors"]
+        assert error["code"] == "INVALID"
+        assert error["field"] == ["input", "lines", "0", "productCode"]
+
+    async def test_an_order_number_that_upper_casing_lengthens_is_a_client_error(self, api: Api) -> None:
+        seller = await tenant(api)
+        status, body = await post(api, {"query": ORDERS, "variables": {"f": {"number": "ß" * 32}}}, seller["token"])
+        assert status == 200
+        assert "32" in body["errors"][0]["message"]
+        assert body["errors"][0]["extensions"]["code"] == "INVALID"
+
 
 DEPOSIT_LITERAL = (
     'mutation { fundsDeposit(input: {amount: %s, cardToken: "tok_visa"}) { ledgerEntry { id } errors { code } } }'
