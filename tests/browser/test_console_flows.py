@@ -21,7 +21,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from settings import Settings
-from tests.support.console import WAIT_MS, Console, Tab, chromium_browser, console_server, links_in, open_tab, sign_in
+from tests.support.browser import WAIT_MS
+from tests.support.console import Console, Tab, console_server, links_in, open_tab, sign_in
 from tests.support.factories import PASSWORD, unique_email
 from tests.support.processes import graphql
 from tests.support.stores import ON_POSTGRES
@@ -33,12 +34,6 @@ expect.set_options(timeout=WAIT_MS)
 
 ORDERS = "query { voucherOrders(first: 10) { totalCount edges { node { number status } } } }"
 VIEWER = "query { viewer { account { name } } }"
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with chromium_browser() as launched:
-        yield launched
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from graphql import OperationDefinitionNode, build_schema, parse, validate
 from playwright.sync_api import Browser, expect
 
 from settings import Settings
-from tests.support.console import WAIT_MS, Console, chromium_browser, console_server, open_tab, sign_in
+from tests.support.browser import WAIT_MS
+from tests.support.console import Console, console_server, open_tab, sign_in
 from tests.support.factories import PASSWORD, SIGN_UP, unique_email
 from tests.support.processes import graphql
 from tests.support.processes import sign_in as api_sign_in
@@ -93,12 +94,6 @@ UNNAMED = """() => [...document.querySelectorAll("input, select, textarea, butto
   })
   .map((e) => e.outerHTML.slice(0, 160))"""
 UNTRANSLATED = re.compile(r"\b[a-z]+[A-Za-z]*\.[A-Za-z_]+\b|\{[a-z]+\}")
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with chromium_browser() as launched:
-        yield launched
 
 
 @pytest.fixture

@@ -6,53 +6,18 @@ chromium the test is skipped on a developer's machine and fails in CI (CI instal
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect
 
 from services.errors import DomainError
 from services.names import clean_dns_name
+from tests.support.browser import WAIT_MS
 from tests.support.factories import PASSWORD, unique_email
 from tests.support.processes import graphql, partner_order, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 15_000
 BY_CODE = "query V($code: String!) { voucherByCode(code: $code) { status redeemable } }"
-
-
-def chromium() -> Path:
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium before the tests")
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); CI runs this test")
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    executable = chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(executable), headless=True, args=LAUNCH_ARGS, timeout=WAIT_MS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 class Watched:

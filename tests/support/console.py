@@ -11,7 +11,6 @@ import base64
 import contextlib
 import email
 import email.policy
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -19,44 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
 
 from settings import Settings
+from tests.support.browser import WAIT_MS
 from tests.support.factories import PASSWORD
 from tests.support.processes import START_TIMEOUT, command, poll, process_env, stop
 from tests.support.running import free_port
 from tests.support.stores import REDIS_URL
 
-WAIT_MS = 20_000
-CHROMIUM = Path("/usr/bin/chromium")
-# As tests/browser/test_redeem_browser.py launches it: Debian's chromium, headless, nothing phoning home.
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LINK = re.compile(r"https?://[^\s<>\"')]+")
-
-
-@contextlib.contextmanager
-def chromium_browser() -> Iterator[Browser]:
-    """Debian's chromium; skipped without it on a developer's machine, a failure in CI (CI installs it)."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium before the tests")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); CI runs this test")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @dataclass
