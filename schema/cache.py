@@ -63,8 +63,10 @@ class ResponseCache(SchemaExtension):
         result = ec.result
         if key is None or not isinstance(result, ExecutionResult) or result.errors or result.data is None:
             return
+        encoded = orjson.dumps(result.data)
+        context.encoded_data = (result.data, encoded)
         try:
-            await response_cache.put(redis, key, orjson.dumps(result.data))
+            await response_cache.put(redis, key, encoded)
         except Exception as exc:
             log.warning("response cache not stored: %s", exc)
 

@@ -43,6 +43,9 @@ class Context:
     connection_params: dict[str, Any] | None = None
     # The response cache's lookup, when the HTTP front made it before GraphQL ran (and missed).
     cache_lookup: Lookup | None = None
+    # The answer's data and its JSON, when the response cache encoded it to store it: the HTTP
+    # front sends those bytes instead of encoding the same data again.
+    encoded_data: tuple[Any, bytes] | None = None
 
     @property
     def settings(self) -> Settings:

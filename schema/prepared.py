@@ -32,6 +32,8 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from schema.planned import DocumentPlan, plannable, planned_execute
+
 if TYPE_CHECKING:
     from graphql import ASTValidationRule
 
@@ -47,6 +49,8 @@ class PreparedDocument:
     document: DocumentNode
     # Operation name (None for an anonymous one) -> its type.
     operations: Mapping[str | None, OperationType]
+    # Its fields collected and planned once (schema.planned); None: it takes the generic executor.
+    plan: DocumentPlan | None = None
 
     def operation_type(self, operation_name: str | None) -> OperationType | None:
         """The type of the operation a request picks; None when the name picks none (the executor says why)."""
@@ -85,7 +89,7 @@ def prepare(schema: Schema, digest: str, text: str) -> PreparedDocument | None:
         if isinstance(definition, OperationDefinitionNode):
             name = definition.name.value if definition.name else None
             operations[name] = _OPERATION_TYPES[definition.operation.value]
-    return PreparedDocument(digest, text, document, operations)
+    return PreparedDocument(digest, text, document, operations, DocumentPlan() if plannable(document) else None)
 
 
 class PreparedCache:
@@ -142,9 +146,8 @@ async def execute_prepared(
         async with runner.operation():
             if errors := await schema._prepare_operation_async(context, runner):
                 return await schema._handle_execution_result(context, errors, runner)
-            result = await schema._execute_operation(
-                context, runner, middleware, schema._get_execute_function(), custom
-            )
+            execute = schema._get_execute_function() if prepared.plan is None else planned_execute(prepared.plan)
+            result = await schema._execute_operation(context, runner, middleware, execute, custom)
     except (CannotGetOperationTypeError, InvalidOperationTypeError):
         raise
     except Exception as exc:  # as Strawberry does: an extension's failure is the request's error

@@ -16,12 +16,12 @@ inside the arrays are written in UTC, ISO 8601, by the database.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from tortoise import connections
 
 from infra.sql import Sql
@@ -272,7 +272,8 @@ async def count_orders(*, account_id: int, filter: OrderFilter) -> int:
 def _array(value: Any) -> list[Any]:
     if value is None:
         return []
-    found: list[Any] = json.loads(value) if isinstance(value, str) else value
+    # orjson: the page's JSON parts are most of a dashboard's bytes; json.loads took ~1.5 % of its CPU.
+    found: list[Any] = orjson.loads(value) if isinstance(value, str) else value
     return found
 
 

@@ -320,8 +320,13 @@ class GraphQLOverHTTP:
             codes = {(e.extensions or {}).get("code") for e in errors}
             status = 500 if "INTERNAL_SERVER_ERROR" in codes else 503 if "SERVICE_UNAVAILABLE" in codes else 400
             answer.pop("data", None)
+        encoded = context.encoded_data
+        if encoded is not None and encoded[0] is result.data and answer.keys() == {"data"}:
+            body = b'{"data":' + encoded[1] + b"}"  # what orjson.dumps(answer) gives, encoded once
+        else:
+            body = orjson.dumps(answer)
         return Response(
-            orjson.dumps(answer),
+            body,
             status_code=status,
             media_type=CONTENT_TYPES[media],
             headers=dict(sub_response.headers),

@@ -17,6 +17,7 @@ from models import VoucherOrderLine as VoucherOrderLineModel
 from schema.common import Money, global_id, node_id_field, ordered, pks, then
 from schema.context import Info
 from schema.pagination import Connection, Edge, PageInfo, decode_cursor, encode_cursor, page_size
+from schema.planned import instances_only
 from services import cancellation, codes, downloads
 from services.cancellation import Blocker, OrderFacts
 from services.errors import ErrorCode
@@ -70,6 +71,7 @@ class Voucher(relay.Node):
         self._id = global_id("Voucher", self.id)
 
     @classmethod
+    @instances_only  # the planned executor (schema.planned) checks it inline
     def is_type_of(cls, obj: object, info: object) -> bool:
         # graphql-core asks it of every voucher returned; Strawberry's default for a type with an
         # interface also looks for casts and generic specialisations, which have none here.
@@ -205,6 +207,11 @@ class VoucherOrder(relay.Node):
 
     def __post_init__(self) -> None:
         self._id = global_id("VoucherOrder", self.id)
+
+    @classmethod
+    @instances_only  # as Voucher's
+    def is_type_of(cls, obj: object, info: object) -> bool:
+        return isinstance(obj, cls)
 
     @classmethod
     def of(cls, order: VoucherOrderModel | OrderRow, *, voucher_cursors: bool = True) -> VoucherOrder:
