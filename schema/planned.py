@@ -52,6 +52,8 @@ FieldDetailsList = list[FieldDetails]
 GroupedFieldSet = dict[str, FieldDetailsList]
 
 GENERIC, LEAF, OBJECT, OBJECT_LIST = range(4)
+# Path(prev, key, typename) without NamedTuple's generated __new__ (a frame per object of a page).
+_path = tuple.__new__
 # Directives whose effect on the selections is the same for every request; any other (or one
 # with a variable in it: @skip(if: $x)) makes the collected fields depend on the request.
 STATIC_DIRECTIVES = frozenset({"skip", "include"})
@@ -84,6 +86,7 @@ class Step:
         "name",
         "named",
         "nullable",
+        "sub_steps",
         "type",
     )
 
@@ -93,6 +96,7 @@ class Step:
         self.kind, self.attr, self.coerce, self.named = GENERIC, "", None, None
         self.is_type_of: Any = None
         self.item_type: GraphQLOutputType | None = None
+        self.sub_steps: list[Step] | None = None  # an object field's selections, planned when first run
         self.type: GraphQLOutputType | None = field_def.type if field_def else None
         self.nullable = True
         if field_def is None or not getattr(field_def.resolve, "_is_default", False):
@@ -194,7 +198,7 @@ class PlannedExecutor(GraphQLExecutionContext):
         self.plan.steps[id(grouped_field_set)] = (grouped_field_set, steps)
         return steps
 
-    def execute_fields(  # graphql-core's loop with the plan's steps inlined
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
         source_value: Any,
@@ -206,7 +210,26 @@ class PlannedExecutor(GraphQLExecutionContext):
         if plan is None:
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
         cached = plan.steps.get(id(grouped_field_set))
-        steps = self._steps(parent_type, grouped_field_set) if cached is None else cached[1]
+        return self._run(
+            parent_type,
+            source_value,
+            path,
+            self._steps(parent_type, grouped_field_set) if cached is None else cached[1],
+        )
+
+    def _sub_steps(self, step: Step) -> list[Step]:
+        """The steps of an object field's selections (the same for every value and request)."""
+        sub = step.sub_steps
+        if sub is None:
+            assert self.plan is not None
+            assert step.named is not None
+            grouped = self.collect_subfields(step.named, step.details).grouped_field_set
+            cached = self.plan.steps.get(id(grouped))
+            sub = step.sub_steps = self._steps(step.named, grouped) if cached is None else cached[1]
+        return sub
+
+    def _run(self, parent_type: GraphQLObjectType, source_value: Any, path: Path | None, steps: list[Step]) -> Any:
+        """Executor.execute_fields over the plan's steps: fast where a step allows, graphql-core's step elsewhere."""
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
         awaitable_fields: list[str] = []
@@ -233,14 +256,14 @@ class PlannedExecutor(GraphQLExecutionContext):
                                 results[name] = coerced
                                 continue
                         else:
-                            completed = self._complete_planned(step, value, Path(path, name, parent_name))
+                            completed = self._complete_planned(step, value, _path(Path, (path, name, parent_name)))
                             if completed is not Undefined:
                                 results[name] = completed
                                 if is_awaitable(completed):
                                     awaitable_fields.append(name)
                                 continue
                 result = self.execute_field(
-                    parent_type, source_value, step.details, Path(path, name, parent_name), position_context
+                    parent_type, source_value, step.details, Path(path, name, parent_name), None
                 )
                 if result is not Undefined:
                     results[name] = result
@@ -272,9 +295,6 @@ class PlannedExecutor(GraphQLExecutionContext):
         if step.kind == OBJECT:
             if check is not None and not isinstance(value, check):
                 return Undefined
-            run: Callable[[], Any] = lambda: self.execute_fields(  # noqa: E731
-                named, value, field_path, self.collect_subfields(named, step.details).grouped_field_set, None
-            )
         else:
             if type(value) is not list and type(value) is not tuple:
                 return Undefined
@@ -284,10 +304,13 @@ class PlannedExecutor(GraphQLExecutionContext):
                     return Undefined
                 if check is not None and not isinstance(item, check):
                     return Undefined
-            run = lambda: self._complete_objects(step, named, value, field_path)  # noqa: E731
         # Mirrors Executor.execute_field from its resolver's (non-awaitable) result on.
         try:
-            completed = run()
+            sub_steps = self._sub_steps(step)
+            if step.kind == OBJECT:
+                completed = self._run(named, value, field_path, sub_steps)
+            else:
+                completed = self._complete_objects(step, named, sub_steps, value, field_path)
             if self.is_awaitable(completed):
                 return _await_completed(self, completed, step.type, step.details, field_path)  # type: ignore[arg-type]
         except Exception as raw_error:  # graphql-core's own handling, as in execute_field
@@ -295,19 +318,20 @@ class PlannedExecutor(GraphQLExecutionContext):
             return None
         return completed
 
-    def _complete_objects(self, step: Step, named: GraphQLObjectType, items: Any, path: Path) -> Any:
+    def _complete_objects(
+        self, step: Step, named: GraphQLObjectType, sub_steps: list[Step], items: Any, path: Path
+    ) -> Any:
         """Executor.complete_iterable_value for checked, present, non-awaitable objects (no @stream)."""
         item_type = step.item_type
         assert item_type is not None
-        grouped = self.collect_subfields(named, step.details).grouped_field_set
         is_awaitable = self.is_awaitable
         completed_results: list[Any] = []
         awaitable_indices: list[int] = []
         try:
             for index, item in enumerate(items):
-                item_path = Path(path, index, None)
+                item_path = _path(Path, (path, index, None))
                 try:
-                    completed = self.execute_fields(named, item, item_path, grouped, None)
+                    completed = self._run(named, item, item_path, sub_steps)
                     if is_awaitable(completed):
                         completed_results.append(_await_completed(self, completed, item_type, step.details, item_path))
                         awaitable_indices.append(index)

@@ -159,9 +159,6 @@ class _Source:
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
 
-    async def slow(self, fail: bool = False) -> str:
-        return await Box.slow(self, fail)  # type: ignore[arg-type]
-
 
 SCHEMA = strawberry.Schema(query=Query)
 GRAPHQL_SCHEMA = SCHEMA._schema  # noqa: SLF001  # graphql-core's schema, to call both executors directly
@@ -178,7 +175,7 @@ SELECTION = """
 """
 DOCUMENTS = [
     f"query Q($kind: String!) {{ box(kind: $kind) {{ {SELECTION} }} }}",
-    f"query Q($kind: String!) {{ maybeBox(kind: $kind) {{ {SELECTION} }} other: maybeBox(kind: \"good\") {{ slow }} }}",
+    f'query Q($kind: String!) {{ maybeBox(kind: $kind) {{ {SELECTION} }} other: maybeBox(kind: "good") {{ slow }} }}',
     "query Q($kind: String!) { maybeBox(kind: $kind) { ...F leaf @include(if: true) { size } } } "
     "fragment F on Box { leaf { name } leaves { name } maybeLeaf { size } }",
 ]
@@ -193,7 +190,7 @@ async def _run(document: str, kind: str, plan: DocumentPlan | None) -> bytes:
         result = planned_execute(plan)(GRAPHQL_SCHEMA, parsed, **kwargs)
     if asyncio.iscoroutine(result):
         result = await result
-    return orjson.dumps(result.formatted)  # type: ignore[union-attr]
+    return orjson.dumps(result.formatted)
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)
@@ -219,8 +216,8 @@ def test_plain_fields_are_planned_and_resolvers_are_not() -> None:
 
 
 def test_documents_whose_fields_depend_on_variables_are_not_planned() -> None:
-    assert plannable(parse("{ box(kind: \"good\") { leaf @include(if: true) { name } } }"))
-    assert not plannable(parse("query Q($x: Boolean!) { box(kind: \"good\") { leaf @skip(if: $x) { name } } }"))
+    assert plannable(parse('{ box(kind: "good") { leaf @include(if: true) { name } } }'))
+    assert not plannable(parse('query Q($x: Boolean!) { box(kind: "good") { leaf @skip(if: $x) { name } } }'))
 
 
 def test_middleware_turns_the_plan_off() -> None:
