@@ -75,7 +75,6 @@ def collect() -> dict[str, str]:
     """Every document the project's own faces send, as a manifest: sha256 hex -> text."""
     from cli import DEMO_SIGN_IN
     from services.trusted_documents import document_hash, parse_manifest
-
     from web.redeem import PAGE_DOCUMENTS
 
     texts = [*PAGE_DOCUMENTS, DEMO_SIGN_IN]

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Request, WebSocket, expect
 
+import cli_documents
+from services.trusted_documents import document_hash
 from settings import Settings
 from tests.support.browser import WAIT_MS
 from tests.support.console import Console, Tab, console_server, open_tab
@@ -61,11 +63,12 @@ class Sent:
         assert self.posts
         for body, status in self.posts:
             assert status == 200, (body, status)
-            assert isinstance(body.get("documentId"), str) and str(body["documentId"]).startswith("sha256:"), body
+            assert str(body.get("documentId")).startswith("sha256:"), body
             assert "query" not in body, body
         for frame in self.subscribes():
             payload = frame["payload"]
-            assert isinstance(payload, dict) and str(payload.get("documentId", "")).startswith("sha256:"), frame
+            assert isinstance(payload, dict), frame
+            assert str(payload.get("documentId")).startswith("sha256:"), frame
             assert "query" not in payload, frame
 
 
@@ -74,10 +77,8 @@ def test_a_text_query_is_refused_in_allow_list_mode(console: Console) -> None:
     assert refused.status_code == 403
     assert refused.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
     # the project's own documents are known without loading anything: the console's Products, by id
-    ids = (Path(__file__).resolve().parents[2] / "console" / "document-ids.js").read_text(encoding="utf-8")
-    products = next(line for line in ids.splitlines() if line.lstrip().startswith('"query Products'))
-    document_id = products.rsplit('"sha256:', 1)[1].split('"')[0]
-    answer = console.http.post("/graphql", json={"documentId": f"sha256:{document_id}"})
+    document_id = next(i for i, name in console_ids().items() if name == "Products")
+    answer = console.http.post("/graphql", json={"documentId": document_id})
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"]["products"]
 
@@ -104,14 +105,15 @@ def test_the_console_and_the_redemption_page_send_only_ids(console: Console, bro
     assert console.http.post("/graphql", json={"query": TEXT_QUERY}).status_code == 403
 
 
+def console_ids() -> dict[str, str]:
+    """Each console document's id -> its operation's name, as `documents collect` finds them."""
+    source = cli_documents.CONSOLE_DOCUMENTS.read_text(encoding="utf-8")
+    texts = cli_documents.console_module_documents(source)
+    return {f"sha256:{document_hash(text)}": text.split()[1].split("(")[0] for text in texts}
+
+
 def subscribed_operations(sent: Sent) -> set[str]:
-    ids = (Path(__file__).resolve().parents[2] / "console" / "document-ids.js").read_text(encoding="utf-8")
-    named = {}
-    for line in ids.splitlines():
-        if '": "sha256:' in line:
-            text, document_id = json.loads("[" + line.strip().rstrip(",").replace('": "', '", "', 1) + "]")
-            named[document_id] = text.split("(")[0].split("{")[0].split()[1]
-    return {named[str(frame["payload"]["documentId"])] for frame in sent.subscribes()}  # type: ignore[index]
+    return {console_ids()[str(frame["payload"]["documentId"])] for frame in sent.subscribes()}
 
 
 def flow(console: Console, partner: Tab, customer: Tab) -> None:

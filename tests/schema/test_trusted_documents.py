@@ -14,7 +14,6 @@ import pytest
 import websockets
 
 from models import TrustedDocument
-from services import trusted_documents
 from services.trusted_documents import document_hash
 from settings import Settings
 from tests.support.api import Api, loopback_client
