@@ -197,3 +197,40 @@ def test_an_id_the_server_does_not_know_goes_as_text_once(console: Console, brow
         (["query", "variables"], 200),  # remembered: no second try by id
     ]
     assert [p for p in tab.problems if "404" not in p] == []  # chromium logs the 404 itself
+
+
+STALE_SUBSCRIPTION = """async (token) => {
+  const api = await import("/console/api.js");
+  const { DOCUMENT_IDS } = await import("/console/document-ids.js");
+  const { AccountLive } = await import("/console/documents.js");
+  api.session.set(token);
+  DOCUMENT_IDS.set(AccountLive, "sha256:" + "1".repeat(64));
+  return await new Promise((resolve, reject) => {
+    const stop = api.subscribe(AccountLive, {}, (data) => { stop(); resolve(data.accountUpdated.name); }, reject);
+  });
+}"""
+
+
+def by_id(console: Console, name: str, variables: dict[str, object]) -> dict[str, object]:
+    document_id = next(i for i, operation in console_ids().items() if operation == name)
+    answer = console.http.post("/graphql", json={"documentId": document_id, "variables": variables})
+    assert answer.status_code == 200, answer.text
+    data: dict[str, object] = answer.json()["data"]
+    return data
+
+
+def test_an_unknown_subscription_id_goes_as_text(console: Console, browser: Browser, tmp_path: Path) -> None:
+    address = unique_email("stale")
+    by_id(console, "SignUp", {"input": {"email": address, "password": PASSWORD, "accountName": ORGANISATION}})
+    token = by_id(console, "SignIn", {"input": {"email": address, "password": PASSWORD}})["signIn"]["token"]
+    tab = open_tab(browser, tmp_path)
+    sent = Sent(tab)
+    tab.page.goto(f"{console.base}/signin")
+    expect(tab.page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
+    assert tab.page.evaluate(STALE_SUBSCRIPTION, token) == ORGANISATION
+    # by the id, refused as unknown (PERSISTED_DOCUMENT_NOT_FOUND), then by the text, which runs
+    first, second = (frame["payload"] for frame in sent.subscribes())
+    assert first == {"documentId": "sha256:" + "1" * 64, "variables": {}}
+    assert isinstance(second, dict)
+    assert sorted(second) == ["query", "variables"]
+    assert str(second["query"]).startswith("subscription AccountLive")
