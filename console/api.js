@@ -1,5 +1,6 @@
 // The console's only way to the server: the public GraphQL API, over HTTP and graphql-transport-ws.
 
+import { DOCUMENT_IDS } from "./document-ids.js";
 import { createClient } from "./vendor/graphql-ws/client.js";
 
 const KEY = "vouchsafe.session";
@@ -33,7 +34,37 @@ export function whenUnauthenticated(callback) {
   onUnauthenticated = callback;
 }
 
+// Each document goes by its trusted-document id (documents/manifest.json, which the server trusts);
+// by its text only if it has none or the server does not know the id (then that document always).
+const NOT_FOUND = "PERSISTED_DOCUMENT_NOT_FOUND";
+const byText = new Set();
+
+function request(document, variables) {
+  const id = byText.has(document) ? undefined : DOCUMENT_IDS.get(document);
+  return id ? { documentId: id, variables } : { query: document, variables };
+}
+
+function unknownId(sent, errors) {
+  return sent.documentId !== undefined && (errors || []).some((e) => (e.extensions || {}).code === NOT_FOUND);
+}
+
 export async function gql(document, variables = {}) {
+  const sent = request(document, variables);
+  const body = await post(sent);
+  if (unknownId(sent, body.errors)) {
+    byText.add(document);
+    return gql(document, variables);
+  }
+  const first = (body.errors || [])[0];
+  if (first) {
+    const code = (first.extensions || {}).code || "ERROR";
+    if (code === "UNAUTHENTICATED") onUnauthenticated();
+    throw new ApiError(first.message, code);
+  }
+  return body.data;
+}
+
+async function post(payload) {
   const headers = {
     "Content-Type": "application/json",
     Accept: "application/graphql-response+json, application/json;q=0.9",
@@ -47,7 +78,7 @@ export async function gql(document, variables = {}) {
     response = await fetch("/graphql", {
       method: "POST",
       headers,
-      body: JSON.stringify({ query: document, variables }),
+      body: JSON.stringify(payload),
       credentials: "omit",
       signal: controller.signal,
     });
@@ -56,19 +87,11 @@ export async function gql(document, variables = {}) {
   } finally {
     clearTimeout(timer);
   }
-  let body;
   try {
-    body = await response.json();
+    return await response.json();
   } catch {
     throw new ApiError(`HTTP ${response.status}`, "HTTP");
   }
-  const first = (body.errors || [])[0];
-  if (first) {
-    const code = (first.extensions || {}).code || "ERROR";
-    if (code === "UNAUTHENTICATED") onUnauthenticated();
-    throw new ApiError(first.message, code);
-  }
-  return body.data;
 }
 
 let client = null;
@@ -82,6 +105,7 @@ function live() {
       retryAttempts: 20,
       keepAlive: 10000,
       connectionParams: () => ({ authorization: `Bearer ${session.token || ""}` }),
+      jsonMessageReplacer: withoutText,
     });
   }
   return client;
@@ -94,20 +118,35 @@ function resetLive() {
   }
 }
 
+// graphql-ws checks that a subscribe payload has a `query` string: a payload sent by id carries
+// an empty one, which this replacer leaves out of the message.
+const sentById = new WeakSet();
+function withoutText(key, value) {
+  return key === "query" && sentById.has(this) ? undefined : value;
+}
+
 // Follows a subscription; onData gets each result's data. Returns the function that stops it.
 export function subscribe(document, variables, onData, onError = () => {}) {
   if (!session.token) return () => {};
-  return live().subscribe(
-    { query: document, variables },
-    {
+  let stop = null;
+  const follow = () => {
+    const sent = request(document, variables);
+    if (sent.documentId !== undefined) sentById.add(Object.assign(sent, { query: "" }));
+    stop = live().subscribe(sent, {
       next: (result) => {
         if (result.data) onData(result.data);
         else if (result.errors) onError(result.errors);
       },
-      error: onError,
+      error: (errors) => {
+        if (!unknownId(sent, Array.isArray(errors) ? errors : [])) return onError(errors);
+        byText.add(document);
+        follow();
+      },
       complete: () => {},
-    },
-  );
+    });
+  };
+  follow();
+  return () => stop();
 }
 
 // A fresh key per intended action (crypto.getRandomValues: randomUUID needs a secure context).

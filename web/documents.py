@@ -11,13 +11,17 @@ In allow-list mode (VOUCHSAFE_TRUSTED_DOCUMENTS=only) nothing but a stored docum
 runs: an unknown id, an unknown text and an APQ registration are refused alike.
 Documents are content-addressed, so each instance keeps the ones it met, parsed and
 validated (schema.prepared), in a bounded LRU and asks the database only on a miss.
+The project's own documents (documents/manifest.json: the console's, the redemption
+page's, staff's) ship with the code, so every instance knows them without a database row.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from schema import Schema
@@ -32,6 +36,7 @@ REQUIRED = (
     "This server runs only its trusted documents: send a stored document's id (`documentId`,"
     " or `extensions.persistedQuery`); this document is not one of them."
 )
+OWN_MANIFEST = Path(__file__).resolve().parent.parent / "documents" / "manifest.json"
 MAX_ALIASES = 4096  # client ids (Relay's md5s, app names) -> hash, kept beside the LRU of documents
 
 
@@ -48,6 +53,14 @@ class Resolved:
         return self.params.query
 
 
+def own_documents(path: Path) -> dict[str, str]:
+    """The project's own documents, sha256 -> text: released with the code, so trusted like it."""
+    if not path.is_file():
+        return {}  # a deployment without the project's faces' manifest: the database alone decides
+    entries = trusted_documents.parse_manifest(json.loads(path.read_text(encoding="utf-8")))
+    return {entry.hash: entry.text for entry in entries}
+
+
 def _not_found(media: str, code: str, message: str) -> HTTPRefusal:
     # application/json answers a well-formed request with 200 (GraphQL-over-HTTP; Apollo Client
     # retries on the code either way); the newer media type says what went wrong with 404.
@@ -62,12 +75,15 @@ class DocumentStore:
         self.only = settings.trusted_documents_only
         self.register_in_db = not settings.production  # production's APQ stays in the process
         self._aliases: OrderedDict[str, str] = OrderedDict()
+        self.own = own_documents(OWN_MANIFEST)
 
     async def by_hash(self, digest: str) -> tuple[str, PreparedDocument | None] | None:
         """The text and prepared form of a stored (or, here, already met) document."""
         entry = self.schema.prepared.get(digest)
         if entry is not None:
             return entry
+        if digest in self.own:
+            return self._remember(digest, self.own[digest])
         row = await trusted_documents.find(digest)
         return None if row is None else self._remember(row.hash, row.text)
 

@@ -8,6 +8,7 @@ shows `/redeem/VS-…` instead (`install_access_log_masking`).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -18,8 +19,35 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-PAGE = (Path(__file__).resolve().parent.parent / "templates" / "redeem" / "index.html").read_text(encoding="utf-8")
+from services.trusted_documents import document_hash
+
+TEMPLATE = (Path(__file__).resolve().parent.parent / "templates" / "redeem" / "index.html").read_text(encoding="utf-8")
 NONCE_SLOT = "{{nonce}}"
+IDS_SLOT = "{{document_ids}}"
+
+_JS_STRING = r'"(?:[^"\\\n]|\\.)*"'
+_JS_TERM = rf"(?:{_JS_STRING}|[A-Z][A-Z0-9_]*)"
+# `var NAME = "..." + OTHER + "...";`: how the page's script writes its documents.
+_JS_VAR = re.compile(rf"\bvar ([A-Z][A-Z0-9_]*) = ({_JS_TERM}(?:\s*\+\s*{_JS_TERM})*);")
+_OPERATION = re.compile(r"\s*(query|mutation|subscription)\b")
+
+
+def redeem_page_documents(html: str) -> list[str]:
+    """The page's documents, as its script builds them (string constants joined with +)."""
+    values: dict[str, str] = {}
+    for name, expression in _JS_VAR.findall(html):
+        parts = re.findall(_JS_TERM, expression)
+        try:
+            values[name] = "".join(json.loads(p) if p.startswith('"') else values[p] for p in parts)
+        except KeyError:
+            continue  # built from something other than string constants: not a document
+    return [text for text in values.values() if _OPERATION.match(text)]
+
+
+PAGE_DOCUMENTS = redeem_page_documents(TEMPLATE)
+# text -> trusted-document id, written into the page: it sends ids without hashing (no crypto.subtle over http).
+_IDS = json.dumps({text: f"sha256:{document_hash(text)}" for text in PAGE_DOCUMENTS}).replace("<", "\\u003c")
+PAGE = TEMPLATE.replace(IDS_SLOT, _IDS)
 
 # Loggers that write request paths: uvicorn's access log, and its error log for WebSocket handshakes.
 PATH_LOGGERS = ("uvicorn.access", "uvicorn.error")

@@ -14,7 +14,6 @@ import pytest
 import websockets
 
 from models import TrustedDocument
-from services import trusted_documents
 from services.trusted_documents import document_hash
 from settings import Settings
 from tests.support.api import Api, loopback_client
@@ -181,15 +180,30 @@ class TestAllowList:
             assert "trusted documents" in refused.json()["errors"][0]["message"]
         assert not await TrustedDocument.filter(hash=document_hash(other)).exists()
 
-    async def test_the_shipped_manifest_lets_the_redemption_page_work(self, only_api: Api) -> None:
+    async def test_the_projects_own_documents_run_without_loading_them(self, only_api: Api) -> None:
         from cli_documents import MANIFEST
+        from web.documents import OWN_MANIFEST, own_documents
+        from web.redeem import PAGE
 
-        await trusted_documents.load_manifest(
-            trusted_documents.parse_manifest(json.loads(MANIFEST.read_text())), source="manifest:manifest.json"
-        )
+        shipped = json.loads(MANIFEST.read_text(encoding="utf-8"))
+        # every instance knows documents/manifest.json from its start: no `documents load`, no row
+        assert own_documents(OWN_MANIFEST) == shipped
+        products = next(text for text in shipped.values() if text.startswith("query Products"))
+        by_id = await post(only_api, {"documentId": f"sha256:{document_hash(products)}"})
+        assert by_id.status_code == 200, by_id.text
+        assert by_id.json()["data"]["products"]
+        # the redemption page is served with the manifest's ids of its documents, by their text
+        ids = json.loads(PAGE.split("var DOCUMENT_IDS = ", 1)[1].split(";\n", 1)[0])
+        assert len(ids) == 8
+        assert all(shipped[document_id.removeprefix("sha256:")] == text for text, document_id in ids.items())
         viewer = "query RedeemViewer { viewer { user { email } } }"
+        assert (await post(only_api, {"documentId": ids[viewer]})).status_code == 200
+        # its text, exactly, is a trusted document's; anything else is refused before it runs
         assert (await post(only_api, {"query": viewer})).status_code == 200
-        assert (await post(only_api, {"query": viewer + " "})).status_code == 403
+        for other in (viewer + " ", "query { products { code } }"):
+            refused = await post(only_api, {"query": other})
+            assert refused.status_code == 403
+            assert code(refused) == "PERSISTED_QUERY_REQUIRED"
 
     async def test_the_websocket_holds_the_list_too(self, only_app: Any, only_api: Api) -> None:
         await store(SIGN_UP, SIGN_IN, ENABLE_BALANCE)  # what the factory sends, trusted here

@@ -53,12 +53,13 @@ class Console:
         return found
 
 
-def _env(settings: Settings, data_dir: Path, base: str, on_postgres: bool) -> dict[str, str]:
+def _env(settings: Settings, data_dir: Path, base: str, on_postgres: bool, extra: dict[str, str]) -> dict[str, str]:
     # Webhooks to loopback (the test's own receiver address) are for development and tests only.
     env = {
         "VOUCHSAFE_PUBLIC_URL": base,
         "VOUCHSAFE_OUTBOX_SWEEP_SECONDS": "0.5",
         "VOUCHSAFE_WEBHOOKS_ALLOW_INSECURE": "1",
+        **extra,
     }
     if on_postgres:
         assert REDIS_URL
@@ -77,12 +78,14 @@ def _env(settings: Settings, data_dir: Path, base: str, on_postgres: bool) -> di
 
 
 @contextlib.contextmanager
-def console_server(settings: Settings, tmp_path: Path, *, on_postgres: bool) -> Iterator[Console]:
+def console_server(
+    settings: Settings, tmp_path: Path, *, on_postgres: bool, extra_env: dict[str, str] | None = None
+) -> Iterator[Console]:
     data_dir = tmp_path / "served"
     data_dir.mkdir()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = _env(settings, data_dir, base, on_postgres)
+    env = _env(settings, data_dir, base, on_postgres, extra_env or {})
     processes: list[subprocess.Popen[bytes]] = []
     logs = tmp_path / "serve.log"
     try:

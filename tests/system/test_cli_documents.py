@@ -24,14 +24,19 @@ def own_env(tmp_path: Path) -> dict[str, str]:
 def test_the_shipped_manifest_holds_every_document_of_the_projects_faces() -> None:
     shipped = json.loads(cli_documents.MANIFEST.read_text(encoding="utf-8"))
     assert shipped == cli_documents.collect(), "run `uv run vouchsafe documents collect` and commit the manifest"
+    source = cli_documents.CONSOLE_DOCUMENTS.read_text(encoding="utf-8")
+    ids = cli_documents.CONSOLE_IDS.read_text(encoding="utf-8")
+    assert ids == cli_documents.console_ids_module(source), "run `uv run vouchsafe documents collect` and commit it"
     texts = set(shipped.values())
     # The redemption page's eight documents and the staff ones, each under its own hash.
     assert sum(text.lstrip().startswith(("query Redeem", "mutation Redeem")) for text in texts) == 8
     assert any("partnerEnable" in text for text in texts)
     # The console's documents.js exports, each as the browser builds it (template literals joined).
-    console = cli_documents.console_module_documents(cli_documents.CONSOLE_DOCUMENTS.read_text(encoding="utf-8"))
+    console = cli_documents.console_module_documents(source)
     assert len(console) >= 30
     assert set(console) <= texts
+    # The console's ids module names each of them by its id in the manifest.
+    assert all(f'"sha256:{document_hash(text)}"' in ids for text in console)
     assert all(key == document_hash(text) for key, text in shipped.items())
     assert not cli_documents.invalid_documents(texts)
 
