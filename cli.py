@@ -21,6 +21,7 @@ from infra import database, logs, metrics
 from models import ORM_APPS
 from services import events
 from services.errors import DomainError
+from services.events import EventBus
 from settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -42,26 +43,32 @@ WEBSOCKETS = "websockets-sansio"
 
 def _with_db(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
     """Run one piece of async work with the database open (migrated first when embedded)."""
+    return _with_events(settings, lambda bus: work(), redis=False)
+
+
+def _with_events(settings: Settings, work: Callable[[EventBus], Awaitable[Any]], *, redis: bool = True) -> Any:
+    """As `_with_db`, the work given the bus its changes are announced on."""
 
     async def run() -> Any:
         if settings.uses_sqlite:
             await database.migrate(settings.database_url, apps=ORM_APPS)
         await database.open_db(settings.database_url, pool_size=2, apps=ORM_APPS)
-        bus, redis = None, None
-        if settings.redis_url:
-            # A change made here (a partner enabled, a job retried) reaches the running servers'
-            # live subscribers and retires their cached answers, as one made through the API does.
+        client = None
+        bus: EventBus = events.KeptEvents()  # without Redis no server can hear this process
+        if redis and settings.redis_url:
+            # A change made here (a partner enabled) reaches the running servers' live
+            # subscribers and retires their cached answers, as one made through the API does.
             from redis.asyncio import Redis
 
-            redis = Redis.from_url(settings.redis_url)
-            bus = events.RedisEventBus(redis, settings.queue_name)
-            events.install(bus)
+            from infra.event_bus import RedisEventBus
+
+            client = Redis.from_url(settings.redis_url)
+            bus = RedisEventBus(client, settings.queue_name, events.encode)
         try:
-            return await work()
+            return await work(bus)
         finally:
-            if bus is not None and redis is not None:
-                events.uninstall(bus)
-                await redis.aclose()
+            if client is not None:
+                await client.aclose()
             await database.close_db()
 
     return asyncio.run(run())
@@ -203,11 +210,11 @@ def cmd_staff_create(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_partner(settings: Settings, args: argparse.Namespace) -> int:
     from services import staff
 
-    async def work() -> Any:
+    async def work(bus: EventBus) -> Any:
         account = await staff.find_account(args.account)
-        return await staff.set_partner(account_id=account.id, enabled=args.action == "enable")
+        return await staff.set_partner(account_id=account.id, enabled=args.action == "enable", bus=bus)
 
-    account = _with_db(settings, work)
+    account = _with_events(settings, work)
     state = "enabled" if account.is_partner else "disabled"
     print(f"voucher feature {state} for account {account.id} ({account.name})")
     return 0
@@ -258,10 +265,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    result = _with_db(
+    result = _with_events(
         settings,
-        lambda: demo.create_demo(
-            cipher=CodeCipher(settings.code_key), public_url=settings.public_url, gateway=SandboxGateway()
+        lambda bus: demo.create_demo(
+            cipher=CodeCipher(settings.code_key), public_url=settings.public_url, gateway=SandboxGateway(), bus=bus
         ),
     )
     account = result.account

@@ -20,6 +20,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from infra import database, metrics, tracing
+from infra.event_bus import RedisEventBus
 from infra.live import Hub
 from infra.ratelimit import RateLimiter
 from infra.redis import ArqQueue, open_redis
@@ -41,15 +42,14 @@ POOL_SAMPLE_SECONDS = 1.0
 
 @dataclass
 class Running:
-    """What the lifespan started and must stop: its tasks, the event bus, the embedded worker."""
+    """What the lifespan started and must stop: its tasks, the embedded worker."""
 
-    bus: events.RedisEventBus
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     worker: Any = None
     worker_task: asyncio.Task[Any] | None = None
 
 
-async def open_resources(settings: Settings) -> tuple[AppResources, events.RedisEventBus]:
+async def open_resources(settings: Settings) -> AppResources:
     """The process's database pool, Redis client, event bus, limiter, gateway, cipher and live hub."""
     if settings.uses_sqlite:
         await database.migrate(settings.database_url, apps=ORM_APPS)
@@ -63,23 +63,22 @@ async def open_resources(settings: Settings) -> tuple[AppResources, events.Redis
     redis = await open_redis(
         settings.redis_url, queue_name=settings.queue_name, command_timeout=settings.redis_timeout_seconds
     )
-    bus = events.RedisEventBus(redis, settings.queue_name)
-    resources = AppResources(
+    bus = RedisEventBus(redis, settings.queue_name, events.encode)
+    return AppResources(
         settings=settings,
         redis=redis,
         limiter=RateLimiter(redis, namespace=settings.queue_name),
         gateway=payments.gateway_for(settings.payment_gateway),
         cipher=CodeCipher(settings.code_key),
+        bus=bus,
         hub=Hub(redis, bus.channel, events.decode),
     )
-    return resources, bus
 
 
-def start_background(resources: AppResources, bus: events.RedisEventBus) -> Running:
+def start_background(resources: AppResources) -> Running:
     """The outbox relay, the live hub's subscription and, without Redis, the in-process worker."""
     settings, redis = resources.settings, resources.redis
-    events.install(bus)
-    running = Running(bus=bus)
+    running = Running()
     running.tasks += [
         asyncio.create_task(relay_forever(ArqQueue(redis), interval=settings.outbox_sweep_seconds)),
         asyncio.create_task(resources.hub.run()),
@@ -111,7 +110,6 @@ async def stop_background(resources: AppResources, running: Running) -> None:
         _, stuck = await asyncio.wait(running.tasks, timeout=SHUTDOWN_SECONDS)
         for task in stuck:
             log.warning("background task %s did not stop within %ss; left behind", task.get_coro(), SHUTDOWN_SECONDS)
-    events.uninstall(running.bus)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(resources.redis.aclose(), SHUTDOWN_SECONDS)
     await database.close_db()  # Tortoise bounds it (10 s, then the pool is terminated)
@@ -126,9 +124,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if tracing.wanted() and not tracing.enabled:
             tracing.setup("vouchsafe-api")
         metrics.forget_dead_processes()
-        resources, bus = await open_resources(settings)
+        resources = await open_resources(settings)
         app.state.resources = resources
-        running = start_background(resources, bus)
+        running = start_background(resources)
         # What start-up built (the schema, modules, pools) lives as long as the process: out of
         # the collector's sight, a full collection scans only what requests made since (full
         # collections had stalled every request in flight; bench/README.md, W3).

@@ -31,6 +31,7 @@ from models import LedgerEntryKind, OutboxStatus, PaymentMethod, Product, Role
 from services import accounts, catalogue, codes, finance, staff
 from services.actors import Actor, authenticate
 from services.catalogue import LineRequest
+from services.events import KeptEvents
 from services.ledger import post_entry
 from services.orders import OrderRequest, place_order
 from services.payments import SandboxGateway
@@ -141,8 +142,8 @@ async def partner(name: str, *, funds: int, address: str | None = None) -> Actor
     """A partner as the test factories make one, funded with `funds` minor units (at least one card deposit)."""
     actor = await account(name, address or email("partner"))
     account_id = actor.require_account()
-    await staff.set_partner(account_id=account_id, enabled=True)
-    await finance.update_settings(actor=actor, bill_to_balance_enabled=True)
+    await staff.set_partner(account_id=account_id, enabled=True, bus=KeptEvents())
+    await finance.update_settings(actor=actor, bill_to_balance_enabled=True, bus=KeptEvents())
     entry = await finance.deposit(
         actor=actor,
         amount=CARD_DEPOSIT,
@@ -150,6 +151,7 @@ async def partner(name: str, *, funds: int, address: str | None = None) -> Actor
         idempotency_key=None,
         gateway=SandboxGateway(),
         public_url=PUBLIC_URL,
+        bus=KeptEvents(),
     )
     if funds > entry.amount:
         async with in_transaction() as conn:
@@ -186,7 +188,12 @@ async def place(actor: Actor, lines: list[LineRequest], cipher: codes.CodeCipher
     )
     with lifted_caps(size) if size > catalogue.MAX_VOUCHERS else contextlib.nullcontext():
         order = await place_order(
-            actor=actor, request=request, gateway=SandboxGateway(), cipher=cipher, public_url=PUBLIC_URL
+            actor=actor,
+            request=request,
+            gateway=SandboxGateway(),
+            cipher=cipher,
+            public_url=PUBLIC_URL,
+            bus=KeptEvents(),
         )
     return int(order.id)
 

@@ -26,6 +26,7 @@ from models import ORM_APPS, PaymentMethod, VoucherOrderLine, VoucherStatus
 from services import codes
 from services.actors import Actor
 from services.catalogue import LineRequest
+from services.events import KeptEvents
 from services.orders import OrderRequest, expiry_of, place_order
 from services.payments import SandboxGateway
 
@@ -58,7 +59,12 @@ def _lines(quantity: int) -> list[LineRequest]:
 async def _place(fx: Fixture, size: int) -> int:
     request = OrderRequest(lines=_lines(size), payment_method=PaymentMethod.ACCOUNT_BALANCE)
     order = await place_order(
-        actor=fx.actor, request=request, gateway=SandboxGateway(), cipher=fx.cipher, public_url=seed.PUBLIC_URL
+        actor=fx.actor,
+        request=request,
+        gateway=SandboxGateway(),
+        cipher=fx.cipher,
+        public_url=seed.PUBLIC_URL,
+        bus=KeptEvents(),
     )
     if order.voucher_count != size:
         raise RuntimeError(f"w2: an order of {size} holds {order.voucher_count} vouchers")

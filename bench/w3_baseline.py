@@ -26,6 +26,7 @@ from services import redemption
 from services.actors import authenticate
 from services.codes import CodeCipher
 from services.errors import DomainError
+from services.events import KeptEvents
 from settings import load_settings
 
 
@@ -63,6 +64,7 @@ def create_app() -> Starlette:
                 cipher=cipher,
                 client=request.client.host if request.client else "unknown",
                 limiter=request.app.state.limiter,
+                bus=KeptEvents(),
             )
         except DomainError as error:
             return JSONResponse({"certificateRequest": None, "errors": [{"code": error.code.value}]})

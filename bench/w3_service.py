@@ -27,6 +27,7 @@ from services import codes, redemption
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.errors import DomainError
+from services.events import KeptEvents
 
 # The rate limit allows 10 lookups in flight per account: 8 clients share one.
 CLIENTS_PER_ACCOUNT = 8
@@ -120,7 +121,12 @@ async def service_round(fx: Fixture, batches: list[list[str]], tally: Tally) -> 
             code=code, common_name=COMMON_NAME, additional_fqdns=[], wildcards=[], csr=None
         )
         await redemption.redeem(
-            actor=fx.client_actors[i], request=request, cipher=fx.cipher, client=client_address(i), limiter=fx.limiter
+            actor=fx.client_actors[i],
+            request=request,
+            cipher=fx.cipher,
+            client=client_address(i),
+            limiter=fx.limiter,
+            bus=KeptEvents(),
         )
 
     return await _all_clients(batches, one, tally)

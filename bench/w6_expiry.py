@@ -33,6 +33,7 @@ from bench.w6_load import Latencies, LoadSpec, RedeemLoad
 from infra import clock, database
 from models import ORM_APPS
 from services import codes, expiry
+from services.events import EventBus, KeptEvents
 
 NEEDS_DATA_SET = True
 LOCK_HOLD_MAX = 1.0
@@ -184,15 +185,15 @@ async def _expire_due_timed(holds: list[float]) -> int:
     """expire_due as the worker runs it, each range's transaction timed (the time it holds its locks)."""
     original = expiry._expire_range  # noqa: SLF001
 
-    async def timed(start: int, stop: int, now: object, sweep: str) -> int:
+    async def timed(start: int, stop: int, now: object, sweep: str, bus: EventBus) -> int:
         begun = time.perf_counter()
         try:
-            return await original(start, stop, now, sweep)  # type: ignore[arg-type]
+            return await original(start, stop, now, sweep, bus)  # type: ignore[arg-type]
         finally:
             holds.append(time.perf_counter() - begun)
 
     expiry._expire_range = timed  # type: ignore[assignment]  # noqa: SLF001
     try:
-        return await expiry.expire_due()
+        return await expiry.expire_due(bus=KeptEvents())
     finally:
         expiry._expire_range = original  # type: ignore[assignment]  # noqa: SLF001

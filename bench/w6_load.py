@@ -27,6 +27,7 @@ from services import redemption
 from services.actors import Actor
 from services.codes import CodeCipher
 from services.errors import DomainError
+from services.events import KeptEvents
 
 CLIENT = "127.0.0.1"
 
@@ -86,7 +87,9 @@ async def _pace(
             request = redemption.RequestInput(code, "www.example.com", [], [], None)
             started = time.perf_counter()
             try:
-                await redemption.redeem(actor=actor, request=request, cipher=cipher, client=CLIENT, limiter=limiter)
+                await redemption.redeem(
+                    actor=actor, request=request, cipher=cipher, client=CLIENT, limiter=limiter, bus=KeptEvents()
+                )
             except DomainError as exc:
                 out.errors[exc.code.value] += 1
             out.seconds.append(time.perf_counter() - started)

@@ -352,7 +352,9 @@ class AccountMutation:
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="ADMIN: the account's name and locale.")
     async def account_update(self, info: Info, input: AccountUpdateInput) -> AccountUpdatePayload:
         try:
-            account = await accounts.account_update(actor=actor_of(info), name=input.name, locale=input.locale)
+            account = await accounts.account_update(
+                actor=actor_of(info), name=input.name, locale=input.locale, bus=info.context.resources.bus
+            )
         except DomainError as error:
             return AccountUpdatePayload(errors=user_errors(error))
         return AccountUpdatePayload(account=Account.of(account))

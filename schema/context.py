@@ -14,6 +14,7 @@ from infra.response_cache import Lookup
 from schema.loaders import Loaders
 from services.actors import Actor
 from services.codes import CodeCipher
+from services.events import EventBus
 from services.payments import PaymentGateway
 from settings import Settings
 
@@ -27,6 +28,7 @@ class AppResources:
     limiter: RateLimiter
     gateway: PaymentGateway
     cipher: CodeCipher
+    bus: EventBus  # where services announce committed changes (live updates, cached answers retired)
     hub: Hub  # the process's one subscription to change events (live updates)
 
 

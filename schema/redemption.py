@@ -154,7 +154,10 @@ class RedemptionQuery:
 async def _end(info: Info, global_id: strawberry.ID, *, revoke: bool) -> CertificateRequestEndPayload:
     try:
         ended = await redemption.end_request(
-            actor=actor_of(info), request_id=node_pk(global_id, CertificateRequest), revoke=revoke
+            actor=actor_of(info),
+            request_id=node_pk(global_id, CertificateRequest),
+            revoke=revoke,
+            bus=info.context.resources.bus,
         )
     except DomainError as error:
         return CertificateRequestEndPayload(errors=user_errors(error))
@@ -184,6 +187,7 @@ class RedemptionMutation:
                 cipher=resources.cipher,
                 client=info.context.client,
                 limiter=resources.limiter,
+                bus=resources.bus,
             )
         except DomainError as error:
             return VoucherRedeemPayload(errors=user_errors(error))
@@ -205,7 +209,7 @@ class RedemptionMutation:
     ) -> CertificateRequestEndPayload:
         try:
             issued = await redemption.issue_request(
-                actor=actor_of(info), request_id=node_pk(input.id, CertificateRequest)
+                actor=actor_of(info), request_id=node_pk(input.id, CertificateRequest), bus=info.context.resources.bus
             )
         except DomainError as error:
             return CertificateRequestEndPayload(errors=user_errors(error))

@@ -36,7 +36,10 @@ class StaffMutation:
     async def partner_enable(self, info: Info, input: PartnerEnableInput) -> PartnerEnablePayload:
         try:
             account = await staff.set_partner(
-                actor=actor_of(info), account_id=node_pk(input.account_id, Account), enabled=input.enabled
+                actor=actor_of(info),
+                account_id=node_pk(input.account_id, Account),
+                enabled=input.enabled,
+                bus=info.context.resources.bus,
             )
         except DomainError as error:
             return PartnerEnablePayload(errors=user_errors(error))

@@ -24,6 +24,7 @@ from models import Account, ApiKey, ApiKeyChannel, FinanceSettings, Role, Sessio
 from services import events, outbox
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
+from services.events import EventBus
 from services.limits import count_attempt
 from services.mail import SEND_EMAIL, email_payload
 from services.validation import (
@@ -158,7 +159,7 @@ async def api_key_revoke(*, actor: Actor, api_key_id: int) -> ApiKey:
     return key
 
 
-async def account_update(*, actor: Actor, name: str | None, locale: str | None) -> Account:
+async def account_update(*, actor: Actor, name: str | None, locale: str | None, bus: EventBus) -> Account:
     """An ADMIN renames the account or changes its locale (documents, e-mails, the console's language)."""
     actor.require_role(Role.ADMIN)
     account_id = actor.require_account()
@@ -170,5 +171,5 @@ async def account_update(*, actor: Actor, name: str | None, locale: str | None) 
     changes = dict(zip(checks, all_valid(*checks.values()), strict=True))
     if changes:
         await Account.filter(id=account_id).update(**changes)
-        await events.publish([events.account_changed(account_id, "SETTINGS")])
+        await events.publish(bus, [events.account_changed(account_id, "SETTINGS")])
     return await Account.get(id=account_id)

@@ -40,6 +40,7 @@ from models import (
 from services import events, idempotency, outbox, webhook_events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
+from services.events import EventBus
 from services.ledger import finance_contacts, post_entry
 from services.mail import SEND_EMAIL, email_payload
 from services.money import to_decimal
@@ -116,7 +117,13 @@ def _ints(values: Iterable[Any]) -> set[int]:
 
 
 async def cancel_order(
-    *, actor: Actor, order_id: int, idempotency_key: str | None, gateway: PaymentGateway, public_url: str
+    *,
+    actor: Actor,
+    order_id: int,
+    idempotency_key: str | None,
+    gateway: PaymentGateway,
+    public_url: str,
+    bus: EventBus,
 ) -> VoucherOrder:
     """ADMIN/FINANCE cancel a whole order: every code cancelled, the full amount refunded, once."""
     actor.require_role(Role.ADMIN, Role.FINANCE)
@@ -173,7 +180,7 @@ async def cancel_order(
     )
     outbox.notify()
     await events.publish(
-        [events.order_changed(order_id, account_id, "CANCELLED"), events.account_changed(account_id, "REFUNDED")]
+        bus, [events.order_changed(order_id, account_id, "CANCELLED"), events.account_changed(account_id, "REFUNDED")]
     )
     return await VoucherOrder.get(id=order_id)
 

@@ -18,6 +18,7 @@ from services import accounts, finance, staff
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
+from services.events import EventBus
 from services.ledger import post_entry
 from services.money import to_minor
 from services.orders import OrderRequest, place_order
@@ -60,7 +61,7 @@ class Demo:
     orders: list[VoucherOrder]
 
 
-async def create_demo(*, cipher: CodeCipher, public_url: str, gateway: PaymentGateway) -> Demo:
+async def create_demo(*, cipher: CodeCipher, public_url: str, gateway: PaymentGateway, bus: EventBus) -> Demo:
     """A new partner account (ADMIN user, balance billing on, 5,000.00 deposited) with three orders."""
     email = f"demo-{secrets.token_hex(5)}@example.com"
     password = secrets.token_urlsafe(15)
@@ -69,9 +70,9 @@ async def create_demo(*, cipher: CodeCipher, public_url: str, gateway: PaymentGa
     )
     admin = Actor(user_id=user.id, account_id=user.account_id, role=Role.ADMIN)
     account_id = admin.require_account()
-    account = await staff.set_partner(account_id=account_id, enabled=True)
+    account = await staff.set_partner(account_id=account_id, enabled=True, bus=bus)
     await finance.update_settings(
-        actor=admin, bill_to_balance_enabled=True, default_payment_method=PaymentMethod.ACCOUNT_BALANCE
+        actor=admin, bus=bus, bill_to_balance_enabled=True, default_payment_method=PaymentMethod.ACCOUNT_BALANCE
     )
     async with in_transaction() as conn:
         await post_entry(
@@ -83,7 +84,7 @@ async def create_demo(*, cipher: CodeCipher, public_url: str, gateway: PaymentGa
             public_url=public_url,
         )
     orders = [
-        await place_order(actor=admin, request=request, gateway=gateway, cipher=cipher, public_url=public_url)
+        await place_order(actor=admin, request=request, gateway=gateway, cipher=cipher, public_url=public_url, bus=bus)
         for request in ORDERS
     ]
     return Demo(email=email, password=password, account=await Account.get(id=account_id), orders=orders)

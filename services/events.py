@@ -1,9 +1,10 @@
 """Change events: what services announce after a commit, for live updates.
 
-A service that changed an order or an account calls `publish` once its transaction
-has committed. An event names what changed and the tenant that owns it, never the
-data: a subscriber reads the current state itself, scoped to its own tenant, so an
-event can neither leak nor carry a stale value.
+A service that changed an order or an account calls `publish` on the bus its caller
+passed in (the `EventBus` port) once its transaction has committed. An event names
+what changed and the tenant that owns it, never the data: a subscriber reads the
+current state itself, scoped to its own tenant, so an event can neither leak nor
+carry a stale value.
 
 Publishing is best effort. The change is committed whatever happens here, and Redis
 pub/sub keeps nothing anyway: a subscriber that missed events resynchronises by
@@ -20,10 +21,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
-from infra import redis_batch, response_cache
 from models import VoucherOrder
 
 log = logging.getLogger(__name__)
@@ -66,68 +63,41 @@ def decode(data: str | bytes) -> list[Change]:
 
 
 class EventBus(Protocol):
-    """The port services publish through; an adapter carries the events to every API process."""
+    """The port services publish through, passed in by the caller (infra.event_bus.RedisEventBus in a process).
+
+    An adapter carries the events to every API process's live subscribers.
+    """
 
     async def publish(self, changes: Sequence[Change]) -> None: ...
 
 
-class RedisEventBus:
-    """One message per commit on the deployment's channel (named after its queue namespace).
+class KeptEvents:
+    """The in-memory adapter: keeps what was published, heard by no other process.
 
-    In the same round trip it bumps the owners' data versions, which retires their
-    cached answers (infra.response_cache) before the caller answers its client. In
-    an API request it is one of the writes after the commits (infra.redis_batch).
+    For a one-off command without Redis (no server could hear it) and for tests that
+    call services directly and check what they announced.
     """
 
-    def __init__(self, redis: Redis, namespace: str) -> None:
-        self.redis = redis
-        self.namespace = namespace
-        self.channel = channel_for(namespace)
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
 
     async def publish(self, changes: Sequence[Change]) -> None:
-        message = encode(changes)
-
-        def queue(pipe: Pipeline) -> None:
-            response_cache.invalidate_in(pipe, self.namespace, (change.account_id for change in changes))
-            pipe.publish(self.channel, message)
-
-        await redis_batch.write(self.redis, "change events", queue)
+        self.changes.extend(changes)
 
 
-def channel_for(namespace: str) -> str:
-    # Deployments sharing a Redis keep distinct namespaces (VOUCHSAFE_QUEUE_NAME), so they never hear each other.
-    return f"{namespace}:events"
-
-
-# Installed by the process's composition root (server lifespan, worker start-up); a
-# process with none (a one-off command) publishes nothing. Several can be installed
-# when tests run more than one app in one process.
-_buses: list[EventBus] = []
-
-
-def install(bus: EventBus) -> None:
-    _buses.append(bus)
-
-
-def uninstall(bus: EventBus) -> None:
-    if bus in _buses:
-        _buses.remove(bus)
-
-
-async def publish_order(order_id: int, reason: str) -> None:
+async def publish_order(bus: EventBus, order_id: int, reason: str) -> None:
     """Announce a committed change of an order known by id only (its owner is looked up)."""
     owner = await VoucherOrder.filter(id=order_id).values("account_id")
     if owner:
-        await publish([order_changed(order_id, int(owner[0]["account_id"]), reason)])
+        await publish(bus, [order_changed(order_id, int(owner[0]["account_id"]), reason)])
 
 
-async def publish(changes: Iterable[Change]) -> None:
+async def publish(bus: EventBus, changes: Iterable[Change]) -> None:
     """Announce committed changes. Call it after the transaction, never inside it."""
     batch = list(dict.fromkeys(changes))  # one event per object and reason, in order
     if not batch:
         return
-    for bus in list(_buses):
-        try:
-            await bus.publish(batch)
-        except Exception as exc:  # the change is committed: a lost event is resynced, not an error
-            log.warning("change events not published (%s: %s): %s", type(exc).__name__, exc, batch)
+    try:
+        await bus.publish(batch)
+    except Exception as exc:  # the change is committed: a lost event is resynced, not an error
+        log.warning("change events not published (%s: %s): %s", type(exc).__name__, exc, batch)

@@ -37,6 +37,7 @@ from models import (
     VoucherStatus,
 )
 from services import events, outbox, webhook_events
+from services.events import EventBus
 from services.ledger import finance_contacts
 from services.mail import SEND_EMAIL, email_payload
 
@@ -99,7 +100,7 @@ RETURNING order_id, account_id
 """
 
 
-async def expire_due(*, batch_size: int = BATCH_SIZE, now: datetime | None = None) -> int:
+async def expire_due(*, bus: EventBus, batch_size: int = BATCH_SIZE, now: datetime | None = None) -> int:
     """Mark every unused voucher past its expiry EXPIRED, range by range; one EXPIRED event per order and range."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -119,7 +120,7 @@ async def expire_due(*, batch_size: int = BATCH_SIZE, now: datetime | None = Non
 
     async def lane() -> int:
         # The lanes share one iterator: each takes the next range when its last one ends.
-        return sum([await _expire_range(start, start + batch_size, now, sweep) for start in ranges])
+        return sum([await _expire_range(start, start + batch_size, now, sweep, bus) for start in ranges])
 
     lanes = SWEEP_LANES if connections.get("default").capabilities.dialect == "postgres" else 1
     # A task group: a lane that fails stops the other; the error reaches the caller in an ExceptionGroup.
@@ -132,7 +133,7 @@ async def expire_due(*, batch_size: int = BATCH_SIZE, now: datetime | None = Non
     return expired
 
 
-async def _expire_range(start: int, stop: int, now: datetime, sweep: str) -> int:
+async def _expire_range(start: int, stop: int, now: datetime, sweep: str, bus: EventBus) -> int:
     """One short transaction: the due vouchers with start <= id < stop, and their orders' history."""
     conn = connections.get("default")
     if conn.capabilities.dialect == "postgres":
@@ -148,7 +149,7 @@ async def _expire_range(start: int, stop: int, now: datetime, sweep: str) -> int
                 await _history(tx, per_order)
                 tallies = {order_id: (owners[order_id], count) for order_id, count in per_order.items()}
                 await webhook_events.tally_expired(tx, sweep, tallies)
-    await events.publish(events.order_changed(order_id, owner, "EXPIRED") for order_id, owner in owners.items())
+    await events.publish(bus, (events.order_changed(order_id, owner, "EXPIRED") for order_id, owner in owners.items()))
     return sum(per_order.values())
 
 

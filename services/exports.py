@@ -21,6 +21,7 @@ from models import OrderEvent, OrderEventKind, Voucher, VoucherOrder, VoucherOrd
 from services import events
 from services.codes import CodeCipher, display
 from services.downloads import Grant
+from services.events import EventBus
 from services.order_reads import effective_status
 
 HEADER = (
@@ -104,7 +105,7 @@ async def csv_chunks(
         last_id = int(rows[-1][0])
 
 
-async def record_download(*, order_id: int, grant: Grant, kind: str) -> None:
+async def record_download(*, order_id: int, grant: Grant, kind: str, bus: EventBus) -> None:
     """The order's history records each download of its codes: which file, who, when."""
     await OrderEvent.create(
         order_id=order_id,
@@ -113,4 +114,4 @@ async def record_download(*, order_id: int, grant: Grant, kind: str) -> None:
         actor_api_key_id=grant.api_key_id,
         data={"file": kind},
     )
-    await events.publish_order(order_id, f"{kind.upper()}_DOWNLOADED")
+    await events.publish_order(bus, order_id, f"{kind.upper()}_DOWNLOADED")

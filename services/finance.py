@@ -23,6 +23,7 @@ from services import events, idempotency, outbox, webhook_events
 from services.actors import Actor
 from services.card_payments import CardPayment, charge_then_commit
 from services.errors import DomainError, ErrorCode, invalid, not_found
+from services.events import EventBus
 from services.ledger import finance_contacts, post_entry
 from services.mail import SEND_EMAIL, email_payload
 from services.money import to_decimal, to_minor
@@ -45,6 +46,7 @@ async def get_settings(account_id: int) -> FinanceSettings:
 async def update_settings(
     *,
     actor: Actor,
+    bus: EventBus,
     bill_to_balance_enabled: bool | None = None,
     credit_card_enabled: bool | None = None,
     default_payment_method: PaymentMethod | None = None,
@@ -95,7 +97,7 @@ async def update_settings(
             )
         except IntegrityError as exc:
             raise invalid("default_payment_method", "The default payment method must be an enabled one.") from exc
-    await events.publish([events.account_changed(account_id, "SETTINGS")])
+    await events.publish(bus, [events.account_changed(account_id, "SETTINGS")])
     return await FinanceSettings.get(account_id=account_id)
 
 
@@ -114,6 +116,7 @@ async def deposit(
     idempotency_key: str | None,
     gateway: PaymentGateway,
     public_url: str,
+    bus: EventBus,
 ) -> LedgerEntry:
     """ADMIN/FINANCE charge a card and credit the balance; a receipt e-mail follows."""
     actor.require_role(Role.ADMIN, Role.FINANCE)
@@ -152,7 +155,7 @@ async def deposit(
 
     entry = await charge_then_commit(payment, begun, credit, lambda entry: {"ledger_entry_id": entry.id})
     outbox.notify()
-    await events.publish([events.account_changed(account_id, "DEPOSIT")])
+    await events.publish(bus, [events.account_changed(account_id, "DEPOSIT")])
     return entry
 
 
@@ -192,7 +195,14 @@ async def _receipt(conn: BaseDBAsyncClient, account: Account, entry: LedgerEntry
 
 
 async def adjust(
-    *, actor: Actor, account_id: int, amount: str, memo: str, idempotency_key: str | None, public_url: str = ""
+    *,
+    actor: Actor,
+    account_id: int,
+    amount: str,
+    memo: str,
+    idempotency_key: str | None,
+    bus: EventBus,
+    public_url: str = "",
 ) -> LedgerEntry:
     """Staff credit or debit a balance, with a reason; never below zero."""
     actor.require_staff()
@@ -225,5 +235,5 @@ async def adjust(
         effect=effect,
     )
     outbox.notify()
-    await events.publish([events.account_changed(account_id, "ADJUSTMENT")])
+    await events.publish(bus, [events.account_changed(account_id, "ADJUSTMENT")])
     return await LedgerEntry.get(id=response["ledger_entry_id"])

@@ -38,6 +38,7 @@ from services.actors import Actor
 from services.card_payments import CardPayment, charge_then_commit
 from services.catalogue import LineRequest, Quote
 from services.errors import DomainError, ErrorCode
+from services.events import EventBus
 from services.ledger import finance_contacts, insufficient_funds, post_entry
 from services.mail import SEND_EMAIL, email_payload
 from services.money import to_decimal
@@ -98,7 +99,13 @@ async def _payment_method(actor: Actor, account_id: int, requested: PaymentMetho
 
 
 async def place_order(
-    *, actor: Actor, request: OrderRequest, gateway: PaymentGateway, cipher: codes.CodeCipher, public_url: str
+    *,
+    actor: Actor,
+    request: OrderRequest,
+    gateway: PaymentGateway,
+    cipher: codes.CodeCipher,
+    public_url: str,
+    bus: EventBus,
 ) -> VoucherOrder:
     """A partner's ADMIN or FINANCE user (or API key) buys vouchers."""
     actor.require_role(Role.ADMIN, Role.FINANCE)
@@ -128,7 +135,7 @@ async def place_order(
     outbox.notify()
     order = await VoucherOrder.get(id=response["order_id"], account_id=account.id)
     await events.publish(
-        [events.order_changed(order.id, account.id, "PLACED"), events.account_changed(account.id, "ORDER_PLACED")]
+        bus, [events.order_changed(order.id, account.id, "PLACED"), events.account_changed(account.id, "ORDER_PLACED")]
     )
     return order
 

@@ -56,6 +56,7 @@ from models import (
 )
 from services import events, outbox, pdf_seal, webhook_events
 from services.codes import CodeCipher, display
+from services.events import EventBus
 from services.outbox import FailureHook, Handler
 
 RENDER_PDF = "render_pdf"
@@ -179,7 +180,7 @@ async def _lock_order(conn: BaseDBAsyncClient, order_id: int) -> bool:
     return bool(await VoucherOrder.filter(id=order_id).using_db(conn).update(pdf_status=F("pdf_status")))
 
 
-async def start_render(order_id: int, message_id: int | None) -> int:
+async def start_render(order_id: int, message_id: int | None, *, bus: EventBus) -> int:
     """Start a generation of an order's PDF unless it is READY; return its chunk count (0: none started)."""
     async with in_transaction() as conn:
         if not await _lock_order(conn, order_id):
@@ -209,7 +210,7 @@ async def start_render(order_id: int, message_id: int | None) -> int:
             payload = {"order_id": order_id, "generation": generation, "chunk": chunk}
             await outbox.add(RENDER_PDF_CHUNK, payload, using_db=conn)
     outbox.notify()
-    await events.publish_order(order_id, "PDF_PENDING")
+    await events.publish_order(bus, order_id, "PDF_PENDING")
     return chunks
 
 
@@ -287,7 +288,7 @@ async def render_chunk(*, order_id: int, generation: int, chunk: int, cipher: Co
     outbox.notify()
 
 
-async def assemble(*, order_id: int, generation: int, cipher: CodeCipher) -> None:
+async def assemble(*, order_id: int, generation: int, cipher: CodeCipher, bus: EventBus) -> None:
     """Join the chunks in order and store the PDF in parts; READY is set once, by compare-and-set."""
     order = await VoucherOrder.filter(id=order_id).values("pdf_status")
     render = await PdfRender.filter(order_id=order_id).first()
@@ -311,7 +312,7 @@ async def assemble(*, order_id: int, generation: int, cipher: CodeCipher) -> Non
             size = tmp.tell()
             tmp.seek(0)
             await _store(order_id, generation, tmp, pages=joiner.pages, size=size, cipher=cipher)
-            await events.publish_order(order_id, "PDF_READY")
+            await events.publish_order(bus, order_id, "PDF_READY")
         except _Stale:
             # Another delivery finished first (and removed the chunks), or a restart made this one stale.
             if await VoucherOrder.filter(id=order_id, pdf_status=PdfStatus.READY).exists():
@@ -347,7 +348,7 @@ async def _store(order_id: int, generation: int, pdf: IO[bytes], *, pages: int, 
         await PdfChunk.filter(order_id=order_id).using_db(conn).delete()
 
 
-async def mark_failed(*, order_id: int, generation: int | None, reason: str) -> bool:
+async def mark_failed(*, order_id: int, generation: int | None, reason: str, bus: EventBus) -> bool:
     """A render that gave up shows FAILED with its reason, once; a newer generation is left alone."""
     reason = reason[:500]
     try:
@@ -367,15 +368,15 @@ async def mark_failed(*, order_id: int, generation: int | None, reason: str) -> 
             )
     except _Stale:
         return False
-    await events.publish_order(order_id, "PDF_FAILED")
+    await events.publish_order(bus, order_id, "PDF_FAILED")
     return True
 
 
-def pdf_handlers(*, cipher: CodeCipher, public_url: str) -> dict[str, Handler]:
+def pdf_handlers(*, cipher: CodeCipher, public_url: str, bus: EventBus) -> dict[str, Handler]:
     """Outbox task name -> handler, for the worker."""
 
     async def render_pdf(payload: dict[str, Any], message_id: int) -> None:
-        await start_render(int(payload["order_id"]), message_id)
+        await start_render(int(payload["order_id"]), message_id, bus=bus)
 
     async def render_pdf_chunk(payload: dict[str, Any], message_id: int) -> None:
         await render_chunk(
@@ -387,27 +388,28 @@ def pdf_handlers(*, cipher: CodeCipher, public_url: str) -> dict[str, Handler]:
         )
 
     async def assemble_pdf(payload: dict[str, Any], message_id: int) -> None:
-        await assemble(order_id=int(payload["order_id"]), generation=int(payload["generation"]), cipher=cipher)
+        await assemble(order_id=int(payload["order_id"]), generation=int(payload["generation"]), cipher=cipher, bus=bus)
 
     return {RENDER_PDF: render_pdf, RENDER_PDF_CHUNK: render_pdf_chunk, ASSEMBLE_PDF: assemble_pdf}
 
 
-def _hook(stage: Callable[[Mapping[str, Any]], str]) -> FailureHook:
+def _hook(stage: Callable[[Mapping[str, Any]], str], bus: EventBus) -> FailureHook:
     async def hook(payload: dict[str, Any], error: str) -> None:
         generation = payload.get("generation")
         await mark_failed(
             order_id=int(payload["order_id"]),
             generation=None if generation is None else int(generation),
             reason=f"{stage(payload)}: {error}",
+            bus=bus,
         )
 
     return hook
 
 
-def pdf_failure_hooks() -> dict[str, Callable[[dict[str, Any], str], Awaitable[None]]]:
+def pdf_failure_hooks(*, bus: EventBus) -> dict[str, Callable[[dict[str, Any], str], Awaitable[None]]]:
     """Outbox task name -> what its last failure does: the order's PDF shows FAILED and why."""
     return {
-        RENDER_PDF: _hook(lambda p: "The PDF render could not start"),
-        RENDER_PDF_CHUNK: _hook(lambda p: f"Rendering vouchers {p['chunk'] * CHUNK + 1}+ failed"),
-        ASSEMBLE_PDF: _hook(lambda p: "Joining the PDF failed"),
+        RENDER_PDF: _hook(lambda p: "The PDF render could not start", bus),
+        RENDER_PDF_CHUNK: _hook(lambda p: f"Rendering vouchers {p['chunk'] * CHUNK + 1}+ failed", bus),
+        ASSEMBLE_PDF: _hook(lambda p: "Joining the PDF failed", bus),
     }

@@ -14,13 +14,14 @@ from models import OrderEvent, OrderEventKind, PdfStatus, Role, VoucherOrder, Vo
 from services import events, outbox
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
+from services.events import EventBus
 from services.orders import RENDER_PDF  # not services.pdf: the API process never loads the PDF toolkit
 
 IN_PROGRESS = "The PDF is being rendered; ask again once it is READY or FAILED."
 CANCELLED = "The order is cancelled: its vouchers are void, so no PDF is rendered for it."
 
 
-async def render_again(*, actor: Actor, order_id: int) -> VoucherOrder:
+async def render_again(*, actor: Actor, order_id: int, bus: EventBus) -> VoucherOrder:
     """Start a new render of the order's PDF; the order as it is afterwards."""
     orders = VoucherOrder.filter(id=order_id)
     if not actor.is_staff:
@@ -51,5 +52,5 @@ async def render_again(*, actor: Actor, order_id: int) -> VoucherOrder:
         )
         await outbox.add(RENDER_PDF, {"order_id": order.id}, using_db=conn)
     outbox.notify()
-    await events.publish([events.order_changed(order.id, order.account_id, "PDF_RENDER_REQUESTED")])
+    await events.publish(bus, [events.order_changed(order.id, order.account_id, "PDF_RENDER_REQUESTED")])
     return await VoucherOrder.get(id=order.id)

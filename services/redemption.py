@@ -36,6 +36,7 @@ from models import (
 from services import codes, events, webhook_events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
+from services.events import EventBus
 from services.limits import count_attempt
 from services.names import RequestedNames, check_allowance, check_csr, requested_names
 from services.order_reads import effective_status
@@ -163,7 +164,7 @@ class RequestInput:
 
 
 async def redeem(
-    *, actor: Actor, request: RequestInput, cipher: codes.CodeCipher, client: str, limiter: RateLimiter
+    *, actor: Actor, request: RequestInput, cipher: codes.CodeCipher, client: str, limiter: RateLimiter, bus: EventBus
 ) -> CertificateRequest:
     """Any signed-in user redeems a code with a certificate request that fits the voucher."""
     if actor.user_id is None or actor.account_id is None:
@@ -199,7 +200,7 @@ async def redeem(
         created = await _use(voucher, {**values, "voucher_id": voucher.id}, event)
         order_id, owner_id = voucher.order_id, voucher.account_id
     # The order's owner hears of it, not the redeeming account (usually another tenant).
-    await events.publish([events.order_changed(order_id, owner_id, "VOUCHER_REDEEMED")])
+    await events.publish(bus, [events.order_changed(order_id, owner_id, "VOUCHER_REDEEMED")])
     return created
 
 
@@ -326,7 +327,7 @@ class Ended:
     notice: DomainError | None
 
 
-async def end_request(*, actor: Actor, request_id: int, revoke: bool) -> Ended:
+async def end_request(*, actor: Actor, request_id: int, revoke: bool, bus: EventBus) -> Ended:
     """The requester cancels a request (SUBMITTED) or revokes its certificate (ISSUED).
 
     Within 30 days of the request the voucher is released for a new request (unless it
@@ -380,11 +381,11 @@ async def end_request(*, actor: Actor, request_id: int, revoke: bool) -> Ended:
             )
             await webhook_events.voucher_released(conn, order, voucher, revoke, now)
     if released:
-        await events.publish([events.order_changed(voucher.order_id, voucher.account_id, "VOUCHER_RELEASED")])
+        await events.publish(bus, [events.order_changed(voucher.order_id, voucher.account_id, "VOUCHER_RELEASED")])
     return Ended(await CertificateRequest.get(id=found.id), released, notice)
 
 
-async def issue_request(*, actor: Actor, request_id: int) -> CertificateRequest:
+async def issue_request(*, actor: Actor, request_id: int, bus: EventBus) -> CertificateRequest:
     """Staff mark a submitted request as issued (the CA's issuance happens elsewhere)."""
     actor.require_staff()
     changed = await CertificateRequest.filter(id=request_id, status=CertificateRequestStatus.SUBMITTED).update(
@@ -394,5 +395,5 @@ async def issue_request(*, actor: Actor, request_id: int) -> CertificateRequest:
         raise not_found("id", "No submitted certificate request with that id.")
     issued = await CertificateRequest.get(id=request_id)
     # Staff changed what the requesting account sees (its requests): its cached answers go.
-    await events.publish([events.account_changed(issued.account_id, "CERTIFICATE_ISSUED")])
+    await events.publish(bus, [events.account_changed(issued.account_id, "CERTIFICATE_ISSUED")])
     return issued

@@ -12,6 +12,7 @@ from services import events
 from services.actors import Actor
 from services.codes import CodeCipher, display
 from services.errors import not_found
+from services.events import EventBus
 from services.order_reads import VoucherRow, effective_status
 
 
@@ -21,7 +22,7 @@ class RevealedCode:
     code: str
 
 
-async def reveal_codes(*, actor: Actor, order_id: int, cipher: CodeCipher) -> list[RevealedCode]:
+async def reveal_codes(*, actor: Actor, order_id: int, cipher: CodeCipher, bus: EventBus) -> list[RevealedCode]:
     """Every code of an order in full; the history records who saw them and when."""
     actor.require_role(Role.ADMIN, Role.FINANCE)
     account_id = actor.require_account()
@@ -55,7 +56,7 @@ async def reveal_codes(*, actor: Actor, order_id: int, cipher: CodeCipher) -> li
             data={"count": len(rows)},
             using_db=conn,
         )
-    await events.publish([events.order_changed(order.id, account_id, "CODES_REVEALED")])
+    await events.publish(bus, [events.order_changed(order.id, account_id, "CODES_REVEALED")])
     return [
         RevealedCode(
             voucher=VoucherRow(

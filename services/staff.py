@@ -13,6 +13,7 @@ from models import Account, User
 from services import events
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode, not_found
+from services.events import EventBus
 from services.validation import check_length, check_password, clean_email
 
 
@@ -39,14 +40,14 @@ async def find_account(reference: str) -> Account:
     return account
 
 
-async def set_partner(*, account_id: int, enabled: bool, actor: Actor | None = None) -> Account:
+async def set_partner(*, account_id: int, enabled: bool, bus: EventBus, actor: Actor | None = None) -> Account:
     """Enable or disable the voucher feature for an account (staff, or the command line when actor is None)."""
     if actor is not None:
         actor.require_staff()
     changed = await Account.filter(id=account_id).update(is_partner=enabled)
     if not changed:
         raise not_found("account_id", "No such account.")
-    await events.publish([events.account_changed(account_id, "PARTNER")])
+    await events.publish(bus, [events.account_changed(account_id, "PARTNER")])
     return await Account.get(id=account_id)
 
 

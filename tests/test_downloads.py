@@ -146,7 +146,9 @@ class TestDownloadCsv:
         assert response.headers["content-type"] == "text/csv; charset=utf-8"
         assert response.headers["content-disposition"] == f'attachment; filename="{order.number}.csv"'
         assert response.headers["cache-control"] == "no-store"
-        revealed = await reveal_codes(actor=admin, order_id=order.id, cipher=CodeCipher(app_settings.code_key))
+        revealed = await reveal_codes(
+            actor=admin, order_id=order.id, cipher=CodeCipher(app_settings.code_key), bus=api.bus
+        )
         assert [row["code"] for row in rows_of(response)] == [r.code for r in revealed]
         [event] = await downloads_of(order)
         assert (event.actor_user_id, event.actor_api_key_id) == (admin.user_id, None)

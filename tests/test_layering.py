@@ -114,6 +114,43 @@ class TestLayers:
         assert violations(sources("web"), lambda top: top not in {"workers", "server", "cli"}) == []
 
 
+MUTABLE = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
+MUTABLE_CALLS = {"list", "dict", "set", "deque", "defaultdict", "WeakSet"}
+
+
+def module_state(path: Path) -> list[str]:
+    """Module-level containers and `global` rebinding: state shared by every caller of the module."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = [f"global {', '.join(node.names)}" for node in ast.walk(tree) if isinstance(node, ast.Global)]
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            value = node.value
+            called = ast.unparse(value.func).rpartition(".")[2] if isinstance(value, ast.Call) else None
+            if isinstance(value, MUTABLE) or called in MUTABLE_CALLS:
+                found.append(ast.unparse(node).split("=")[0].strip())
+    return found
+
+
+class TestPorts:
+    """The event bus is a port passed in by the caller, not a registry a module keeps."""
+
+    def test_the_walker_sees_module_state(self, tmp_path: Path) -> None:
+        module = tmp_path / "registry.py"
+        module.write_text("_buses: list[int] = []\nNAMES = ('a',)\ndef install(b):\n    global _on\n    _on = b\n")
+        assert module_state(module) == ["global _on", "_buses: list[int]"]
+
+    def test_services_events_keeps_no_registry_of_buses(self) -> None:
+        events = ROOT / "services" / "events.py"
+        assert module_state(events) == []
+        tree = ast.parse(events.read_text())
+        functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+        assert not functions & {"install", "uninstall"}
+
+    def test_the_redis_adapter_lives_in_infra_and_the_port_in_services(self) -> None:
+        assert not {name for name in imports_of(ROOT / "services" / "events.py") if name.split(".")[0] == "redis"}
+        assert "redis.asyncio" in imports_of(ROOT / "infra" / "event_bus.py")
+
+
 class TestTests:
     def test_test_modules_share_code_through_tests_support_only(self) -> None:
         # A test module imported by another runs its tests twice and hides what the suite shares.

@@ -163,7 +163,7 @@ class TestEveryEvent:
         await wait_for(pdfs_ready, within=60)
         # the first order's vouchers come to their end (only these: the run's other vouchers stay as they are)
         await Voucher.filter(order__number=first["number"]).update(expires_at=clock.now() - timedelta(seconds=1))
-        assert await expiry.expire_due() >= 2
+        assert await expiry.expire_due(bus=api.bus) >= 2
         assert (await deposit(api, b["token"], "20.00"))["errors"] == []
         # then: A hears of every type (placed and PDF ready twice), each signed with A's secret
         got = await received(receiver, "/a", 10)

@@ -37,7 +37,7 @@ async def download_codes_csv(request: Request) -> Response:
     media_type = "text/csv; charset=utf-8"
     if request.method == "HEAD":  # Starlette routes HEAD here too: no codes leave, so nothing is recorded
         return Response(media_type=media_type, headers=headers)
-    await exports.record_download(order_id=order.id, grant=grant, kind="csv")
+    await exports.record_download(order_id=order.id, grant=grant, kind="csv", bus=resources.bus)
     chunks = exports.csv_chunks(order=order, cipher=resources.cipher, public_url=resources.settings.public_url)
     return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
@@ -62,7 +62,7 @@ async def download_vouchers_pdf(request: Request) -> Response:
     }
     if request.method == "HEAD":  # as for the CSV: no codes leave, so nothing is recorded
         return Response(media_type="application/pdf", headers=headers)
-    await exports.record_download(order_id=order.id, grant=grant, kind="pdf")
+    await exports.record_download(order_id=order.id, grant=grant, kind="pdf", bus=resources.bus)
     stream = pdf_store.pdf_bytes_stream(order.id, resources.cipher)
     return StreamingResponse(stream, media_type="application/pdf", headers=headers)
 

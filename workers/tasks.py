@@ -13,10 +13,12 @@ from redis.asyncio import Redis
 
 from infra import response_cache, tracing
 from infra.database import close_db, open_db
+from infra.event_bus import RedisEventBus
 from infra.redis import ArqQueue
 from models import ORM_APPS
 from services import events, expiry, health, idempotency, outbox, pdf
 from services.codes import CodeCipher
+from services.events import EventBus
 from services.mail import SEND_EMAIL, mailer_for, send_email_handler
 from services.webhook_delivery import DeliveryConfig, Outcome
 from services.webhook_http import HttpSender
@@ -66,7 +68,7 @@ async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
 
 async def expire_vouchers(ctx: dict[str, Any]) -> int:
     """Vouchers past their expiry read EXPIRED at once; this stores it, in short batches."""
-    return await expiry.expire_due()
+    return await expiry.expire_due(bus=ctx["event_bus"])
 
 
 async def remind_expiring_orders(ctx: dict[str, Any]) -> int:
@@ -75,11 +77,11 @@ async def remind_expiring_orders(ctx: dict[str, Any]) -> int:
     return await expiry.send_expiry_reminders(public_url=settings.public_url)
 
 
-def handlers(settings: Settings) -> dict[str, outbox.Handler]:
+def handlers(settings: Settings, bus: EventBus) -> dict[str, outbox.Handler]:
     """Outbox task name -> the service that does the work."""
     return {
         SEND_EMAIL: send_email_handler(mailer_for(settings.smtp_url, settings.mail_dir), settings.mail_from),
-        **pdf.pdf_handlers(cipher=CodeCipher(settings.code_key), public_url=settings.public_url),
+        **pdf.pdf_handlers(cipher=CodeCipher(settings.code_key), public_url=settings.public_url, bus=bus),
     }
 
 
@@ -98,18 +100,16 @@ async def startup(ctx: dict[str, Any]) -> None:
         ctx["relay"] = asyncio.create_task(
             relay_forever(ArqQueue(ctx["redis"]), interval=settings.outbox_sweep_seconds)
         )
-        # A worker's changes (PDF ready, vouchers expired) reach the API processes' subscribers.
-        # The embedded worker shares the server's process, whose bus is already installed.
-        ctx["event_bus"] = events.RedisEventBus(ctx["redis"], settings.queue_name)
-        events.install(ctx["event_bus"])
         ctx["pool_sampler"] = asyncio.create_task(health.sample_pool_forever(POOL_SAMPLE_SECONDS))
         if settings.worker_metrics_port:
             ctx["endpoint"] = Endpoint(
                 ctx["redis"], settings.queue_name, host=settings.worker_metrics_host, port=settings.worker_metrics_port
             )
             ctx["endpoint"].start()
-    ctx["handlers"] = handlers(settings)
-    ctx["failure_hooks"] = pdf.pdf_failure_hooks()
+    # A worker's changes (PDF ready, vouchers expired) reach the API processes' subscribers.
+    ctx["event_bus"] = RedisEventBus(ctx["redis"], settings.queue_name, events.encode)
+    ctx["handlers"] = handlers(settings, ctx["event_bus"])
+    ctx["failure_hooks"] = pdf.pdf_failure_hooks(bus=ctx["event_bus"])
     ctx["webhooks"], ctx["webhooks_task"] = start_webhooks(settings, ctx["redis"])
 
 
@@ -153,8 +153,5 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         relay.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay
-    bus = ctx.pop("event_bus", None)
-    if bus is not None:
-        events.uninstall(bus)
     if not ctx.get("embedded"):
         await close_db()

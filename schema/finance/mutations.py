@@ -76,6 +76,7 @@ class FinanceMutation:
         try:
             settings = await finance.update_settings(
                 actor=actor,
+                bus=info.context.resources.bus,
                 bill_to_balance_enabled=input.bill_to_balance_enabled,
                 credit_card_enabled=input.credit_card_enabled,
                 default_payment_method=input.default_payment_method,
@@ -99,6 +100,7 @@ class FinanceMutation:
                 idempotency_key=input.idempotency_key,
                 gateway=info.context.resources.gateway,
                 public_url=info.context.settings.public_url,
+                bus=info.context.resources.bus,
             )
         except DomainError as error:
             return FundsDepositPayload(errors=user_errors(error))
@@ -117,6 +119,7 @@ class FinanceMutation:
                 memo=input.memo,
                 idempotency_key=input.idempotency_key,
                 public_url=info.context.settings.public_url,
+                bus=info.context.resources.bus,
             )
         except DomainError as error:
             return BalanceAdjustPayload(errors=user_errors(error))

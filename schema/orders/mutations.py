@@ -94,6 +94,7 @@ class OrderMutation:
                 gateway=resources.gateway,
                 cipher=resources.cipher,
                 public_url=resources.settings.public_url,
+                bus=resources.bus,
             )
         except DomainError as error:
             return VoucherOrderCreatePayload(errors=user_errors(error))
@@ -111,6 +112,7 @@ class OrderMutation:
                 idempotency_key=input.idempotency_key,
                 gateway=resources.gateway,
                 public_url=resources.settings.public_url,
+                bus=resources.bus,
             )
         except DomainError as error:
             return VoucherOrderCancelPayload(errors=user_errors(error))
@@ -125,6 +127,7 @@ class OrderMutation:
                 actor=actor_of(info),
                 order_id=node_pk(input.order_id, VoucherOrder),
                 cipher=info.context.resources.cipher,
+                bus=info.context.resources.bus,
             )
         except DomainError as error:
             return VoucherCodesRevealPayload(errors=user_errors(error))
@@ -144,7 +147,9 @@ class OrderMutation:
         self, info: Info, input: VoucherOrderPdfRenderInput
     ) -> VoucherOrderPdfRenderPayload:
         try:
-            order = await pdf_again.render_again(actor=actor_of(info), order_id=node_pk(input.order_id, VoucherOrder))
+            order = await pdf_again.render_again(
+                actor=actor_of(info), order_id=node_pk(input.order_id, VoucherOrder), bus=info.context.resources.bus
+            )
         except DomainError as error:
             return VoucherOrderPdfRenderPayload(errors=user_errors(error))
         return VoucherOrderPdfRenderPayload(order=VoucherOrder.of(order))

@@ -98,7 +98,7 @@ async def test_an_order_stream_sees_each_change_within_a_second(api: Api, url: s
         await doomed.until(lambda d: order_of(d)["pdf"]["status"] == "READY", within=30)
         due = clock.now() - timedelta(minutes=1)
         await Voucher.filter(order_id=GlobalID.from_id(second["id"]).node_id).update(expires_at=due)
-        assert await expiry.expire_due() >= 1
+        assert await expiry.expire_due(bus=api.bus) >= 1
         _, expired = await doomed.until(lambda d: order_of(d)["statusCounts"]["expired"] == 1)
         assert latest_event(order_of(expired)) == "EXPIRED"
 

@@ -14,6 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from models import CertificateRequest, LedgerEntry, Voucher, VoucherOrderLine, VoucherStatus
 from services import codes, redemption, staff
+from services.events import KeptEvents
 from settings import Settings
 from tests.support.api import Api
 from tests.support.factories import PASSWORD, codes_of, line, partner, redeem, sign_in, tenant, unique_email
@@ -282,11 +283,19 @@ class TestRaces:
         )
         placed = [
             await orders.place_order(
-                actor=buyer, request=request, gateway=gateway, cipher=cipher, public_url="http://127.0.0.1"
+                actor=buyer,
+                request=request,
+                gateway=gateway,
+                cipher=cipher,
+                public_url="http://127.0.0.1",
+                bus=KeptEvents(),
             )
             for _ in range(200)
         ]
-        codes = {o.id: (await reveal_codes(actor=buyer, order_id=o.id, cipher=cipher))[0].code for o in placed}
+        codes = {
+            o.id: (await reveal_codes(actor=buyer, order_id=o.id, cipher=cipher, bus=KeptEvents()))[0].code
+            for o in placed
+        }
 
         async def attempt(coro: object) -> bool:
             try:
@@ -297,7 +306,7 @@ class TestRaces:
 
         async def race(o: VoucherOrder) -> tuple[bool, bool]:
             cancel = cancellation.cancel_order(
-                actor=buyer, order_id=o.id, idempotency_key=None, gateway=gateway, public_url=""
+                actor=buyer, order_id=o.id, idempotency_key=None, gateway=gateway, public_url="", bus=KeptEvents()
             )
             use = redemption.redeem(
                 actor=redeemer,
@@ -305,6 +314,7 @@ class TestRaces:
                 cipher=cipher,
                 client=f"r03-{o.id}",
                 limiter=limiter,
+                bus=KeptEvents(),
             )
             cancelled, redeemed = await asyncio.gather(attempt(cancel), attempt(use))
             return cancelled, redeemed

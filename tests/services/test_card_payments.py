@@ -11,6 +11,7 @@ from services import finance, orders
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
 from services.errors import DomainError, ErrorCode
+from services.events import KeptEvents
 from services.orders import OrderRequest
 from services.payments import SandboxGateway
 from settings import Settings
@@ -41,6 +42,7 @@ class TestCommitFailsAfterTheCharge:
                 idempotency_key="dep-1",
                 gateway=gateway,
                 public_url="",
+                bus=KeptEvents(),
             )
         assert refused.value.code == ErrorCode.PAYMENT_GATEWAY_ERROR
         assert "refunded" in refused.value.message
@@ -63,6 +65,7 @@ class TestCommitFailsAfterTheCharge:
                 gateway=gateway,
                 cipher=CodeCipher(settings.code_key),
                 public_url="",
+                bus=KeptEvents(),
             )
         assert refused.value.code == ErrorCode.PAYMENT_GATEWAY_ERROR
         assert "Nothing was ordered" in refused.value.message

@@ -15,6 +15,7 @@ from services import codes
 from services.catalogue import LineRequest, price_lines
 from services.codes import CodeCipher
 from services.errors import DomainError
+from services.events import KeptEvents
 
 ALPHABET = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
@@ -93,9 +94,14 @@ class TestStorage:
             lines=[LineRequest("BASIC_OV", 100, 1, 1, 0)], card_token="tok_visa", customer_name="Sealed codes customer"
         )
         order = await orders.place_order(
-            actor=actor, request=request, gateway=SandboxGateway(), cipher=cipher, public_url="http://127.0.0.1:8000"
+            actor=actor,
+            request=request,
+            gateway=SandboxGateway(),
+            cipher=cipher,
+            public_url="http://127.0.0.1:8000",
+            bus=KeptEvents(),
         )
-        shown = [r.code for r in await reveal_codes(actor=actor, order_id=order.id, cipher=cipher)]
+        shown = [r.code for r in await reveal_codes(actor=actor, order_id=order.id, cipher=cipher, bus=KeptEvents())]
         bodies = [codes.normalize(c) for c in shown]
         assert len(bodies) == 100
         conn = connections.get("default")

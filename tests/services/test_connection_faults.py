@@ -20,6 +20,7 @@ from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
 from services.errors import DomainError
+from services.events import KeptEvents
 from services.payments import SandboxGateway
 from tests.support.factories import balance_partner
 
@@ -33,7 +34,12 @@ async def purchase(actor: Actor, key: str) -> VoucherOrder:
         lines=[LineRequest("BASIC_OV", 3, 1, 1, 0)], payment_method=PaymentMethod.ACCOUNT_BALANCE, idempotency_key=key
     )
     return await orders.place_order(
-        actor=actor, request=request, gateway=SandboxGateway(), cipher=CodeCipher(b"6" * 32), public_url="http://x"
+        actor=actor,
+        request=request,
+        gateway=SandboxGateway(),
+        cipher=CodeCipher(b"6" * 32),
+        public_url="http://x",
+        bus=KeptEvents(),
     )
 
 

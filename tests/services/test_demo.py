@@ -7,6 +7,7 @@ from models import Account, FinanceSettings, LedgerEntry, LedgerEntryKind, Payme
 from services import ledger
 from services.codes import CodeCipher
 from services.demo import Demo, create_demo
+from services.events import KeptEvents
 from services.money import to_decimal
 from services.payments import SandboxGateway
 from settings import Settings
@@ -14,7 +15,7 @@ from settings import Settings
 
 async def demo(settings: Settings) -> Demo:
     return await create_demo(
-        cipher=CodeCipher(settings.code_key), public_url=settings.public_url, gateway=SandboxGateway()
+        cipher=CodeCipher(settings.code_key), public_url=settings.public_url, gateway=SandboxGateway(), bus=KeptEvents()
     )
 
 

@@ -33,6 +33,7 @@ from services import expiry, orders
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
+from services.events import KeptEvents
 from services.order_reads import first_vouchers, status_counts
 from services.orders import OrderRequest
 from services.payments import SandboxGateway
@@ -54,6 +55,7 @@ async def placed_order(settings: Settings, actor: Actor, quantity: int = 2, *, a
             gateway=SandboxGateway(),
             cipher=CodeCipher(settings.code_key),
             public_url=settings.public_url,
+            bus=KeptEvents(),
         )
 
 
@@ -68,7 +70,7 @@ async def expired_events(order: VoucherOrder) -> list[int]:
 
 async def nothing_else_due() -> None:
     """Sweep what earlier tests of the run left due, so this test's counts are its own."""
-    await expiry.expire_due()
+    await expiry.expire_due(bus=KeptEvents())
 
 
 class TestExpireDue:
@@ -81,7 +83,7 @@ class TestExpireDue:
         ids = {o.id: await Voucher.filter(order_id=o.id).order_by("id").values_list("id", flat=True) for o in due}
         low = min(int(i) for vids in ids.values() for i in vids)
         # when
-        expired = await expiry.expire_due(batch_size=3)
+        expired = await expiry.expire_due(batch_size=3, bus=KeptEvents())
         # then: every due voucher expired, one event per order and id range of 3 (in any
         # order: on PostgreSQL two lanes sweep ranges at once)
         assert expired == 10
@@ -98,11 +100,11 @@ class TestExpireDue:
         await nothing_else_due()
         actor = await partner_admin()
         order = await placed_order(settings, actor, 3, ago=YEAR + timedelta(days=2))
-        assert await expiry.expire_due() == 3
+        assert await expiry.expire_due(bus=KeptEvents()) == 3
         events = await OrderEvent.filter(kind=OrderEventKind.EXPIRED).count()
 
-        assert await expiry.expire_due() == 0
-        assert await expiry.expire_due(batch_size=1) == 0
+        assert await expiry.expire_due(bus=KeptEvents()) == 0
+        assert await expiry.expire_due(batch_size=1, bus=KeptEvents()) == 0
         assert await OrderEvent.filter(kind=OrderEventKind.EXPIRED).count() == events
         assert await expired_events(order) == [3]
 
@@ -115,7 +117,7 @@ class TestExpireDue:
         await Voucher.filter(id=first.id).update(status=VoucherStatus.VALID_USED, used_at=used_at)
         await Voucher.filter(id=second.id).update(status=VoucherStatus.CANCELLED)
 
-        assert await expiry.expire_due() == 2
+        assert await expiry.expire_due(bus=KeptEvents()) == 2
         assert await stored(order) == [
             VoucherStatus.VALID_USED,
             VoucherStatus.CANCELLED,
@@ -135,8 +137,8 @@ class TestExpireDue:
         await Voucher.filter(id=on_time.id).update(expires_at=boundary)
         await Voucher.filter(id=late.id).update(expires_at=boundary + timedelta(microseconds=1))
 
-        assert await expiry.expire_due(now=boundary - timedelta(microseconds=1)) == 0
-        assert await expiry.expire_due(now=boundary) == 1
+        assert await expiry.expire_due(now=boundary - timedelta(microseconds=1), bus=KeptEvents()) == 0
+        assert await expiry.expire_due(now=boundary, bus=KeptEvents()) == 1
         assert await stored(order) == [VoucherStatus.EXPIRED, VoucherStatus.VALID_UNUSED]
 
     async def test_status_reads_expired_before_the_job_runs(self, settings: Settings, db: None) -> None:
@@ -153,7 +155,7 @@ class TestExpireDue:
         unused = await first_vouchers([order.id], limit=10, after_id=None, status=VoucherStatus.VALID_UNUSED, now=now)
         assert unused[order.id] == []
         # the job changes what is stored, not what is read
-        await expiry.expire_due()
+        await expiry.expire_due(bus=KeptEvents())
         assert await stored(order) == [VoucherStatus.EXPIRED] * 3
         assert (await status_counts([order.id], now))[order.id] == counts
 
@@ -191,8 +193,8 @@ class TestExpiryRacesRedemption:
 
         # when: both sweeps and every redemption at once
         sweep_a, sweep_b, *redeemed = await asyncio.gather(
-            expiry.expire_due(now=boundary, batch_size=7),
-            expiry.expire_due(now=boundary, batch_size=5),
+            expiry.expire_due(now=boundary, batch_size=7, bus=KeptEvents()),
+            expiry.expire_due(now=boundary, batch_size=5, bus=KeptEvents()),
             *(late_redeem(v) for v in vouchers),
         )
         # then: each voucher ended exactly one way, and the history agrees
@@ -214,7 +216,7 @@ class TestExpiryRacesRedemption:
             per_order[event.order_id] += int(event.data["count"])
         assert per_order == Counter(v.order_id for v in after.values() if v.status == VoucherStatus.EXPIRED)
         # and a rerun changes nothing
-        assert await expiry.expire_due(now=boundary) == 0
+        assert await expiry.expire_due(now=boundary, bus=KeptEvents()) == 0
         assert await OrderEvent.filter(order_id__in=[o.id for o in placed], kind=OrderEventKind.EXPIRED).count() == (
             len(events)
         )

@@ -12,6 +12,7 @@ from models import OrderEvent, OrderEventKind, Voucher, VoucherOrder, VoucherOrd
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
 from services.downloads import Grant
+from services.events import KeptEvents
 from services.exports import HEADER, cell, csv_chunks, record_download
 from services.reveal import reveal_codes
 from settings import Settings
@@ -66,7 +67,9 @@ class TestCsvChunks:
         # then
         assert body.startswith(",".join(HEADER) + "\r\n")
         rows = parse(body)
-        revealed = await reveal_codes(actor=actor, order_id=order.id, cipher=CodeCipher(settings.code_key))
+        revealed = await reveal_codes(
+            actor=actor, order_id=order.id, cipher=CodeCipher(settings.code_key), bus=KeptEvents()
+        )
         assert [row["code"] for row in rows] == [r.code for r in revealed]
         assert len({row["code"] for row in rows}) == 5
         products = {line.id: line.product_name for line in await VoucherOrderLine.filter(order_id=order.id)}
@@ -159,8 +162,8 @@ class TestRecordDownload:
             api_key_id=None,
             expires_at=datetime.now(UTC) + timedelta(minutes=5),
         )
-        await record_download(order_id=order.id, grant=grant, kind="csv")
-        await record_download(order_id=order.id, grant=grant, kind="pdf")
+        await record_download(order_id=order.id, grant=grant, kind="csv", bus=KeptEvents())
+        await record_download(order_id=order.id, grant=grant, kind="pdf", bus=KeptEvents())
         events = await OrderEvent.filter(
             order_id=order.id, kind__in=[OrderEventKind.CSV_DOWNLOADED, OrderEventKind.PDF_DOWNLOADED]
         ).order_by("id")

@@ -12,6 +12,7 @@ from models import Account, FinanceSettings, LedgerEntry, LedgerEntryKind, Outbo
 from services import accounts, idempotency, ledger
 from services.actors import Actor
 from services.errors import DomainError, ErrorCode
+from services.events import KeptEvents
 from settings import Settings
 from tests.support.api import Api
 from tests.support.factories import PASSWORD, tenant, unique_email
@@ -82,7 +83,12 @@ class TestConcurrentDebits:
 
                 return (
                     await adjust_balance(
-                        actor=staff, account_id=account.id, amount="-10.00", memo="twin", idempotency_key="twin-1"
+                        actor=staff,
+                        account_id=account.id,
+                        amount="-10.00",
+                        memo="twin",
+                        idempotency_key="twin-1",
+                        bus=KeptEvents(),
                     )
                 ).id
             except DomainError as error:
@@ -120,13 +126,19 @@ class TestIdempotencyKeys:
         staff = Actor(user_id=None, account_id=None, role=None, is_staff=True)
         from services.finance import adjust
 
-        first = await adjust(actor=staff, account_id=account.id, amount="1.00", memo="a", idempotency_key="k")
+        first = await adjust(
+            actor=staff, account_id=account.id, amount="1.00", memo="a", idempotency_key="k", bus=KeptEvents()
+        )
         with shifted(timedelta(hours=24)):
-            replay = await adjust(actor=staff, account_id=account.id, amount="1.00", memo="a", idempotency_key="k")
+            replay = await adjust(
+                actor=staff, account_id=account.id, amount="1.00", memo="a", idempotency_key="k", bus=KeptEvents()
+            )
         assert replay.id == first.id
         with shifted(idempotency.KEEP + timedelta(minutes=1)):
             assert await idempotency.purge_expired() >= 1
-            again = await adjust(actor=staff, account_id=account.id, amount="1.00", memo="a", idempotency_key="k")
+            again = await adjust(
+                actor=staff, account_id=account.id, amount="1.00", memo="a", idempotency_key="k", bus=KeptEvents()
+            )
         assert again.id != first.id
 
 
@@ -144,7 +156,7 @@ class TestLowBalance:
         await accounts.user_create(actor=admin, email=member_email, password=PASSWORD, role=Role.MEMBER)
         from services.finance import update_settings
 
-        await update_settings(actor=admin, low_balance_threshold="100.00")
+        await update_settings(actor=admin, low_balance_threshold="100.00", bus=api.bus)
 
         async def credit(amount: int) -> None:
             async with in_transaction() as conn:
@@ -189,9 +201,9 @@ class TestLowBalance:
         email = unique_email()
         user = await User.create(email=email, password_hash="x", account=account, role=Role.ADMIN)
         admin = Actor(user_id=user.id, account_id=account.id, role=Role.ADMIN)
-        await update_settings(actor=admin, low_balance_threshold="30.00")
+        await update_settings(actor=admin, low_balance_threshold="30.00", bus=KeptEvents())
         assert (await FinanceSettings.get(account_id=account.id)).low_balance_armed is True
-        await update_settings(actor=admin, low_balance_threshold="50.00")
+        await update_settings(actor=admin, low_balance_threshold="50.00", bus=KeptEvents())
         assert (await FinanceSettings.get(account_id=account.id)).low_balance_armed is False
         assert await debit(account.id, 100)  # already below: no second notice for the same stretch
         assert not [r for r in await OutboxMessage.filter(task="send_email") if email in r.payload["to"]]

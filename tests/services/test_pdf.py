@@ -28,6 +28,7 @@ from models import (
 )
 from services import outbox, pdf
 from services.codes import CodeCipher
+from services.events import KeptEvents
 from settings import Settings
 from tests.support.orders import (
     EV,
@@ -286,7 +287,7 @@ class TestFailure:
         order = await placed(settings, actor, EV)
         await render(settings, order)
         generation = (await PdfRender.get(order_id=order.id)).generation
-        hook = pdf.pdf_failure_hooks()[pdf.ASSEMBLE_PDF]
+        hook = pdf.pdf_failure_hooks(bus=KeptEvents())[pdf.ASSEMBLE_PDF]
         await hook({"order_id": order.id, "generation": generation}, "RuntimeError: late")
         assert (await VoucherOrder.get(id=order.id)).pdf_status == PdfStatus.READY
         assert await events(order, OrderEventKind.PDF_FAILED) == []

@@ -19,6 +19,7 @@ from models import OutboxMessage, OutboxStatus, PdfChunk, PdfRender
 from services import outbox, pdf, pdf_seal
 from services.catalogue import MAX_QUANTITY, LineRequest
 from services.codes import CodeCipher
+from services.events import KeptEvents
 from settings import Settings
 from tests.support.orders import handlers, partner, pending_rows, placed
 
@@ -36,7 +37,9 @@ async def test_ten_thousand_vouchers_render_in_chunks_of_bounded_memory(db: None
     assert order.voucher_count == 10_000
     [start] = await pending_rows(order, pdf.RENDER_PDF)
     run = handlers(settings)
-    assert await outbox.run(start["id"], run, failure_hooks=pdf.pdf_failure_hooks()) is outbox.Outcome.DONE
+    assert (
+        await outbox.run(start["id"], run, failure_hooks=pdf.pdf_failure_hooks(bus=KeptEvents())) is outbox.Outcome.DONE
+    )
     try:
         # then: 100 chunk jobs of 100 vouchers each, independent of one another
         chunks = await pending_rows(order, pdf.RENDER_PDF_CHUNK)
@@ -46,7 +49,7 @@ async def test_ten_thousand_vouchers_render_in_chunks_of_bounded_memory(db: None
         # when: the last chunk renders
         tracemalloc.start()
         try:
-            outcome = await outbox.run(last["id"], run, failure_hooks=pdf.pdf_failure_hooks())
+            outcome = await outbox.run(last["id"], run, failure_hooks=pdf.pdf_failure_hooks(bus=KeptEvents()))
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()

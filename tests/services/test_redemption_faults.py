@@ -11,6 +11,7 @@ from infra.ratelimit import Limit, RateLimiter
 from models import CertificateRequest, CertificateRequestStatus, Voucher, VoucherStatus
 from services import redemption
 from services.codes import CodeCipher
+from services.events import KeptEvents
 from settings import Settings
 from tests.support.orders import codes, partner, placed
 
@@ -33,7 +34,12 @@ async def test_a_used_voucher_is_not_reported_as_an_error_when_forgiving_fails(s
     )
     # when: the customer redeems it
     created = await redemption.redeem(
-        actor=actor, request=request, cipher=CodeCipher(settings.code_key), client="203.0.113.7", limiter=limiter
+        actor=actor,
+        request=request,
+        cipher=CodeCipher(settings.code_key),
+        client="203.0.113.7",
+        limiter=limiter,
+        bus=KeptEvents(),
     )
     # then: the request is made and the voucher used, once; the customer is told so
     assert created.status == CertificateRequestStatus.SUBMITTED

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from services.events import EventBus
+
 
 def loopback_client() -> tuple[str, int]:
     """A distinct loopback address per client, so per-client rate limits never leak between tests."""
@@ -31,6 +33,12 @@ class Api:
     def app(self) -> Any:
         """The ASGI app this client talks to."""
         return self.http._transport.app  # type: ignore[attr-defined]  # noqa: SLF001  # httpx keeps it on the transport
+
+    @property
+    def bus(self) -> EventBus:
+        """The app's event bus: a change a test makes through the services is announced as the app's own are."""
+        bus: EventBus = self.app.state.resources.bus
+        return bus
 
     def client(self) -> Api:
         """Another client (another address) on the same app."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from services.events import KeptEvents
 from tests.support.api import Api
 from tests.support.documents import REDEEM, REVEAL
 
@@ -105,7 +106,7 @@ async def partner(api: Api, *, balance: str | None = "5000.00", **overrides: Any
     account = await tenant(api, **overrides)
     user = await User.get(email=account["email"])
     assert user.account_id is not None
-    await staff.set_partner(account_id=user.account_id, enabled=True)
+    await staff.set_partner(account_id=user.account_id, enabled=True, bus=api.bus)
     await api(ENABLE_BALANCE, token=account["token"])
     if balance is not None:
         funded = await deposit(api, account["token"], balance)
@@ -148,7 +149,7 @@ async def partner_admin(*, locale: str = "en", name: str = "Reseller Ltd") -> Ac
     from services import staff
 
     actor = await tenant_admin(locale=locale, name=name)
-    await staff.set_partner(account_id=actor.require_account(), enabled=True)
+    await staff.set_partner(account_id=actor.require_account(), enabled=True, bus=KeptEvents())
     return actor
 
 

@@ -14,6 +14,7 @@ from services import accounts, outbox, pdf, pdf_store, staff
 from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
+from services.events import KeptEvents
 from services.orders import OrderRequest, place_order
 from services.payments import SandboxGateway
 from services.reveal import RevealedCode, reveal_codes
@@ -30,7 +31,7 @@ async def partner(settings: Settings, locale: str = "en") -> Actor:
         email=unique_email("pdf"), password=PASSWORD, account_name="Reseller", locale=locale, public_url=""
     )
     assert user.account_id is not None
-    await staff.set_partner(account_id=user.account_id, enabled=True)
+    await staff.set_partner(account_id=user.account_id, enabled=True, bus=KeptEvents())
     return Actor(user_id=user.id, account_id=user.account_id, role=Role.ADMIN)
 
 
@@ -41,11 +42,14 @@ async def placed(settings: Settings, actor: Actor, *lines: LineRequest, **reques
         gateway=SandboxGateway(),
         cipher=CodeCipher(settings.code_key),
         public_url=settings.public_url,
+        bus=KeptEvents(),
     )
 
 
 def handlers(settings: Settings, cipher: CodeCipher | None = None) -> dict[str, outbox.Handler]:
-    return pdf.pdf_handlers(cipher=cipher or CodeCipher(settings.code_key), public_url=settings.public_url)
+    return pdf.pdf_handlers(
+        cipher=cipher or CodeCipher(settings.code_key), public_url=settings.public_url, bus=KeptEvents()
+    )
 
 
 async def request_render(order: VoucherOrder) -> int:
@@ -72,7 +76,7 @@ async def pending_rows(order: VoucherOrder, *tasks: str) -> list[dict[str, Any]]
 
 async def drain(order: VoucherOrder, handlers: dict[str, outbox.Handler], *, within: float = 120) -> None:
     """Run this order's PDF rows (and the rows they write) until none is left; failures retry until final."""
-    hooks = pdf.pdf_failure_hooks()
+    hooks = pdf.pdf_failure_hooks(bus=KeptEvents())
     deadline = asyncio.get_running_loop().time() + within
     while rows := await pending_rows(order):
         for row in rows:
@@ -102,4 +106,4 @@ async def events(order: VoucherOrder, kind: OrderEventKind) -> list[OrderEvent]:
 
 
 async def codes(settings: Settings, actor: Actor, order: VoucherOrder) -> list[RevealedCode]:
-    return await reveal_codes(actor=actor, order_id=order.id, cipher=CodeCipher(settings.code_key))
+    return await reveal_codes(actor=actor, order_id=order.id, cipher=CodeCipher(settings.code_key), bus=KeptEvents())

@@ -30,6 +30,7 @@ from services.actors import Actor
 from services.catalogue import LineRequest
 from services.codes import CodeCipher
 from services.errors import DomainError, ErrorCode
+from services.events import KeptEvents
 from services.payments import SandboxGateway
 from services.reveal import reveal_codes
 from tests.support.factories import balance_partner, unique_email
@@ -109,6 +110,7 @@ async def run(world: World, op: tuple[Any, ...]) -> str:
                 idempotency_key=None,
                 gateway=gateway,
                 public_url=URL,
+                bus=KeptEvents(),
             )
             world.expected[partner.require_account()] += entry.amount
         elif kind == "purchase":
@@ -117,18 +119,26 @@ async def run(world: World, op: tuple[Any, ...]) -> str:
                 lines=[LineRequest("BASIC_OV", quantity, 1, 1, 0)], payment_method=PaymentMethod.ACCOUNT_BALANCE
             )
             order = await orders.place_order(
-                actor=partner, request=request, gateway=gateway, cipher=world.cipher, public_url=URL
+                actor=partner, request=request, gateway=gateway, cipher=world.cipher, public_url=URL, bus=KeptEvents()
             )
             world.expected[partner.require_account()] -= order.total
             world.orders[partner.require_account()].append(order)
-            world.codes += [c.code for c in await reveal_codes(actor=partner, order_id=order.id, cipher=world.cipher)]
+            world.codes += [
+                c.code
+                for c in await reveal_codes(actor=partner, order_id=order.id, cipher=world.cipher, bus=KeptEvents())
+            ]
         elif kind == "cancel":
             partner = world.partners[args[0]]
             order = nth(world.orders[partner.require_account()], args[1])
             if order is None:
                 return "skip"
             await cancellation.cancel_order(
-                actor=partner, order_id=order.id, idempotency_key=None, gateway=gateway, public_url=URL
+                actor=partner,
+                order_id=order.id,
+                idempotency_key=None,
+                gateway=gateway,
+                public_url=URL,
+                bus=KeptEvents(),
             )
             world.expected[partner.require_account()] += order.total
         elif kind == "redeem":
@@ -141,19 +151,20 @@ async def run(world: World, op: tuple[Any, ...]) -> str:
                 cipher=world.cipher,
                 client=f"r02-{next(world.clients)}",
                 limiter=world.limiter,
+                bus=KeptEvents(),
             )
             world.requests.append((customer, made.id))
         elif kind == "release":
             made = nth(world.requests, args[0])
             if made is None:
                 return "skip"
-            await redemption.end_request(actor=made[0], request_id=made[1], revoke=False)
+            await redemption.end_request(actor=made[0], request_id=made[1], revoke=False, bus=KeptEvents())
         else:  # expire: the order's vouchers come due (a year passes for it), then the sweep runs
             order = nth(world.orders[world.partners[args[0]].require_account()], args[1])
             if order is None:
                 return "skip"
             await Voucher.filter(order_id=order.id).update(expires_at=clock.now() - timedelta(seconds=1))
-            await expiry.expire_due()
+            await expiry.expire_due(bus=KeptEvents())
     except DomainError as error:
         if error.code not in REFUSALS:
             raise

@@ -32,6 +32,7 @@ import pytest
 from infra import database
 from models import ORM_APPS
 from services import staff
+from services.events import KeptEvents
 from settings import Settings
 from tests.support.factories import DEPOSIT, ENABLE_BALANCE, ORDER_CREATE, PASSWORD, SIGN_IN, SIGN_UP, unique_email
 from tests.support.fault_cluster import Cluster, outage_traceback_problems
@@ -257,7 +258,7 @@ async def sign_up_partners(cluster: Cluster, settings: Settings) -> list[Partner
 
                 user = await User.get(email=email)
                 assert user.account_id is not None
-                await staff.set_partner(account_id=user.account_id, enabled=True)
+                await staff.set_partner(account_id=user.account_id, enabled=True, bus=KeptEvents())
             finally:
                 await database.close_db()
             await gql(ENABLE_BALANCE, token=token)

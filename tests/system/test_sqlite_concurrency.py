@@ -41,6 +41,7 @@ from infra.redis import open_redis
 from models import ORM_APPS, Account, ApiKeyChannel, OutboxMessage, OutboxStatus
 from services import accounts, finance, outbox, pdf
 from services.codes import CodeCipher
+from services.events import KeptEvents
 from services.money import to_minor
 from services.payments import SandboxGateway
 from settings import Settings, load_settings
@@ -101,6 +102,7 @@ async def seed(settings: Settings) -> Seeded:
                 idempotency_key=None,
                 gateway=SandboxGateway(),
                 public_url=settings.public_url,
+                bus=KeptEvents(),
             )
         # Relayed before the server starts, and dated ahead: the server's relay re-offers an
         # ENQUEUED row its own queue does not hold only once outbox.REOFFER_AFTER has passed
@@ -170,7 +172,11 @@ def api_writes(http: httpx.Client, seeded: Seeded, start: float) -> tuple[dict[i
 
 async def deliver(settings: Settings, jobs: list[int], start: float) -> dict[str, Any]:
     """Each job through the task arq would call, with the context the worker's start-up builds."""
-    ctx = {"settings": settings, "handlers": tasks.handlers(settings), "failure_hooks": pdf.pdf_failure_hooks()}
+    ctx = {
+        "settings": settings,
+        "handlers": tasks.handlers(settings, bus=KeptEvents()),
+        "failure_hooks": pdf.pdf_failure_hooks(bus=KeptEvents()),
+    }
     outcomes: list[str] = []
     await asyncio.sleep(due(start, 0))
     first = time.time()

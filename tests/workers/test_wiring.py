@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 from services import orders, pdf
+from services.events import KeptEvents
 from settings import Settings
 from workers.options import worker_options
 from workers.tasks import handlers
@@ -51,7 +52,7 @@ def _imported(name: str) -> str:
 def test_every_outbox_task_has_a_handler(settings: Settings) -> None:
     written = _task_names_written()
     assert {"send_email", "render_pdf", "render_pdf_chunk", "assemble_pdf"} <= written
-    assert written <= set(handlers(settings))
+    assert written <= set(handlers(settings, bus=KeptEvents()))
 
 
 def test_the_order_service_names_the_pdf_job_the_pdf_service_handles() -> None:
