@@ -75,8 +75,8 @@ async def open_resources(settings: Settings) -> AppResources:
     )
 
 
-def start_background(resources: AppResources) -> Running:
-    """The outbox relay, the live hub's subscription and, without Redis, the in-process worker."""
+def start_background(resources: AppResources, *, worker: bool = True) -> Running:
+    """The outbox relay, the live hub's subscription and, without Redis and unless told not, the in-process worker."""
     settings, redis = resources.settings, resources.redis
     running = Running()
     running.tasks += [
@@ -84,7 +84,7 @@ def start_background(resources: AppResources) -> Running:
         asyncio.create_task(resources.hub.run()),
         asyncio.create_task(health.sample_pool_forever(POOL_SAMPLE_SECONDS)),
     ]
-    if settings.embedded_redis:
+    if settings.embedded_redis and worker:
         # Imported here: the worker loads the PDF toolkit, which API instances on Redis never need.
         from workers.worker import embedded_worker
 
@@ -116,7 +116,8 @@ async def stop_background(resources: AppResources, running: Running) -> None:
     metrics.process_exiting()
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *, worker: bool = True) -> Starlette:
+    """The app; `worker=False` runs no worker in-process even without Redis (tests run jobs in burst mode)."""
     settings = settings or load_settings()
 
     @contextlib.asynccontextmanager
@@ -126,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         metrics.forget_dead_processes()
         resources = await open_resources(settings)
         app.state.resources = resources
-        running = start_background(resources)
+        running = start_background(resources, worker=worker)
         # What start-up built (the schema, modules, pools) lives as long as the process: out of
         # the collector's sight, a full collection scans only what requests made since (full
         # collections had stalled every request in flight; bench/README.md, W3).

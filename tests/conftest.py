@@ -136,6 +136,18 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
+async def burst_api(settings: Settings) -> AsyncIterator[Api]:
+    """The app with no worker of its own: the test runs its jobs to the end (tests.support.running.run_jobs)."""
+    from server import create_app
+
+    application = create_app(settings, worker=False)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, client=loopback_client())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield Api(http)
+
+
+@pytest.fixture
 async def api(app: Any) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=app, client=loopback_client())
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
@@ -161,12 +173,12 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 
 @pytest.fixture
 async def smtp_api(settings: Settings, smtp: tuple[Inbox, int]) -> AsyncIterator[tuple[Api, Settings, Inbox]]:
-
+    """An app sending mail to a real SMTP server; no worker of its own: the test runs the jobs (run_jobs)."""
     from server import create_app
 
     inbox, port = smtp
     app_settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
-    app = create_app(app_settings)
+    app = create_app(app_settings, worker=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=loopback_client())
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

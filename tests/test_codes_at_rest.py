@@ -30,7 +30,7 @@ from tests.support import at_rest
 from tests.support.api import Api, loopback_client
 from tests.support.documents import REDEEM, REVEAL
 from tests.support.factories import line, order, partner, tenant
-from tests.support.running import running_worker, wait_for
+from tests.support.running import run_jobs
 from tests.support.stores import ON_POSTGRES, admin_database
 
 BY_CODE = "query Q($code: String!) { voucherByCode(code: $code) { code status } }"
@@ -57,8 +57,8 @@ async def own_settings(settings: Settings, tmp_path: Path) -> AsyncIterator[Sett
 async def own(own_settings: Settings) -> AsyncIterator[tuple[Api, Any]]:
     from server import create_app
 
-    app = create_app(own_settings)
-    async with app.router.lifespan_context(app), running_worker(own_settings):
+    app = create_app(own_settings, worker=False)  # the test runs the jobs (run_jobs)
+    async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=loopback_client())
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield Api(http), app
@@ -112,11 +112,9 @@ async def test_no_code_is_stored_or_logged_in_clear(
     assert [p["errors"] for p in placed] == [[], []], placed
     ids = [p["order"]["id"] for p in placed]
 
-    async def ready(order_id: str) -> dict[str, Any] | None:
-        node = (await api(ORDER, {"id": order_id}, token=seller["token"]))["data"]["node"]
-        return dict(node) if node["pdf"]["status"] == "READY" else None
-
-    nodes = [await wait_for(lambda i=i: ready(i), within=90, interval=0.2) for i in ids]
+    await run_jobs(app)  # the PDFs, the e-mails
+    nodes = [(await api(ORDER, {"id": order_id}, token=seller["token"]))["data"]["node"] for order_id in ids]
+    assert [node["pdf"]["status"] for node in nodes] == ["READY", "READY"]
     # and: the codes revealed, the CSV and the PDF downloaded, one looked up and redeemed, one guessed wrong
     codes: list[str] = []
     for order_id in ids:

@@ -202,6 +202,7 @@ async def test_background_work_and_backlog(client: Client, settings: Settings) -
             else None
         )
 
+    # The app's own in-process worker is what is measured here, so the test waits for it.
     after = await wait_for(sent, within=20)
     assert after.value("vouchsafe_jobs_total", task="run_outbox", outcome="ok") > before.value(
         "vouchsafe_jobs_total", task="run_outbox", outcome="ok"

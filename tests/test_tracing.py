@@ -13,10 +13,9 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from infra import tracing
-from settings import Settings
 from tests.support.api import Api
 from tests.support.factories import PASSWORD, sign_up, unique_email
-from tests.support.running import running_worker, wait_for
+from tests.support.running import run_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,25 +34,21 @@ def named(exporter: InMemorySpanExporter, prefix: str) -> list[Any]:
     return [span for span in exporter.get_finished_spans() if span.name.startswith(prefix)]
 
 
-async def test_a_request_its_operation_statements_and_its_job(
-    spans: InMemorySpanExporter, api: Api, settings: Settings
-) -> None:
+async def test_a_request_its_operation_statements_and_its_job(spans: InMemorySpanExporter, burst_api: Api) -> None:
+    api = burst_api
     email = unique_email("trace")
-    async with running_worker(settings):
-        response = await api.http.post(
-            "/graphql",
-            json={
-                "query": "mutation SignUp($input: SignUpInput!) { signUp(input: $input) { errors { code } } }",
-                "variables": {"input": {"email": email, "password": PASSWORD, "accountName": "Traced"}},
-            },
-            headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
-        )
-        assert response.json()["data"]["signUp"]["errors"] == [], response.text
+    response = await api.http.post(
+        "/graphql",
+        json={
+            "query": "mutation SignUp($input: SignUpInput!) { signUp(input: $input) { errors { code } } }",
+            "variables": {"input": {"email": email, "password": PASSWORD, "accountName": "Traced"}},
+        },
+        headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+    )
+    assert response.json()["data"]["signUp"]["errors"] == [], response.text
 
-        async def job_done() -> list[Any]:
-            return named(spans, "outbox send_email")
-
-        [outbox_span] = await wait_for(job_done, within=20)
+    await run_jobs(api.app)
+    [outbox_span] = named(spans, "outbox send_email")
     [request] = [s for s in named(spans, "POST /graphql")]
     # the caller's trace continues: its trace id, its span as the parent
     assert f"{request.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from strawberry.relay import GlobalID
 
 from infra import clock
 from models import Voucher, VoucherOrder, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
@@ -30,7 +31,7 @@ from services.webhook_delivery import RETRY_SCHEDULE
 from settings import Settings
 from tests.support.api import Api, loopback_client
 from tests.support.factories import deposit, line, order, partner, tenant
-from tests.support.running import running_worker, shifted, wait_for
+from tests.support.running import running_worker, shifted, until_announced, wait_for
 from tests.support.webhook_receiver import Receiver
 
 ALL_EVENTS = [
@@ -96,6 +97,7 @@ async def received(receiver: Receiver, path: str, count: int, *, within: float =
         got = receiver.received(path)
         return got if len(got) >= count else None
 
+    # Polled: the app's worker delivers to the receiver, another process.
     return list(await wait_for(enough, within=within, interval=0.1))
 
 
@@ -121,6 +123,7 @@ async def settled(event_id: str, status: WebhookDeliveryStatus) -> WebhookDelive
         row = await delivery_of(event_id)
         return row if row.status == status and row.locked_until is None else None
 
+    # Polled: the app's worker delivers to the receiver, another process.
     return await wait_for(reached, within=WAIT)
 
 
@@ -160,7 +163,9 @@ class TestEveryEvent:
                 == 2
             )
 
-        await wait_for(pdfs_ready, within=60)
+        ids = [int(GlobalID.from_id(o["id"]).node_id) for o in (first, second)]
+        # The worker stays: it also delivers the webhooks. Its PDF_READY events announce the PDFs.
+        await until_announced(api.app, pdfs_ready, orders=ids, tenant=a["account_id"])
         # the first order's vouchers come to their end (only these: the run's other vouchers stay as they are)
         await Voucher.filter(order__number=first["number"]).update(expires_at=clock.now() - timedelta(seconds=1))
         assert await expiry.expire_due(bus=api.bus) >= 2
@@ -236,6 +241,7 @@ class TestRetries:
             row = await delivery_of(event_id)
             return row if row.attempts == 1 and row.locked_until is None and row.last_status_code == 500 else None
 
+        # Polled: the app's worker delivers to the receiver, another process.
         pending = await wait_for(retried_later, within=WAIT)
         assert pending.status == WebhookDeliveryStatus.PENDING
         assert pending.next_attempt_at is not None
@@ -262,6 +268,7 @@ class TestRetries:
             row = await delivery_of(event_id)
             return row if row.attempts >= 1 and row.locked_until is None else None
 
+        # Polled: the app's worker delivers to the receiver, another process.
         failed = await wait_for(refused, within=WAIT)
         assert failed.status == WebhookDeliveryStatus.PENDING
         assert failed.last_status_code is None
@@ -292,6 +299,7 @@ class TestRetries:
                 return row if row.attempts == n and row.locked_until is None else None
 
             with shifted(offset):
+                # Polled: the app's worker delivers to the receiver, another process.
                 row = await wait_for(attempted, within=WAIT)
                 if delay is None:
                     break
@@ -322,6 +330,7 @@ class TestFiveDays:
             row = await delivery_of(event_id)
             return row.attempts >= 1 and row.locked_until is None
 
+        # Polled: the app's worker delivers to the receiver, another process.
         await wait_for(lambda: tried(first), within=WAIT)
         endpoint = await WebhookEndpoint.get(url=url, account__users__email=admin["email"])
         assert endpoint.enabled
@@ -341,8 +350,10 @@ class TestFiveDays:
             async def disabled() -> bool:
                 return not (await WebhookEndpoint.get(id=endpoint.id)).enabled
 
+            # Polled: the app's worker delivers to the receiver, another process.
             await wait_for(disabled, within=WAIT)
             # The e-mail's job is queued at the moved time: it runs while the clock is there.
+            # Polled: the app's worker runs the e-mail job beside its webhook deliveries.
             message = await wait_for(mailed, within=WAIT)
         # then: what waited fails visibly, and the account's admin has an e-mail in its locale
         assert await WebhookDelivery.filter(endpoint_id=endpoint.id, status=WebhookDeliveryStatus.PENDING).count() == 0
@@ -360,6 +371,7 @@ class TestFiveDays:
         async def failing() -> bool:
             return (await WebhookEndpoint.get(id=endpoint.id)).failing_since is not None
 
+        # Polled: the app's worker delivers to the receiver, another process.
         await wait_for(failing, within=WAIT)
         with later(receiver, timedelta(days=4)):
             await received(receiver, "/streak", 2)  # the retry, long due, succeeds
@@ -367,6 +379,7 @@ class TestFiveDays:
             async def healthy() -> bool:
                 return (await WebhookEndpoint.get(id=endpoint.id)).failing_since is None
 
+            # Polled: the app's worker delivers to the receiver, another process.
             await wait_for(healthy, within=WAIT)
         await settled(first, WebhookDeliveryStatus.SUCCEEDED)
 

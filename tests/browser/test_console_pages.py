@@ -257,6 +257,7 @@ def test_render_again_refused_says_why_in_words(console: Console, browser: Brows
     email = partner(console)
     token = api_sign_in(console.http, email)
     node: dict[str, Any] = {}
+    # Polled: the console's server (another process) renders the PDF in its own worker.
     for _ in range(WAIT_MS // 250):
         node = graphql(console.http, ORDER_PDF, token=token)["voucherOrders"]["edges"][0]["node"]
         if node["pdf"]["status"] == "READY":

@@ -19,7 +19,7 @@ from settings import Settings
 from tests.support.api import Api, loopback_client
 from tests.support.factories import PASSWORD, line, member, order, partner, sign_in, tenant, unique_email
 from tests.support.orders import stored_pdf
-from tests.support.running import running_worker, wait_for
+from tests.support.running import run_jobs
 
 RENDER = """mutation R($id: ID!) { voucherOrderPdfRender(input: {orderId: $id}) {
   order { id pdf { status } } errors { code field message } } }"""
@@ -32,26 +32,23 @@ OLD, NEW = "http://old.example:8000", "http://vouchers.example:18777"
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[Api]:
-    """An app (and its worker) on the run's database with these settings."""
+    """An app on the run's database with these settings; the test runs its jobs (run_jobs)."""
     from server import create_app
 
-    app = create_app(settings)
-    async with app.router.lifespan_context(app), running_worker(settings):
+    app = create_app(settings, worker=False)
+    async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=loopback_client())
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield Api(http)
 
 
 async def rendered(api: Api, token: str, order_id: str, *, after: str | None = None) -> dict[str, Any]:
-    """The order's PDF once READY (and generated after `after`, when given)."""
-
-    async def ready() -> dict[str, Any] | None:
-        pdf = (await api(PDF, {"id": order_id}, token=token))["data"]["node"]["pdf"]
-        done = pdf["status"] == "READY" and (after is None or pdf["generatedAt"] > after)
-        return dict(pdf) if done else None
-
-    result: dict[str, Any] = await wait_for(ready, within=90, interval=0.2)
-    return result
+    """The order's PDF once its jobs have run: READY (and generated after `after`, when given)."""
+    await run_jobs(api.app)
+    pdf: dict[str, Any] = (await api(PDF, {"id": order_id}, token=token))["data"]["node"]["pdf"]
+    assert pdf["status"] == "READY", pdf
+    assert after is None or pdf["generatedAt"] > after, (pdf, after)
+    return pdf
 
 
 def links(data: bytes) -> list[str]:
@@ -105,49 +102,45 @@ async def test_a_ready_pdf_is_rendered_again_with_todays_links_and_the_history_s
         assert kinds.index("PDF_READY") < requested
 
 
-async def test_who_may_ask_members_and_strangers_may_not_staff_may(api: Api, settings: Settings) -> None:
-    async with running_worker(settings):
-        seller = await partner(api)
-        order_id = await placed(api, seller["token"], 1)
-        await rendered(api, seller["token"], order_id)
-        # a MEMBER of the owner: refused; another tenant: the order does not exist for it
-        for token, code in (
-            (await member(api, seller["token"], "MEMBER"), "PERMISSION_DENIED"),
-            ((await tenant(api))["token"], "NOT_FOUND"),
-        ):
-            answer = (await api(RENDER, {"id": order_id}, token=token))["data"]["voucherOrderPdfRender"]
-            assert (answer["order"], [e["code"] for e in answer["errors"]]) == (None, [code])
-        assert await OrderEvent.filter(order_id=pk(order_id), kind=OrderEventKind.PDF_RENDER_REQUESTED).count() == 0
-        # staff may, for any tenant's order
-        email = unique_email("staff")
-        await staff.create_staff(email=email, password=PASSWORD)
-        staff_token = await sign_in(api, email)
-        answer = (await api(RENDER, {"id": order_id}, token=staff_token))["data"]["voucherOrderPdfRender"]
-        assert answer["errors"] == []
-        assert answer["order"]["pdf"]["status"] == "PENDING"
-        [event] = await OrderEvent.filter(order_id=pk(order_id), kind=OrderEventKind.PDF_RENDER_REQUESTED)
-        assert event.data == {"previous": "READY", "by_staff": True}
-        await rendered(api, seller["token"], order_id)
+async def test_who_may_ask_members_and_strangers_may_not_staff_may(burst_api: Api) -> None:
+    api = burst_api
+    seller = await partner(api)
+    order_id = await placed(api, seller["token"], 1)
+    await rendered(api, seller["token"], order_id)
+    # a MEMBER of the owner: refused; another tenant: the order does not exist for it
+    for token, code in (
+        (await member(api, seller["token"], "MEMBER"), "PERMISSION_DENIED"),
+        ((await tenant(api))["token"], "NOT_FOUND"),
+    ):
+        answer = (await api(RENDER, {"id": order_id}, token=token))["data"]["voucherOrderPdfRender"]
+        assert (answer["order"], [e["code"] for e in answer["errors"]]) == (None, [code])
+    assert await OrderEvent.filter(order_id=pk(order_id), kind=OrderEventKind.PDF_RENDER_REQUESTED).count() == 0
+    # staff may, for any tenant's order
+    email = unique_email("staff")
+    await staff.create_staff(email=email, password=PASSWORD)
+    staff_token = await sign_in(api, email)
+    answer = (await api(RENDER, {"id": order_id}, token=staff_token))["data"]["voucherOrderPdfRender"]
+    assert answer["errors"] == []
+    assert answer["order"]["pdf"]["status"] == "PENDING"
+    [event] = await OrderEvent.filter(order_id=pk(order_id), kind=OrderEventKind.PDF_RENDER_REQUESTED)
+    assert event.data == {"previous": "READY", "by_staff": True}
+    await rendered(api, seller["token"], order_id)
 
 
-async def test_refused_while_rendering_and_for_a_cancelled_order_and_only_one_of_two_at_once(
-    api: Api, settings: Settings
-) -> None:
-    async with running_worker(settings):
-        seller = await partner(api)
-        order_id = await placed(api, seller["token"], 1)
-        await rendered(api, seller["token"], order_id)
-        # two requests at once: one wins the compare-and-set, the other hears a render is in progress
-        answers = await asyncio.gather(*(api(RENDER, {"id": order_id}, token=seller["token"]) for _ in range(2)))
-        codes = sorted(str([e["code"] for e in a["data"]["voucherOrderPdfRender"]["errors"]]) for a in answers)
-        assert codes == ["['PDF_RENDER_IN_PROGRESS']", "[]"]
-        assert await OrderEvent.filter(order_id=pk(order_id), kind=OrderEventKind.PDF_RENDER_REQUESTED).count() == 1
-        await rendered(api, seller["token"], order_id)
-        # a cancelled order: refused with its own code, nothing recorded or queued
-        assert (await api(CANCEL, {"id": order_id}, token=seller["token"]))["data"]["voucherOrderCancel"][
-            "errors"
-        ] == []
-        answer = (await api(RENDER, {"id": order_id}, token=seller["token"]))["data"]["voucherOrderPdfRender"]
-        assert [(e["code"], e["field"]) for e in answer["errors"]] == [("ORDER_CANCELLED", ["input", "orderId"])]
-        assert (await VoucherOrder.get(id=pk(order_id))).pdf_status == PdfStatus.READY
-        assert await OrderEvent.filter(order_id=pk(order_id), kind=OrderEventKind.PDF_RENDER_REQUESTED).count() == 1
+async def test_refused_while_rendering_and_for_a_cancelled_order_and_only_one_of_two_at_once(burst_api: Api) -> None:
+    api = burst_api
+    seller = await partner(api)
+    order_id = await placed(api, seller["token"], 1)
+    await rendered(api, seller["token"], order_id)
+    # two requests at once: one wins the compare-and-set, the other hears a render is in progress
+    answers = await asyncio.gather(*(api(RENDER, {"id": order_id}, token=seller["token"]) for _ in range(2)))
+    codes = sorted(str([e["code"] for e in a["data"]["voucherOrderPdfRender"]["errors"]]) for a in answers)
+    assert codes == ["['PDF_RENDER_IN_PROGRESS']", "[]"]
+    assert await OrderEvent.filter(order_id=pk(order_id), kind=OrderEventKind.PDF_RENDER_REQUESTED).count() == 1
+    await rendered(api, seller["token"], order_id)
+    # a cancelled order: refused with its own code, nothing recorded or queued
+    assert (await api(CANCEL, {"id": order_id}, token=seller["token"]))["data"]["voucherOrderCancel"]["errors"] == []
+    answer = (await api(RENDER, {"id": order_id}, token=seller["token"]))["data"]["voucherOrderPdfRender"]
+    assert [(e["code"], e["field"]) for e in answer["errors"]] == [("ORDER_CANCELLED", ["input", "orderId"])]
+    assert (await VoucherOrder.get(id=pk(order_id))).pdf_status == PdfStatus.READY
+    assert await OrderEvent.filter(order_id=pk(order_id), kind=OrderEventKind.PDF_RENDER_REQUESTED).count() == 1

@@ -8,7 +8,6 @@ each sweep test first sweeps what earlier tests left due, so its counts are its 
 from __future__ import annotations
 
 import asyncio
-import email.message
 import random
 from collections import Counter
 from datetime import datetime, timedelta
@@ -41,7 +40,7 @@ from settings import Settings
 from tests.support.api import Api
 from tests.support.factories import partner_admin, unique_email
 from tests.support.mail import Inbox
-from tests.support.running import running_worker, shifted, wait_for
+from tests.support.running import run_jobs, shifted
 
 YEAR = timedelta(days=365)
 
@@ -237,11 +236,6 @@ async def reminders(order: VoucherOrder) -> list[OutboxMessage]:
     ]
 
 
-async def idle() -> bool:
-    """No outbox row is held by a running task."""
-    return not await OutboxMessage.filter(locked_until__gt=clock.now()).exists()
-
-
 async def reminded(order: VoucherOrder) -> bool:
     row = await VoucherOrder.get(id=order.id)
     return row.expiry_reminder_sent_at is not None
@@ -325,32 +319,16 @@ class TestExpiryReminders:
         for order in placed:
             assert len(await reminders(order)) == 1
 
-    # Embedded run: other tests' in-process workers render pending PDFs in the shared database
-    # and can delay this mail past the wait; it runs on PostgreSQL, where no app runs a worker.
-    @pytest.mark.postgres
     async def test_the_email_reaches_smtp_in_the_account_locale(self, smtp_api: tuple[Api, Settings, Inbox]) -> None:
-        _api, app_settings, inbox = smtp_api
+        api, app_settings, inbox = smtp_api
         actor = await partner_admin(locale="de", name="Bäckerei Größe")
         order = await placed_order(app_settings, actor, 2, ago=YEAR - timedelta(days=20))
         admin = await User.get(id=actor.user_id)
 
-        async with running_worker(app_settings):
-            await expiry.send_expiry_reminders(public_url=app_settings.public_url)
-
-            async def sent() -> list[OutboxMessage]:
-                return [r for r in await reminders(order) if r.status == OutboxStatus.DONE]
-
-            # Generous: the worker may first be busy with this test's order PDF.
-            [row] = await wait_for(sent, within=60)
-
-            async def received() -> list[email.message.EmailMessage]:
-                return [m for m in inbox.messages if m["X-Vouchsafe-Outbox-Id"] == str(row.id)]
-
-            [mail] = await wait_for(received, within=20)
-            # The worker also renders the order's PDF: let what it holds finish before it is
-            # stopped, so no job outlives its Redis connection.
-            await wait_for(idle, within=60)
-            await asyncio.sleep(0.3)
+        await expiry.send_expiry_reminders(public_url=app_settings.public_url)
+        await run_jobs(api.app)  # the reminder, and the order's PDF
+        [row] = [r for r in await reminders(order) if r.status == OutboxStatus.DONE]
+        [mail] = [m for m in inbox.messages if m["X-Vouchsafe-Outbox-Id"] == str(row.id)]
         voucher = await Voucher.filter(order_id=order.id).first()
         assert voucher is not None
         expires_on = f"{voucher.expires_at:%d.%m.%Y}"

@@ -91,6 +91,7 @@ class Cluster:
     async def _healthy(self, n: int) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         async with httpx.AsyncClient(timeout=2) as http:
+            # Polled: the API is a process of its own; ready once /healthz answers.
             while time.monotonic() < deadline:
                 process = self.apis[n]
                 assert process is not None
@@ -130,24 +131,27 @@ class Cluster:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in sorted(self.root.glob("*.log")))
 
     async def _redis_answers(self) -> float:
-        """Wait until the test's Redis answers PING; the monotonic time it did."""
-        while True:
-            with contextlib.suppress(OSError):
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", self.redis.port), timeout=1
-                )
-                writer.write(b"PING\r\n")
-                await writer.drain()
-                line = await asyncio.wait_for(reader.readline(), timeout=1)
-                writer.close()
-                if line.startswith(b"+PONG"):
-                    return time.monotonic()
-            await asyncio.sleep(0.05)
+        """Wait (START_TIMEOUT at most) until the test's Redis answers PING; the monotonic time it did."""
+        # Polled: the redis-server is another process, which the test restarts or wakes.
+        async with asyncio.timeout(START_TIMEOUT):
+            while True:
+                with contextlib.suppress(OSError):
+                    reader, writer = await asyncio.wait_for(
+                        asyncio.open_connection("127.0.0.1", self.redis.port), timeout=1
+                    )
+                    writer.write(b"PING\r\n")
+                    await writer.drain()
+                    line = await asyncio.wait_for(reader.readline(), timeout=1)
+                    writer.close()
+                    if line.startswith(b"+PONG"):
+                        return time.monotonic()
+                await asyncio.sleep(0.05)
 
     async def _caught_up(self, admin: asyncpg.Connection, since: float) -> float:
         """Seconds from `since` until every outbox row and PDF that exist now are done (inf after 120 s)."""
         last_row = await admin.fetchval("SELECT coalesce(max(id), 0) FROM outbox_message")
         last_order = await admin.fetchval("SELECT coalesce(max(id), 0) FROM voucher_order")
+        # Polled: the API and worker processes of the cluster do the work.
         while True:
             left = await admin.fetchval(
                 "SELECT count(*) FROM outbox_message WHERE id <= $1 AND status <> 'DONE'", last_row

@@ -34,6 +34,7 @@ async def served(app: Any) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 10
+    # Polled: uvicorn offers no start-up event, only its `started` flag.
     while not server.started:
         if task.done():
             task.result()  # its exception, if it had one

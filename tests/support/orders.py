@@ -81,6 +81,7 @@ async def drain(order: VoucherOrder, handlers: dict[str, outbox.Handler], *, wit
     while rows := await pending_rows(order):
         for row in rows:
             outcome = await outbox.run(row["id"], handlers, failure_hooks=hooks)
+            # Polled: BUSY means another worker (the app's) holds the row; only its end frees it.
             if outcome is outbox.Outcome.BUSY:  # a worker holds it: let it finish
                 await asyncio.sleep(0.05)
         assert asyncio.get_running_loop().time() < deadline, "the PDF rows did not drain"

@@ -32,6 +32,7 @@ class OwnRedis:
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 5
+        # Polled: the redis-server is a process of its own; ready once it accepts a connection.
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
                 return

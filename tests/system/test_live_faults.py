@@ -60,6 +60,7 @@ async def test_a_dropped_subscription_resyncs_its_clients(
         await b_stream.next()
 
         own_redis.stop()
+        # Polled: the stopped redis-server is another process; the hub notices in its own time.
         await wait_for(lambda: _async(not hub.connected.is_set()), within=10)
         for _ in range(4):  # five changes while the subscription is gone; their events are lost
             assert (await api(REVEAL, {"id": a_order["id"]}, token=a["token"]))["data"]["voucherCodesReveal"]

@@ -52,6 +52,7 @@ def api_instance(settings: Settings, root: Path, name: str) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT
+        # Polled: the API instance is a process of its own; ready once /readyz answers.
         while True:
             if process.poll() is not None:
                 raise AssertionError(f"{name} exited with {process.returncode}:\n{log_path.read_text()}")

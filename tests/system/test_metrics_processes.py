@@ -104,6 +104,7 @@ async def test_worker_endpoint_health_and_job_metrics(settings: Settings, api: A
             )
             return now if moved else None
 
+        # Polled: the job runs in a `vouchsafe worker` process.
         after = await wait_for(ran, within=30, interval=0.3)
         ok = {"task": "run_outbox", "outcome": "ok"}
         assert after.value("vouchsafe_jobs_total", **ok) > before.value("vouchsafe_jobs_total", **ok)

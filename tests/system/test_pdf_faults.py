@@ -172,6 +172,7 @@ class TestWorkerKilledMidRender:
 
 async def bounded(check: object, workers: Workers, what: str) -> None:
     try:
+        # Polled: the renders run in `vouchsafe worker` processes the test kills and restarts.
         await wait_for(check, within=WAIT, interval=0.05)
     except AssertionError as exc:
         raise AssertionError(f"{what} within {WAIT:.0f} s: {exc}\n{workers.logs()}") from None

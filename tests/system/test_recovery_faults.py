@@ -112,6 +112,7 @@ class Load:
         key's record at the end (`unknown_deposits`).
         """
         retried = False
+        # Retried (20 at most): the cluster under fault is processes of their own.
         for attempt in range(20):
             outcome, payload = await self.call((n + attempt) % 2, document, variables, partner)
             if outcome not in RETRYABLE:

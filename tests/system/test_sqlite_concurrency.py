@@ -196,6 +196,7 @@ def worker_main(directory: Path) -> None:
         try:
             (directory / "ready").touch()
             deadline = time.monotonic() + START_TIMEOUT
+            # Polled: the start signal is a file the test process writes.
             while not go.exists():
                 if time.monotonic() > deadline:
                     raise SystemExit("no start signal")

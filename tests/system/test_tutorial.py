@@ -118,6 +118,7 @@ class Reader:
         for wait in block.all("wait"):
             path, expected = wait.split(":", 1)
             deadline = time.monotonic() + WAIT_SECONDS
+            # Polled: the tutorial is read as a client reads it, against a server process.
             while str(at(data, path)) != expected:
                 assert time.monotonic() < deadline, f"{path} is {at(data, path)!r}, not {expected!r}"
                 await asyncio.sleep(0.2)

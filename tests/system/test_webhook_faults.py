@@ -110,6 +110,7 @@ async def test_a_worker_killed_mid_delivery_leaves_it_to_the_next_one_same_webho
     first = workers.start()
     sent = await webhooks.send_test(actor=actor, endpoint_id=endpoint_id)
     # when: the worker is killed (-9) while its request is in flight, and another one starts
+    # Polled: the worker and the receiver are processes of their own.
     await wait_for(lambda: _arrived(receiver, "/kill", 1), within=WAIT)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=15)
@@ -123,6 +124,7 @@ async def test_a_worker_killed_mid_delivery_leaves_it_to_the_next_one_same_webho
         return row.status == WebhookDeliveryStatus.SUCCEEDED
 
     # then: once the lease lapses, the new worker sends it again, with the same webhook-id
+    # Polled: the new worker process sends it once the lease lapses.
     await wait_for(delivered, within=LEASE.total_seconds() + WAIT)
     got = receiver.received("/kill")
     assert [r["id"] for r in got] == [sent.event_id, sent.event_id]
@@ -148,6 +150,7 @@ async def test_two_workers_deliver_every_event_once(
         ids = [s.id for s in sent]
         return await WebhookDelivery.filter(id__in=ids, status=WebhookDeliveryStatus.SUCCEEDED).count() == len(ids)
 
+    # Polled: worker processes deliver to the receiver process.
     await wait_for(all_delivered, within=WAIT)
     # then: each webhook-id arrived exactly once, verified, and both workers sent some
     got = receiver.received()
@@ -192,11 +195,13 @@ async def test_webhooks_keep_going_through_a_redis_outage(
         assert (await deposit(api, buyer["token"], "50.00"))["errors"] == []
         placed = (await order(api, buyer["token"], line(quantity=1), paymentMethod="ACCOUNT_BALANCE"))["order"]
         # then: their webhooks arrive while it is down (deliveries need the database, not the queue)
+        # Polled: the worker delivers to the receiver process while Redis is down.
         got = await wait_for(lambda: _arrived(receiver, "/outage", 2), within=WAIT)
         assert sorted(json.loads(r["body"])["type"] for r in got) == ["deposit.succeeded", "voucher_order.placed"]
     finally:
         own_redis.start()
     # and the PDF, a job that waited for Redis, is announced once it is back
+    # Polled: the job waits for the restarted redis-server, another process.
     got = await wait_for(lambda: _arrived(receiver, "/outage", 3), within=WAIT)
     ready = [json.loads(r["body"]) for r in got if json.loads(r["body"])["type"] == "voucher_order.pdf_ready"]
     assert ready[0]["data"]["order"]["number"] == placed["number"]
