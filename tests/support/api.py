@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from services.events import EventBus
+from services.events import EventBus, KeptEvents
 
 
 def loopback_client() -> tuple[str, int]:
@@ -36,7 +36,12 @@ class Api:
 
     @property
     def bus(self) -> EventBus:
-        """The app's event bus: a change a test makes through the services is announced as the app's own are."""
+        """The app's event bus: a change a test makes through the services is announced as the app's own are.
+
+        A server in another process has none here: what this process changes is announced to no one.
+        """
+        if not isinstance(self.http._transport, httpx.ASGITransport):  # noqa: SLF001  # httpx keeps it there
+            return KeptEvents()
         bus: EventBus = self.app.state.resources.bus
         return bus
 
