@@ -43,6 +43,8 @@ class Settings:
     redis_timeout_seconds: float = 1.5
     db_statement_timeout_seconds: float = 10.0
     db_pool_timeout_seconds: float = 5.0
+    # How long a job's claim on its outbox row lasts without its worker's heartbeat (renewed every third of it).
+    job_lease_seconds: float = 10.0
     # False: VOUCHSAFE_PUBLIC_URL is unset and public_url is a default that `serve` replaces by its own address.
     public_url_set: bool = True
     # Development and tests only: webhooks may go to plain http and to local addresses.
@@ -208,4 +210,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_timeout_seconds=_seconds(env, "VOUCHSAFE_REDIS_TIMEOUT_SECONDS", "1.5"),
         db_statement_timeout_seconds=_seconds(env, "VOUCHSAFE_DB_STATEMENT_TIMEOUT_SECONDS", "10"),
         db_pool_timeout_seconds=_seconds(env, "VOUCHSAFE_DB_POOL_TIMEOUT_SECONDS", "5"),
+        job_lease_seconds=_seconds(env, "VOUCHSAFE_JOB_LEASE_SECONDS", "10"),
     )

@@ -4,13 +4,15 @@ Rows are written on the caller's connection, inside the transaction of the chang
 that needs the work. After commit, `notify()` wakes the relay, which hands each
 row to the job queue under the job id `outbox-<id>` (`outbox-<id>:cpu` for CPU-bound
 tasks); a periodic sweep relays what a broker outage left behind. Deliveries are at
-least once, so `run` claims a row with a lease (compare-and-set) and a finished row is
-never run again.
+least once, so `run` claims a row with a short lease (compare-and-set), renews it by a
+heartbeat while the handler runs, and finishes it only while it still holds it: a
+finished row is never run again, and a dead worker's row is free after one lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,9 +31,11 @@ from services.errors import DomainError, ErrorCode
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-# How long a delivery holds a row; the worker passes its job timeout, so a crashed
-# worker's row is free again as soon as the queue would hand its job to another.
-LEASE = timedelta(minutes=3)
+# How long a claim holds a row without a heartbeat: a killed worker's row is free again
+# after this long. The worker passes VOUCHSAFE_JOB_LEASE_SECONDS.
+LEASE = timedelta(seconds=10)
+# The heartbeat renews the lease this many times per lease: two renewals may fail in a row.
+BEATS_PER_LEASE = 3
 # An ENQUEUED row whose job the queue no longer holds (Redis restarted empty, a job that
 # raised) is offered again at the next sweep, once it has been enqueued this long: a
 # moment for a job handed over just now. The lease keeps it from running twice.
@@ -51,6 +55,7 @@ Handler = Callable[[dict[str, Any], int], Awaitable[None]]
 # Called once when a task has failed for the last time, to make the failure visible
 # where its owner looks (e.g. an order's PDF state): (payload, error text).
 FailureHook = Callable[[dict[str, Any], str], Awaitable[None]]
+KeepAlive = Callable[[], Awaitable[object]]
 
 
 class JobQueue(Protocol):
@@ -147,8 +152,12 @@ async def run(
     *,
     failure_hooks: Mapping[str, FailureHook] | None = None,
     lease: timedelta = LEASE,
+    keep_alive: KeepAlive | None = None,
 ) -> Outcome:
-    """Run one outbox row at most once to completion; failures retry, then stay FAILED and visible."""
+    """Run one outbox row at most once to completion; failures retry, then stay FAILED and visible.
+
+    `keep_alive` is called at each renewal of the lease too (the queue's own in-progress mark).
+    """
     now = clock.now()
     claimed = await OutboxMessage.filter(
         Q(locked_until=None) | Q(locked_until__lt=now),
@@ -162,30 +171,95 @@ async def run(
         return Outcome.BUSY
     message = await OutboxMessage.get(id=message_id)
     attributes = {"outbox.task": message.task}
+    hold = Hold(message.id, message.attempts, lease, keep_alive)
     with tracing.span(f"outbox {message.task}", links=(message.trace_context,), attributes=attributes):
-        outcome = await _run_claimed(message, handlers, failure_hooks)
+        outcome = await _run_claimed(message, handlers, failure_hooks, hold)
     # Task names are the code's (handlers' keys), never a caller's: a bounded label.
     RUNS.labels(message.task if message.task in handlers else "unknown", outcome.value.lower()).inc()
     return outcome
 
 
+class Hold:
+    """A delivery's hold on its row. Each claim adds one to `attempts`, so the count it read
+    names the holder: renewing and finishing compare it, and a later claim makes both fail."""
+
+    def __init__(self, message_id: int, attempt: int, lease: timedelta, keep_alive: KeepAlive | None = None) -> None:
+        self.message_id = message_id
+        self.attempt = attempt
+        self.lease = lease
+        self.keep_alive = keep_alive
+        self.lost = False
+
+    def _mine(self) -> Any:
+        return OutboxMessage.filter(
+            id=self.message_id, attempts=self.attempt, status__in=[OutboxStatus.PENDING, OutboxStatus.ENQUEUED]
+        )
+
+    async def renew(self) -> bool:
+        """Push the lease on; False when another delivery has claimed the row (or it is finished)."""
+        return bool(await self._mine().update(locked_until=clock.now() + self.lease))
+
+    async def finish(self, **changes: Any) -> bool:
+        """Record the outcome, only while this delivery still holds the row."""
+        return bool(await self._mine().update(locked_until=None, **changes))
+
+    async def heartbeat(self, work: asyncio.Future[None]) -> None:
+        """Renew every lease/3 while `work` runs; cancel it once the row is no longer ours."""
+        interval = self.lease.total_seconds() / BEATS_PER_LEASE
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with asyncio.timeout(interval):
+                    held = await self.renew()
+                    if held and self.keep_alive is not None:
+                        await self.keep_alive()
+            except Exception as exc:  # the database or the queue is slow or gone: try again next beat
+                log.warning("outbox message %s: lease not renewed (%s)", self.message_id, type(exc).__name__)
+                continue
+            if not held:
+                log.warning("outbox message %s: lease taken by another delivery, stopping", self.message_id)
+                self.lost = True
+                work.cancel()
+                return
+
+
+async def _held_while(hold: Hold, work: Awaitable[None]) -> None:
+    """Await `work` with its lease renewed meanwhile; CancelledError if the lease was lost."""
+    task = asyncio.ensure_future(work)
+    beat = asyncio.create_task(hold.heartbeat(task))
+    try:
+        await task
+    finally:
+        task.cancel()
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+
+
 async def _run_claimed(
-    message: OutboxMessage, handlers: Mapping[str, Handler], failure_hooks: Mapping[str, FailureHook] | None
+    message: OutboxMessage,
+    handlers: Mapping[str, Handler],
+    failure_hooks: Mapping[str, FailureHook] | None,
+    hold: Hold,
 ) -> Outcome:
     handler = handlers.get(message.task)
     started = time.perf_counter()
     try:
         if handler is None:
             raise LookupError(f"no handler for outbox task {message.task!r}")
-        await handler(message.payload, message.id)
+        await _held_while(hold, handler(message.payload, message.id))
         RUN_SECONDS.labels(message.task).observe(time.perf_counter() - started)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if not hold.lost or (current is not None and current.cancelling()):
+            raise  # the job itself is cancelled (its timeout, a shutdown); the lease lapses
+        return Outcome.BUSY  # another delivery holds the row now and finishes it
     except Exception as exc:  # any failure is recorded on the row, never lost
         log.exception("outbox message %s (%s) failed, attempt %s", message.id, message.task, message.attempts)
         final = message.attempts >= MAX_ATTEMPTS or handler is None
         error = f"{type(exc).__name__}: {exc}"[:2000]
-        await OutboxMessage.filter(id=message.id).update(
-            status=OutboxStatus.FAILED if final else message.status, last_error=error, locked_until=None
-        )
+        if not await hold.finish(status=OutboxStatus.FAILED if final else message.status, last_error=error):
+            return Outcome.BUSY
         hook = (failure_hooks or {}).get(message.task)
         if final and hook is not None:
             try:
@@ -193,9 +267,9 @@ async def _run_claimed(
             except Exception:
                 log.exception("failure hook of outbox message %s (%s) failed", message.id, message.task)
         return Outcome.FAILED if final else Outcome.RETRY
-    await OutboxMessage.filter(id=message.id).update(
-        status=OutboxStatus.DONE, done_at=clock.now(), locked_until=None, last_error=None
-    )
+    if not await hold.finish(status=OutboxStatus.DONE, done_at=clock.now(), last_error=None):
+        log.warning("outbox message %s: ran, but another delivery holds it now; not recorded", message.id)
+        return Outcome.BUSY
     return Outcome.DONE
 
 

@@ -24,8 +24,7 @@ MAX_TRIES = 50
 
 
 def functions(settings: Settings) -> list[Function]:
-    # The job timeout is also the outbox lease (workers.tasks): a job killed with its
-    # worker is taken again by arq after about this long, and finds the row free.
+    # The job timeout caps a job's run; its outbox lease is shorter and renewed while it runs (services.outbox).
     job = instrumented("run_outbox", run_outbox)
     return [func(job, name="run_outbox", max_tries=MAX_TRIES, timeout=settings.job_timeout_seconds)]
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from datetime import timedelta
 from typing import Any
 
 from arq import Retry
+from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
 from infra import response_cache, tracing
@@ -31,12 +33,20 @@ from workers.webhooks import Dispatcher
 
 log = logging.getLogger(__name__)
 
-BUSY_RETRY_SECONDS = 30
 POOL_SAMPLE_SECONDS = 1.0
 # A job that could not reach the database or Redis (its claim, or recording its outcome) tries again soon.
 UNREACHABLE_RETRY_SECONDS = 5
 # A delivery's outcome retires its account's cached answers (their deliveries list), best effort.
 CACHE_BUMP_TIMEOUT_SECONDS = 2.0
+
+
+# arq's in-progress mark of a job outlives the outbox lease by this much (arq's own margin over its timeout).
+IN_PROGRESS_MARGIN_SECONDS = 10.0
+
+
+def in_progress_seconds(settings: Settings) -> float:
+    """How long arq's mark that a job runs lasts unless renewed: a killed worker's job is taken after this."""
+    return settings.job_lease_seconds + IN_PROGRESS_MARGIN_SECONDS
 
 
 async def run_outbox(ctx: dict[str, Any], message_id: int) -> str:
@@ -46,7 +56,8 @@ async def run_outbox(ctx: dict[str, Any], message_id: int) -> str:
             message_id,
             ctx["handlers"],
             failure_hooks=ctx.get("failure_hooks"),
-            lease=timedelta(seconds=settings.job_timeout_seconds),
+            lease=timedelta(seconds=settings.job_lease_seconds),
+            keep_alive=_in_progress_keeper(ctx),
         )
     except Exception as exc:
         # outbox.run records a handler's failure itself; what escapes is the database failing under
@@ -56,9 +67,19 @@ async def run_outbox(ctx: dict[str, Any], message_id: int) -> str:
     if outcome is outbox.Outcome.RETRY:
         raise Retry(defer=outbox.retry_delay(ctx["job_try"]))
     if outcome is outbox.Outcome.BUSY:
-        # Another delivery holds the lease; come back in case it died holding it.
-        raise Retry(defer=min(BUSY_RETRY_SECONDS, settings.job_timeout_seconds))
+        # Another delivery holds the lease; come back once it would have lapsed, in case it died holding it.
+        raise Retry(defer=math.ceil(settings.job_lease_seconds))
     return outcome.value
+
+
+def _in_progress_keeper(ctx: dict[str, Any]) -> outbox.KeepAlive | None:
+    """Renews arq's in-progress mark of the running job with the row's lease: both lapse together if the worker dies."""
+    redis: Redis | None = ctx.get("redis")
+    job: str | None = ctx.get("job_id")
+    if redis is None or job is None:
+        return None
+    milliseconds = int(in_progress_seconds(ctx["settings"]) * 1000)
+    return lambda: redis.pexpire(in_progress_key_prefix + job, milliseconds)
 
 
 async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:

@@ -17,6 +17,7 @@ from infra.redis import open_redis
 from services import outbox
 from settings import Settings
 from workers.options import worker_options
+from workers.tasks import in_progress_seconds
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ class VouchsafeWorker(Worker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # arq marks a job in progress for its longest timeout: a killed worker's job would wait that
+        # long. The mark follows the outbox lease instead, renewed by the job's heartbeat (workers.tasks).
+        self.in_progress_timeout_s = in_progress_seconds(self.ctx["settings"])
         self._stop_requested = False
         self._wake = asyncio.Event()  # set when a CPU-bound job ends or a stop is asked
 

@@ -7,12 +7,15 @@ import contextlib
 import email
 import email.policy
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from arq import Retry
 
 from infra.redis import fake_server
 from models import OutboxMessage, OutboxStatus, User
@@ -22,7 +25,8 @@ from tests.support.api import Api, loopback_client
 from tests.support.factories import PASSWORD, SIGN_UP, request_outbox_rows, sign_up, unique_email
 from tests.support.mail import Inbox
 from tests.support.redis import OwnRedis
-from tests.support.running import run_jobs, running_worker, wait_for
+from tests.support.running import run_jobs, running_worker, shifted, wait_for
+from workers.tasks import run_outbox
 
 
 async def _welcome_message(email_address: str) -> OutboxMessage | None:
@@ -107,6 +111,126 @@ class TestRun:
             return None
 
         assert await outbox.run(message.id, {"broken": fixed}) is outbox.Outcome.DONE
+
+
+class TestLease:
+    """A claim holds its row for a short lease, renewed by a heartbeat while the handler runs."""
+
+    async def test_a_killed_workers_row_is_taken_again_after_the_lease_not_the_job_timeout(
+        self, settings: Settings, db: None
+    ) -> None:
+        short = replace(settings, job_lease_seconds=0.6, job_timeout_seconds=180)
+        started = asyncio.Event()
+
+        async def stuck(payload: dict[str, Any], message_id: int) -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        async def quick(payload: dict[str, Any], message_id: int) -> None:
+            return None
+
+        message = await OutboxMessage.create(task="t", payload={})
+        first = asyncio.create_task(run_outbox(_job_ctx(short, {"t": stuck}), message.id))
+        await started.wait()
+        first.cancel()  # its worker dies: the heartbeat stops, the lease is not given back
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        died = time.monotonic()
+        with pytest.raises(Retry) as busy:  # still held for the rest of the lease
+            await run_outbox(_job_ctx(short, {"t": quick}), message.id)
+        assert busy.value.defer_score == 1000  # tried again after one lease (rounded up to a second)
+        outcome = await wait_for(lambda: _done_or_none(short, message.id, quick), within=5, interval=0.1)
+        assert outcome == "DONE"
+        assert time.monotonic() - died < 3  # the lease (0.6 s), not the job timeout (180 s)
+        row = await OutboxMessage.get(id=message.id)
+        assert (row.status, row.attempts) == (OutboxStatus.DONE, 2)
+
+    async def test_a_running_job_keeps_its_row_for_many_leases(self, db: None) -> None:
+        lease = timedelta(seconds=0.3)
+        ran: list[str] = []
+
+        async def slow(payload: dict[str, Any], message_id: int) -> None:
+            await asyncio.sleep(1.5)  # five leases
+            ran.append("slow")
+
+        async def other(payload: dict[str, Any], message_id: int) -> None:
+            ran.append("other")
+
+        message = await OutboxMessage.create(task="t", payload={})
+        running = asyncio.create_task(outbox.run(message.id, {"t": slow}, lease=lease))
+        attempts: list[outbox.Outcome] = []
+        while not running.done():
+            await asyncio.sleep(0.1)
+            attempts.append(await outbox.run(message.id, {"t": other}, lease=lease))
+        assert await running is outbox.Outcome.DONE
+        assert len(attempts) >= 10
+        assert set(attempts[:-1]) == {outbox.Outcome.BUSY}  # the last one may come after the finish
+        assert ran == ["slow"]
+
+    async def test_of_two_claimers_only_one_completes(self, db: None) -> None:
+        release = asyncio.Event()
+        ran: list[str] = []
+
+        async def first(payload: dict[str, Any], message_id: int) -> None:
+            await release.wait()
+            ran.append("first")
+
+        async def second(payload: dict[str, Any], message_id: int) -> None:
+            ran.append("second")
+
+        message = await OutboxMessage.create(task="t", payload={})
+        holder = asyncio.create_task(outbox.run(message.id, {"t": first}, lease=timedelta(seconds=10)))
+        await wait_for(lambda: _claimed(message.id))
+        with shifted(timedelta(seconds=11)):  # as if the holder's heartbeat had failed for a whole lease
+            taken = await outbox.run(message.id, {"t": second}, lease=timedelta(seconds=10))
+        release.set()
+        assert (taken, await holder) == (outbox.Outcome.DONE, outbox.Outcome.BUSY)
+        assert ran == ["second", "first"]  # both ran; only the second's completion is recorded
+        row = await OutboxMessage.get(id=message.id)
+        assert (row.status, row.attempts) == (OutboxStatus.DONE, 2)
+
+    async def test_a_holder_that_lost_its_row_is_stopped_by_its_heartbeat(self, db: None) -> None:
+        cancelled = asyncio.Event()
+
+        async def forever(payload: dict[str, Any], message_id: int) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        async def second(payload: dict[str, Any], message_id: int) -> None:
+            return None
+
+        message = await OutboxMessage.create(task="t", payload={})
+        holder = asyncio.create_task(outbox.run(message.id, {"t": forever}, lease=timedelta(seconds=1.5)))
+        await wait_for(lambda: _claimed(message.id))
+        taken = outbox.Outcome.BUSY
+        for hours in range(1, 6):  # the holder's heartbeat may renew in the shifted time once: go further
+            with shifted(timedelta(hours=hours)):
+                taken = await outbox.run(message.id, {"t": second}, lease=timedelta(seconds=1.5))
+            if taken is outbox.Outcome.DONE:
+                break
+        assert taken is outbox.Outcome.DONE
+        assert await asyncio.wait_for(holder, timeout=5) is outbox.Outcome.BUSY
+        assert cancelled.is_set()
+        assert (await OutboxMessage.get(id=message.id)).status == OutboxStatus.DONE
+
+
+def _job_ctx(settings: Settings, handlers: dict[str, outbox.Handler]) -> dict[str, Any]:
+    """What arq hands the worker's run_outbox task."""
+    return {"settings": settings, "handlers": handlers, "job_try": 1}
+
+
+async def _done_or_none(settings: Settings, message_id: int, handler: outbox.Handler) -> str | None:
+    try:
+        return await run_outbox(_job_ctx(settings, {"t": handler}), message_id)
+    except Retry:
+        return None
+
+
+async def _claimed(message_id: int) -> bool:
+    return (await OutboxMessage.get(id=message_id)).locked_until is not None
 
 
 # --- Redis outage in the small, with the in-process worker -------------------------------------------------
