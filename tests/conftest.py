@@ -42,6 +42,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Figures a test recorded with record_property("figures", [lines]) (F12's), shown without -s."""
+    for reports in list(terminalreporter.stats.values()):
+        for report in reports:
+            figures = dict(getattr(report, "user_properties", ())).get("figures")
+            if getattr(report, "when", None) == "call" and figures:
+                terminalreporter.write_sep("-", f"figures: {report.nodeid}")
+                for line in figures:
+                    terminalreporter.write_line(f"  {line}")
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database of this run's own, migrated; dropped at the end."""

@@ -46,7 +46,8 @@ class VouchsafeWorker(Worker):
         super().__init__(*args, **kwargs)
         # arq marks a job in progress for its longest timeout: a killed worker's job would wait that
         # long. The mark follows the outbox lease instead, renewed by the job's heartbeat (workers.tasks).
-        self.in_progress_timeout_s = in_progress_seconds(self.ctx["settings"])
+        if "settings" in self.ctx:  # vouchsafe's own workers always; a bare test worker keeps arq's
+            self.in_progress_timeout_s = in_progress_seconds(self.ctx["settings"])
         self._stop_requested = False
         self._wake = asyncio.Event()  # set when a CPU-bound job ends or a stop is asked
 
