@@ -194,6 +194,14 @@ async def complete(begun: Begun, response: Response, *, using_db: BaseDBAsyncCli
         )
 
 
+async def left_open(begun: Begun) -> bool:
+    """Is the request's record still IN_PROGRESS, so its transaction (which completes it) did not commit?"""
+    if begun.record_id is None:
+        return True  # no key, no record to tell: taken as not committed, as before
+    record = await IdempotencyRecord.filter(id=begun.record_id).only("id", "status").first()
+    return record is not None and record.status == IdempotencyStatus.IN_PROGRESS
+
+
 async def abandon(begun: Begun) -> None:
     """Nothing was moved: free the key so the request can be made again."""
     if begun.record_id is not None:
