@@ -151,15 +151,19 @@ class TestSettings:
             defaults.redis_timeout_seconds,
             defaults.db_statement_timeout_seconds,
             defaults.db_pool_timeout_seconds,
-        ) == (1.5, 10.0, 5.0)
+            defaults.job_lease_seconds,
+            defaults.job_timeout_seconds,
+        ) == (1.5, 10.0, 5.0, 10.0, 180)
         chosen = load_settings(
             {
                 **base,
                 "VOUCHSAFE_REDIS_TIMEOUT_SECONDS": "0.5",
                 "VOUCHSAFE_DB_STATEMENT_TIMEOUT_SECONDS": "3",
                 "VOUCHSAFE_DB_POOL_TIMEOUT_SECONDS": "2",
+                "VOUCHSAFE_JOB_LEASE_SECONDS": "4",
             }
         )
+        assert chosen.job_lease_seconds == 4.0
         assert (chosen.redis_timeout_seconds, chosen.db_statement_timeout_seconds, chosen.db_pool_timeout_seconds) == (
             0.5,
             3.0,
@@ -167,9 +171,10 @@ class TestSettings:
         )
 
     @pytest.mark.parametrize("value", ["0", "-1", "nan", "soon", "100000"])
-    def test_nonsense_is_refused(self, tmp_path: Any, value: str) -> None:
-        with pytest.raises(SettingsError, match="VOUCHSAFE_REDIS_TIMEOUT_SECONDS"):
-            load_settings({"VOUCHSAFE_DATA_DIR": str(tmp_path), "VOUCHSAFE_REDIS_TIMEOUT_SECONDS": value})
+    @pytest.mark.parametrize("name", ["VOUCHSAFE_REDIS_TIMEOUT_SECONDS", "VOUCHSAFE_JOB_LEASE_SECONDS"])
+    def test_nonsense_is_refused(self, tmp_path: Any, name: str, value: str) -> None:
+        with pytest.raises(SettingsError, match=name):
+            load_settings({"VOUCHSAFE_DATA_DIR": str(tmp_path), name: value})
 
 
 class TestTheFaultTestsLogCheck:
