@@ -55,7 +55,6 @@ Handler = Callable[[dict[str, Any], int], Awaitable[None]]
 # Called once when a task has failed for the last time, to make the failure visible
 # where its owner looks (e.g. an order's PDF state): (payload, error text).
 FailureHook = Callable[[dict[str, Any], str], Awaitable[None]]
-KeepAlive = Callable[[], Awaitable[object]]
 
 
 class JobQueue(Protocol):
@@ -152,12 +151,8 @@ async def run(
     *,
     failure_hooks: Mapping[str, FailureHook] | None = None,
     lease: timedelta = LEASE,
-    keep_alive: KeepAlive | None = None,
 ) -> Outcome:
-    """Run one outbox row at most once to completion; failures retry, then stay FAILED and visible.
-
-    `keep_alive` is called at each renewal of the lease too (the queue's own in-progress mark).
-    """
+    """Run one outbox row at most once to completion; failures retry, then stay FAILED and visible."""
     now = clock.now()
     claimed = await OutboxMessage.filter(
         Q(locked_until=None) | Q(locked_until__lt=now),
@@ -171,7 +166,7 @@ async def run(
         return Outcome.BUSY
     message = await OutboxMessage.get(id=message_id)
     attributes = {"outbox.task": message.task}
-    hold = Hold(message.id, message.attempts, lease, keep_alive)
+    hold = Hold(message.id, message.attempts, lease)
     with tracing.span(f"outbox {message.task}", links=(message.trace_context,), attributes=attributes):
         outcome = await _run_claimed(message, handlers, failure_hooks, hold)
     # Task names are the code's (handlers' keys), never a caller's: a bounded label.
@@ -183,11 +178,10 @@ class Hold:
     """A delivery's hold on its row. Each claim adds one to `attempts`, so the count it read
     names the holder: renewing and finishing compare it, and a later claim makes both fail."""
 
-    def __init__(self, message_id: int, attempt: int, lease: timedelta, keep_alive: KeepAlive | None = None) -> None:
+    def __init__(self, message_id: int, attempt: int, lease: timedelta) -> None:
         self.message_id = message_id
         self.attempt = attempt
         self.lease = lease
-        self.keep_alive = keep_alive
         self.lost = False
 
     def _mine(self) -> Any:
@@ -211,9 +205,7 @@ class Hold:
             try:
                 async with asyncio.timeout(interval):
                     held = await self.renew()
-                    if held and self.keep_alive is not None:
-                        await self.keep_alive()
-            except Exception as exc:  # the database or the queue is slow or gone: try again next beat
+            except Exception as exc:  # the database is slow or gone: try again next beat
                 log.warning("outbox message %s: lease not renewed (%s)", self.message_id, type(exc).__name__)
                 continue
             if not held:

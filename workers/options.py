@@ -9,9 +9,10 @@ from arq.cron import cron
 from arq.worker import Function, func
 
 from settings import Settings
-from workers.metrics import instrumented
+from workers.metrics import Job, instrumented
 from workers.tasks import (
     expire_vouchers,
+    kept_in_progress,
     purge_idempotency_keys,
     remind_expiring_orders,
     run_outbox,
@@ -23,9 +24,14 @@ from workers.tasks import (
 MAX_TRIES = 50
 
 
+def _job(task: str, function: Job) -> Job:
+    """A task as arq runs it: counted and timed, and its in-progress mark renewed while it runs (workers.tasks)."""
+    return instrumented(task, kept_in_progress(function))
+
+
 def functions(settings: Settings) -> list[Function]:
     # The job timeout caps a job's run; its outbox lease is shorter and renewed while it runs (services.outbox).
-    job = instrumented("run_outbox", run_outbox)
+    job = _job("run_outbox", run_outbox)
     return [func(job, name="run_outbox", max_tries=MAX_TRIES, timeout=settings.job_timeout_seconds)]
 
 
@@ -34,9 +40,9 @@ def worker_options(settings: Settings, *, embedded: bool) -> dict[str, Any]:
         "functions": functions(settings),
         # unique: one run at a time across all workers; each job is idempotent anyway.
         "cron_jobs": [
-            cron(instrumented("expire_vouchers", expire_vouchers), minute=set(range(0, 60, 10)), unique=True),
-            cron(instrumented("remind_expiring_orders", remind_expiring_orders), minute=5, unique=True),
-            cron(instrumented("purge_idempotency_keys", purge_idempotency_keys), minute=17, unique=True),
+            cron(_job("expire_vouchers", expire_vouchers), minute=set(range(0, 60, 10)), unique=True),
+            cron(_job("remind_expiring_orders", remind_expiring_orders), minute=5, unique=True),
+            cron(_job("purge_idempotency_keys", purge_idempotency_keys), minute=17, unique=True),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

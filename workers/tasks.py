@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from arq import Retry
 from arq.constants import in_progress_key_prefix
@@ -33,6 +35,8 @@ from workers.webhooks import Dispatcher
 
 log = logging.getLogger(__name__)
 
+Job = TypeVar("Job", bound=Callable[..., Awaitable[Any]])
+
 POOL_SAMPLE_SECONDS = 1.0
 # A job that could not reach the database or Redis (its claim, or recording its outcome) tries again soon.
 UNREACHABLE_RETRY_SECONDS = 5
@@ -57,7 +61,6 @@ async def run_outbox(ctx: dict[str, Any], message_id: int) -> str:
             ctx["handlers"],
             failure_hooks=ctx.get("failure_hooks"),
             lease=timedelta(seconds=settings.job_lease_seconds),
-            keep_alive=_in_progress_keeper(ctx),
         )
     except Exception as exc:
         # outbox.run records a handler's failure itself; what escapes is the database failing under
@@ -72,14 +75,37 @@ async def run_outbox(ctx: dict[str, Any], message_id: int) -> str:
     return outcome.value
 
 
-def _in_progress_keeper(ctx: dict[str, Any]) -> outbox.KeepAlive | None:
-    """Renews arq's in-progress mark of the running job with the row's lease: both lapse together if the worker dies."""
+def kept_in_progress(job: Job) -> Job:
+    """The job, renewing arq's in-progress mark while it runs (its heartbeat): a dead worker's job is free soon."""
+
+    @functools.wraps(job)
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        beat = asyncio.create_task(_keep_in_progress(ctx))
+        try:
+            return await job(ctx, *args, **kwargs)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    return cast(Job, run)
+
+
+async def _keep_in_progress(ctx: dict[str, Any]) -> None:
     redis: Redis | None = ctx.get("redis")
-    job: str | None = ctx.get("job_id")
-    if redis is None or job is None:
-        return None
-    milliseconds = int(in_progress_seconds(ctx["settings"]) * 1000)
-    return lambda: redis.pexpire(in_progress_key_prefix + job, milliseconds)
+    job_id: str | None = ctx.get("job_id")
+    settings: Settings | None = ctx.get("settings")
+    if redis is None or job_id is None or settings is None:
+        return
+    interval = settings.job_lease_seconds / 3
+    milliseconds = int(in_progress_seconds(settings) * 1000)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with asyncio.timeout(interval):
+                await redis.pexpire(in_progress_key_prefix + job_id, milliseconds)
+        except Exception as exc:  # Redis slow or gone: the next beat tries again
+            log.warning("job %s: in-progress mark not renewed (%s)", job_id, type(exc).__name__)
 
 
 async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
