@@ -15,7 +15,7 @@ import asyncio
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -146,7 +146,7 @@ async def terminate_service_connections(admin: asyncpg.Connection) -> int:
 
 
 async def test_terminated_connections_fail_only_their_requests_and_the_next_ones_succeed(
-    service: tuple[Api, Settings],
+    service: tuple[Api, Settings], record_property: Callable[[str, object], None]
 ) -> None:
     api, settings = service
     first_row = await OutboxMessage.all().order_by("-id").first().values_list("id", flat=True) or 0
@@ -202,7 +202,7 @@ async def test_terminated_connections_fail_only_their_requests_and_the_next_ones
     failed = [
         (round(started - killed_at, 2), kind, outcome) for started, kind, outcome in run.requests if outcome != "ok"
     ]
-    print(f"\nterminated {terminated}; outcomes {dict(outcomes)}; failed {failed}")
+    record_property("figures", [f"terminated {terminated}", f"outcomes {dict(outcomes)}", f"failed {failed}"])
     assert terminated > 0  # the kill hit the service's connections
     assert {outcome for _, _, outcome in failed} <= {"unavailable"}, failed
     assert len(failed) <= terminated, failed
