@@ -39,6 +39,8 @@ BALANCE = """{ viewer { account { balance { amount } } } }"""
 REDEEM = """mutation R($input: VoucherRedeemInput!) { voucherRedeem(input: $input) {
   certificateRequest { id } errors { code message } } }"""
 SETTLE_SECONDS = 1.0  # a request started this long after the kill must not fail
+# No request may take longer: the pool (5 s) and statement (10 s) timeouts bound every wait.
+REQUEST_TIMEOUT = 20.0
 
 
 @dataclass
@@ -53,12 +55,17 @@ class Run:
 
     async def call(self, kind: str, document: str, variables: dict[str, Any], client: Api) -> tuple[str, Any]:
         started = time.monotonic()
-        response = await client.http.post(
-            "/graphql",
-            json={"query": document, "variables": variables},
-            headers={"Authorization": f"Bearer {self.token}"},
-        )
-        outcome, data = classify(response)
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                response = await client.http.post(
+                    "/graphql",
+                    json={"query": document, "variables": variables},
+                    headers={"Authorization": f"Bearer {self.token}"},
+                )
+        except TimeoutError:
+            outcome, data = "timeout", None
+        else:
+            outcome, data = classify(response)
         self.requests.append((started, kind, outcome))
         return outcome, data
 
@@ -167,7 +174,7 @@ async def test_terminated_connections_fail_only_their_requests_and_the_next_ones
         terminated = await terminate_service_connections(admin)
         await asyncio.sleep(2.5)
         run.stop = True
-        await asyncio.wait_for(asyncio.gather(*loops), timeout=30)
+        await asyncio.wait_for(asyncio.gather(*loops), timeout=90)  # a round is four requests, each bounded
         # the next requests, one of each kind, all succeed
         after = len(run.requests)
         async with api.client().http as http:
