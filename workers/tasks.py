@@ -162,6 +162,12 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 def start_webhooks(settings: Settings, redis: Redis) -> tuple[Dispatcher, asyncio.Task[None]]:
     """The process's webhook dispatcher (workers.webhooks), beside the job queue."""
+    dispatcher = webhook_dispatcher(settings, redis)
+    return dispatcher, asyncio.create_task(dispatcher.run_forever())
+
+
+def webhook_dispatcher(settings: Settings, redis: Redis) -> Dispatcher:
+    """A dispatcher as a worker sets it up, not yet running (tests drive it: `drain`)."""
     config = DeliveryConfig(
         cipher=SecretCipher(settings.secret_key),
         sender=HttpSender(),
@@ -174,8 +180,7 @@ def start_webhooks(settings: Settings, redis: Redis) -> tuple[Dispatcher, asynci
         async with asyncio.timeout(CACHE_BUMP_TIMEOUT_SECONDS):
             await response_cache.invalidate(redis, settings.queue_name, [outcome.account_id])
 
-    dispatcher = Dispatcher(config, on_outcome=settled)
-    return dispatcher, asyncio.create_task(dispatcher.run_forever())
+    return Dispatcher(config, on_outcome=settled)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

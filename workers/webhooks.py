@@ -117,8 +117,12 @@ class Dispatcher:
     async def drain(self, *, within: float = 30.0) -> None:
         """Send everything due now and wait for it (tests; a burst-mode worker)."""
         async with asyncio.timeout(within):
-            while await self.fill() or self.running:
-                if self.running:
+            while True:
+                self._wake.clear()
+                if not await self.fill() and not self.running:
+                    return
+                # An attempt that ended while fill counted the slots freed one it did not see: look again.
+                if self.running and not self._wake.is_set():
                     await asyncio.wait(list(self.running), return_when=asyncio.FIRST_COMPLETED)
 
     async def stop(self, *, grace: float = 5.0) -> None:
