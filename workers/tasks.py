@@ -194,11 +194,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
             await sampler
     webhooks_task: asyncio.Task[None] | None = ctx.pop("webhooks_task", None)
     if webhooks_task is not None:
-        webhooks_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await webhooks_task
         dispatcher: Dispatcher = ctx.pop("webhooks")
-        await dispatcher.stop()
+        await dispatcher.stop(webhooks_task)
         await dispatcher.config.sender.aclose()
     relay = ctx.pop("relay", None)
     if relay is not None:

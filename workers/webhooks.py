@@ -53,6 +53,7 @@ class Dispatcher:
         self.running: dict[asyncio.Task[None], tuple[int, bool]] = {}  # task -> (endpoint, failing)
         self.outcomes: Counter[str] = Counter()  # delivered / retry / failed, for logs and metrics
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -105,7 +106,7 @@ class Dispatcher:
                 log.warning("webhook outcome hook failed: %s", exc)
 
     async def run_forever(self, *, interval: float = POLL_SECONDS) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self.fill()
@@ -125,8 +126,19 @@ class Dispatcher:
                 if self.running and not self._wake.is_set():
                     await asyncio.wait(list(self.running), return_when=asyncio.FIRST_COMPLETED)
 
-    async def stop(self, *, grace: float = 5.0) -> None:
-        """Let attempts in flight end for a moment; a cut-off one is sent again once its lease lapses."""
+    async def stop(self, loop: asyncio.Task[None] | None = None, *, grace: float = 5.0) -> None:
+        """End `loop` (run_forever's task) between two looks, let attempts in flight end for a moment.
+
+        Cancelled mid-look, the loop could have claimed a delivery and not yet started its
+        attempt: unsent until its lease lapsed. An attempt cut off here is sent again then too.
+        """
+        self._stopping = True
+        self._wake.set()
+        if loop is not None:
+            _, stuck = await asyncio.wait({loop}, timeout=grace)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
         running = list(self.running)
         if running:
             await asyncio.wait(running, timeout=grace)
