@@ -173,6 +173,7 @@ class TestEveryEvent:
         got = receiver.received("/a")
         bodies = [json.loads(r["body"]) for r in got]
         types = sorted(body["type"] for body in bodies)
+        rows = await WebhookDelivery.all().values("event_type", "status", "attempts", "last_error", "next_attempt_at")
         assert types == sorted(
             [
                 "deposit.succeeded",
@@ -186,7 +187,7 @@ class TestEveryEvent:
                 "voucher_order.cancelled",
                 "vouchers.expired",
             ]
-        )
+        ), rows
         assert all(r["verified_with"] == [0] for r in got), got
         assert len({r["id"] for r in got}) == len(got)
         by_type = {body["type"]: body["data"] for body in bodies}

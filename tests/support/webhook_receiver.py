@@ -113,8 +113,13 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    # A dispatcher opens up to a dozen connections at once; the default listen backlog is 5.
+    request_queue_size = 64
+
+
 def serve(port: int) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(_State()))
+    server = _Server(("127.0.0.1", port), _handler(_State()))
     server.daemon_threads = True
     print(f"listening {server.server_address[1]}", flush=True)
     server.serve_forever()
