@@ -79,7 +79,6 @@ class Step:
         "attr",
         "coerce",
         "details",
-        "field_def",
         "is_type_of",
         "item_type",
         "kind",
@@ -92,7 +91,7 @@ class Step:
 
     def __init__(self, name: str, details: FieldDetailsList, parent: GraphQLObjectType, schema: Any) -> None:
         self.name, self.details = name, details
-        self.field_def = field_def = schema.get_field(parent, details[0].node.name.value)
+        field_def = schema.get_field(parent, details[0].node.name.value)
         self.kind, self.attr, self.coerce, self.named = GENERIC, "", None, None
         self.is_type_of: Any = None
         self.item_type: GraphQLOutputType | None = None
@@ -193,10 +192,13 @@ class PlannedExecutor(GraphQLExecutionContext):
         return cached[1]
 
     def _steps(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> list[Step]:
+        """The selection set's steps, planned the first time it runs."""
         assert self.plan is not None
-        steps = [Step(name, details, parent_type, self.schema) for name, details in grouped_field_set.items()]
-        self.plan.steps[id(grouped_field_set)] = (grouped_field_set, steps)
-        return steps
+        cached = self.plan.steps.get(id(grouped_field_set))
+        if cached is None:
+            steps = [Step(name, details, parent_type, self.schema) for name, details in grouped_field_set.items()]
+            cached = self.plan.steps[id(grouped_field_set)] = (grouped_field_set, steps)
+        return cached[1]
 
     def execute_fields(
         self,
@@ -206,16 +208,9 @@ class PlannedExecutor(GraphQLExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        plan = self.plan
-        if plan is None:
+        if self.plan is None:
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
-        cached = plan.steps.get(id(grouped_field_set))
-        return self._run(
-            parent_type,
-            source_value,
-            path,
-            self._steps(parent_type, grouped_field_set) if cached is None else cached[1],
-        )
+        return self._run(parent_type, source_value, path, self._steps(parent_type, grouped_field_set))
 
     def _sub_steps(self, step: Step) -> list[Step]:
         """The steps of an object field's selections (the same for every value and request)."""
@@ -224,8 +219,7 @@ class PlannedExecutor(GraphQLExecutionContext):
             assert self.plan is not None
             assert step.named is not None
             grouped = self.collect_subfields(step.named, step.details).grouped_field_set
-            cached = self.plan.steps.get(id(grouped))
-            sub = step.sub_steps = self._steps(step.named, grouped) if cached is None else cached[1]
+            sub = step.sub_steps = self._steps(step.named, grouped)
         return sub
 
     def _run(self, parent_type: GraphQLObjectType, source_value: Any, path: Path | None, steps: list[Step]) -> Any:
@@ -276,16 +270,7 @@ class PlannedExecutor(GraphQLExecutionContext):
         if not awaitable_fields:
             return results
 
-        async def get_results() -> dict[str, Any]:
-            if len(awaitable_fields) == 1:
-                field = awaitable_fields[0]
-                results[field] = await results[field]
-            else:
-                awaited = await gather_with_cancel(*(results[field] for field in awaitable_fields))
-                results.update(zip(awaitable_fields, awaited, strict=True))
-            return results
-
-        return get_results()
+        return _awaited_in_place(results, awaitable_fields)
 
     def _complete_planned(self, step: Step, value: Any, field_path: Path) -> Any:
         """An object (or list of objects) field's value completed as `execute_field` would; Undefined: go generic."""
@@ -347,17 +332,18 @@ class PlannedExecutor(GraphQLExecutionContext):
         if not awaitable_indices:
             return completed_results
 
-        async def get_completed_results() -> list[Any]:
-            if len(awaitable_indices) == 1:
-                index = awaitable_indices[0]
-                completed_results[index] = await completed_results[index]
-            else:
-                awaited = await gather_with_cancel(*(completed_results[index] for index in awaitable_indices))
-                for index, sub_result in zip(awaitable_indices, awaited, strict=True):
-                    completed_results[index] = sub_result
-            return completed_results
+        return _awaited_in_place(completed_results, awaitable_indices)
 
-        return get_completed_results()
+
+async def _awaited_in_place(results: Any, keys: list[Any]) -> Any:
+    """The results with their awaitables (at these keys or indices) awaited, as graphql-core gathers them."""
+    if len(keys) == 1:
+        results[keys[0]] = await results[keys[0]]  # one: no gather, as graphql-core skips it
+    else:
+        awaited = await gather_with_cancel(*(results[key] for key in keys))
+        for key, value in zip(keys, awaited, strict=True):
+            results[key] = value
+    return results
 
 
 async def _await_completed(

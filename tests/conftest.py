@@ -26,7 +26,7 @@ from aiosmtpd.controller import Controller
 from infra import database
 from models import ORM_APPS
 from settings import Settings, load_settings
-from tests.support.api import Api, loopback_client
+from tests.support.api import Api, loopback_client, without_worker
 from tests.support.mail import Inbox
 from tests.support.redis import OwnRedis
 from tests.support.running import free_port
@@ -149,13 +149,8 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
 @pytest.fixture
 async def burst_api(settings: Settings) -> AsyncIterator[Api]:
     """The app with no worker of its own: the test runs its jobs to the end (tests.support.running.run_jobs)."""
-    from server import create_app
-
-    application = create_app(settings, worker=False)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, client=loopback_client())
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(http)
+    async with without_worker(settings) as api:
+        yield api
 
 
 @pytest.fixture
@@ -185,15 +180,10 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 @pytest.fixture
 async def smtp_api(settings: Settings, smtp: tuple[Inbox, int]) -> AsyncIterator[tuple[Api, Settings, Inbox]]:
     """An app sending mail to a real SMTP server; no worker of its own: the test runs the jobs (run_jobs)."""
-    from server import create_app
-
     inbox, port = smtp
     app_settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
-    app = create_app(app_settings, worker=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=loopback_client())
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(http), app_settings, inbox
+    async with without_worker(app_settings) as api:
+        yield api, app_settings, inbox
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from strawberry.relay import GlobalID
 
@@ -27,7 +26,7 @@ from services import pdf_seal
 from services.codes import CodeCipher
 from settings import Settings
 from tests.support import at_rest
-from tests.support.api import Api, loopback_client
+from tests.support.api import Api, without_worker
 from tests.support.documents import REDEEM, REVEAL
 from tests.support.factories import line, order, partner, tenant
 from tests.support.running import run_jobs
@@ -55,13 +54,8 @@ async def own_settings(settings: Settings, tmp_path: Path) -> AsyncIterator[Sett
 
 @pytest.fixture
 async def own(own_settings: Settings) -> AsyncIterator[tuple[Api, Any]]:
-    from server import create_app
-
-    app = create_app(own_settings, worker=False)  # the test runs the jobs (run_jobs)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=loopback_client())
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(http), app
+    async with without_worker(own_settings) as api:  # the test runs the jobs (run_jobs)
+        yield api, api.app
 
 
 def local(url: str) -> str:

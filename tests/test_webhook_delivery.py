@@ -21,7 +21,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from infra import clock
@@ -29,7 +28,7 @@ from models import Voucher, VoucherOrder, WebhookDelivery, WebhookDeliveryStatus
 from services import expiry
 from services.webhook_delivery import RETRY_SCHEDULE
 from settings import Settings
-from tests.support.api import Api, loopback_client
+from tests.support.api import Api, without_worker
 from tests.support.factories import deposit, line, order, partner, tenant
 from tests.support.running import run_jobs, shifted
 from tests.support.webhook_receiver import Receiver
@@ -75,13 +74,8 @@ def insecure(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def api(insecure: Settings) -> AsyncIterator[Api]:
-    from server import create_app
-
-    app = create_app(insecure, worker=False)  # the test sends the webhooks (dispatcher) and runs the jobs (run_jobs)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=loopback_client())
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(http)
+    async with without_worker(insecure) as api:  # the test sends the webhooks (dispatcher) and runs the jobs (run_jobs)
+        yield api
 
 
 @pytest.fixture

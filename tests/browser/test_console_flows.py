@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from settings import Settings
 from tests.support.browser import WAIT_MS
-from tests.support.console import Console, Tab, console_server, links_in, open_tab, sign_in
+from tests.support.console import Console, Tab, console_server, links_in, open_tab, redeem_as_new_customer, sign_in
 from tests.support.factories import PASSWORD, unique_email
 from tests.support.processes import graphql
 from tests.support.stores import ON_POSTGRES
@@ -201,14 +201,7 @@ def render_again(page: Page) -> None:
 def redeem_elsewhere(browser: Browser, console: Console, shots: Path, code: str) -> None:
     customer = open_tab(browser, shots)
     page = customer.page
-    page.goto(f"{console.base}/redeem/{code}")
-    page.get_by_role("button", name="I'm new here").click()
-    page.get_by_label("E-mail").fill(unique_email("customer"))
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_label("Your name or organisation").fill("Jane Customer")
-    page.get_by_role("button", name="Create account", exact=True).click()
-    page.get_by_label("Common name").fill("www.example.com")
-    page.get_by_role("button", name="Submit request").click()
+    redeem_as_new_customer(page, console.base, code)
     expect(page.locator("#result")).to_be_visible()
     assert customer.problems == []
     customer.context.close()

@@ -22,7 +22,7 @@ import cli_documents
 from services.trusted_documents import document_hash
 from settings import Settings
 from tests.support.browser import WAIT_MS
-from tests.support.console import Console, Tab, console_server, open_tab
+from tests.support.console import Console, Tab, console_server, open_tab, redeem_as_new_customer
 from tests.support.factories import PASSWORD, unique_email
 from tests.support.stores import ON_POSTGRES
 
@@ -145,14 +145,7 @@ def flow(console: Console, partner: Tab, customer: Tab) -> None:
 
     # the customer redeems a code on the redemption page
     other = customer.page
-    other.goto(f"{console.base}/redeem/{code}")
-    other.get_by_role("button", name="I'm new here").click()
-    other.get_by_label("E-mail").fill(unique_email("customer"))
-    other.get_by_label("Password").fill(PASSWORD)
-    other.get_by_label("Your name or organisation").fill("Jane Customer")
-    other.get_by_role("button", name="Create account", exact=True).click()
-    other.get_by_label("Common name").fill("www.example.com")
-    other.get_by_role("button", name="Submit request").click()
+    redeem_as_new_customer(other, console.base, code)
     expect(other.locator("#result")).to_be_visible()
 
     # no reload: the order page's subscription brings the redemption

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-import httpx
 from pypdf import PdfReader
 from strawberry.relay import GlobalID
 
 from models import OrderEvent, OrderEventKind, PdfStatus, VoucherOrder
 from services import staff
 from settings import Settings
-from tests.support.api import Api, loopback_client
+from tests.support.api import Api, without_worker
 from tests.support.factories import PASSWORD, line, member, order, partner, sign_in, tenant, unique_email
 from tests.support.orders import stored_pdf
 from tests.support.running import run_jobs
@@ -28,18 +25,6 @@ PDF = """query P($id: ID!) { node(id: $id) { ... on VoucherOrder { pdf { status 
 HISTORY = """query H($id: ID!) { node(id: $id) { ... on VoucherOrder {
   history(first: 20) { edges { node { kind actor } } } } } }"""
 OLD, NEW = "http://old.example:8000", "http://vouchers.example:18777"
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[Api]:
-    """An app on the run's database with these settings; the test runs its jobs (run_jobs)."""
-    from server import create_app
-
-    app = create_app(settings, worker=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=loopback_client())
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(http)
 
 
 async def rendered(api: Api, token: str, order_id: str, *, after: str | None = None) -> dict[str, Any]:
@@ -74,7 +59,7 @@ def pk(order_id: str) -> int:
 
 async def test_a_ready_pdf_is_rendered_again_with_todays_links_and_the_history_says_who(settings: Settings) -> None:
     # given: an order whose PDF was rendered while the public URL was another
-    async with serving(replace(settings, public_url=OLD)) as api:
+    async with without_worker(replace(settings, public_url=OLD)) as api:
         seller = await partner(api)
         order_id = await placed(api, seller["token"])
         first = await rendered(api, seller["token"], order_id)
@@ -82,7 +67,7 @@ async def test_a_ready_pdf_is_rendered_again_with_todays_links_and_the_history_s
         assert len(links(before)) == 2
         assert all(link.startswith(f"{OLD}/redeem/VS-") for link in links(before))
     # when: FINANCE asks for it again, on the server that is reached at the new address
-    async with serving(replace(settings, public_url=NEW)) as api:
+    async with without_worker(replace(settings, public_url=NEW)) as api:
         finance = await member(api, seller["token"], "FINANCE")
         answer = (await api(RENDER, {"id": order_id}, token=finance))["data"]["voucherOrderPdfRender"]
         assert answer == {"order": {"id": order_id, "pdf": {"status": "PENDING"}}, "errors": []}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
 from services.events import EventBus, KeptEvents
+from settings import Settings
 
 
 def loopback_client() -> tuple[str, int]:
@@ -49,3 +52,15 @@ class Api:
         """Another client (another address) on the same app."""
         transport = httpx.ASGITransport(app=self.app, client=loopback_client())
         return Api(httpx.AsyncClient(transport=transport, base_url="http://testserver"))
+
+
+@contextlib.asynccontextmanager
+async def without_worker(settings: Settings) -> AsyncIterator[Api]:
+    """The app with no worker of its own, and a client: the test runs its jobs (tests.support.running.run_jobs)."""
+    from server import create_app
+
+    app = create_app(settings, worker=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=loopback_client())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield Api(http)

@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
 
 from settings import Settings
 from tests.support.browser import WAIT_MS
-from tests.support.factories import PASSWORD
+from tests.support.factories import PASSWORD, unique_email
 from tests.support.processes import START_TIMEOUT, command, poll, process_env, stop
 from tests.support.running import free_port
 from tests.support.stores import REDIS_URL
@@ -154,6 +154,19 @@ def sign_in(tab: Tab, base: str, address: str, path: str = "/") -> None:
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.locator("#session-email").wait_for()
+
+
+def redeem_as_new_customer(page: Page, base: str, code: str) -> None:
+    """A customer who has no account yet redeems `code` on the redemption page."""
+    page.goto(f"{base}/redeem/{code}")
+    page.get_by_role("button", name="I'm new here").click()
+    page.get_by_label("E-mail").fill(unique_email("customer"))
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Your name or organisation").fill("Jane Customer")
+    page.get_by_role("button", name="Create account", exact=True).click()
+    page.get_by_label("Common name").fill("www.example.com")
+    page.get_by_role("button", name="Submit request").click()
+    page.locator("#result").wait_for()
 
 
 def links_in(message: email.message.EmailMessage) -> list[str]:

@@ -232,15 +232,17 @@ def partner_order(http: httpx.Client, data_dir: Path, *, quantity: int = 1) -> t
     return token, order_id, [c["code"] for c in revealed["codes"]]
 
 
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """One `vouchsafe` command, run to its end (CLI_TIMEOUT at most)."""
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = CLI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """One `vouchsafe` command, run to its end (`timeout` at most)."""
     return subprocess.run(
         [*command(), *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=CLI_TIMEOUT,
+        timeout=timeout,
         check=False,
     )

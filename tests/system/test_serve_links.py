@@ -13,14 +13,13 @@ import csv
 import io
 import re
 import secrets
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pypdf import PdfReader
 
-from tests.support.processes import START_TIMEOUT, command, graphql, partner_order, poll, process_env, serving
+from tests.support.processes import START_TIMEOUT, graphql, partner_order, poll, process_env, run_cli, serving
 
 URLS = """query U($id: ID!) { node(id: $id) { ... on VoucherOrder { csvUrl pdf { status url } } } }"""
 
@@ -75,16 +74,7 @@ def test_production_refuses_to_start_without_a_public_url(tmp_path: Path) -> Non
         for name in ("VOUCHSAFE_SECRET_KEY", "VOUCHSAFE_CODE_KEY")
     }
     env = process_env(tmp_path / "data", VOUCHSAFE_ENV="production", **keys)
-    result = subprocess.run(
-        [*command(), "serve", "--port", "18777"],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT,
-        check=False,
-    )
+    result = run_cli("serve", "--port", "18777", env=env, cwd=tmp_path, timeout=START_TIMEOUT)
     assert result.returncode == 2, result.stderr
     assert "VOUCHSAFE_PUBLIC_URL is required when VOUCHSAFE_ENV=production" in result.stderr
     assert "Uvicorn running" not in result.stderr

@@ -12,7 +12,6 @@ import email
 import email.policy
 import os
 import re
-import subprocess
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -20,7 +19,16 @@ import httpx
 import pytest
 
 from tests.support.factories import PASSWORD, SIGN_UP, unique_email
-from tests.support.processes import START_TIMEOUT, STOP_TIMEOUT, command, graphql, poll, process_env, serving, sign_in
+from tests.support.processes import (
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    graphql,
+    poll,
+    process_env,
+    run_cli,
+    serving,
+    sign_in,
+)
 from tests.support.running import free_port
 from tests.support.stores import REDIS_URL
 
@@ -107,15 +115,8 @@ def test_serve_refuses_several_workers_on_the_embedded_default(tmp_path: Path) -
     # given: no DATABASE_URL, no REDIS_URL (whichever database the suite runs on)
     env = process_env(tmp_path / "data")
     # when
-    result = subprocess.run(
-        [*command(), "serve", "--workers", "2", "--port", str(free_port())],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT,
-        check=False,
+    result = run_cli(
+        "serve", "--workers", "2", "--port", str(free_port()), env=env, cwd=tmp_path, timeout=START_TIMEOUT
     )
     # then: refused before anything starts
     assert result.returncode == 2, result.stderr
