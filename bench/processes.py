@@ -108,6 +108,7 @@ class ServerProcess:
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        self.log_offset = 0  # where this start's lines begin: a restarted server appends to its log
 
     @property
     def url(self) -> str:
@@ -116,6 +117,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self.started = time.monotonic()
         with open(self.log_path, "ab") as log:
+            self.log_offset = log.tell()
             self.process = subprocess.Popen(
                 [*self.argv, "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=ROOT,
@@ -133,7 +135,8 @@ class ServerProcess:
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            if self.log_path.read_text(errors="replace").count(READY_LINE) >= self.processes:
+            lines = self.log_path.read_bytes()[self.log_offset :].decode(errors="replace")
+            if lines.count(READY_LINE) >= self.processes:
                 return time.monotonic() - self.started
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} not ready in time:\n{self.log_tail()}")

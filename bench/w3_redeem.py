@@ -16,6 +16,9 @@ Three comparisons, rounds of A and B interleaved:
            exactly one winner per code when 8 clients redeem the same code at once
   HTTP x2  the same with `serve --workers 2` against the bare app on 2 processes: reported,
            full runs only
+  writes   by id against the bare endpoint doing the API's after-commit writes too (the
+           change event, the cached answers retired: w3_baseline.create_app_with_writes):
+           reported, full runs only
 At the end every code handed to a round must be VALID_USED with exactly one request.
 --against VOUCHSAFE: over HTTP, B is that executable's `serve` (another checkout's
 .venv/bin/vouchsafe) sent the same mutation: the code before a change against the code
@@ -70,21 +73,26 @@ class Sizes:
     warmup: int  # redeems per client before each side's first rounds, not counted
     contention: int  # codes each redeemed by 8 clients at once, per server
     two_processes: bool  # also `serve --workers 2` against the bare app on 2 processes
+    with_writes: bool  # also by id against the bare endpoint doing the after-commit writes
     spy_seconds: float  # --profile: py-spy on the one-process serve this long
     spy_codes: int  # --profile: redeems per client kept for it
     traced: tuple[int, int]  # --profile: pyinstrument over (rounds, redeems per client) of the service
     profile: bool = False
     against: str | None = None
 
+    def http_comparisons(self) -> int:
+        """By text, by id (, two processes) (, by id against the bare endpoint with writes)."""
+        return 2 + self.two_processes + self.with_writes
+
     def codes_per_client(self) -> int:
-        pairs = 3 if self.two_processes else 2  # HTTP comparisons: by text, by id (, two processes)
+        pairs = self.http_comparisons()
         codes = self.rounds * 2 * (self.service + pairs * self.http) + 2 * (1 + pairs) * self.warmup
         return codes + (self.spy_codes + self.traced[0] * self.traced[1] if self.profile else 0)
 
 
-FULL = Sizes(5, 60, 30, 5, 40, two_processes=True, spy_seconds=10, spy_codes=400, traced=(3, 60))
+FULL = Sizes(5, 60, 30, 5, 40, True, True, spy_seconds=10, spy_codes=400, traced=(3, 60))
 # The CI smoke step: W3 in about 12 s with its servers' start-up, so one process a server.
-QUICK = Sizes(2, 4, 2, 1, 3, two_processes=False, spy_seconds=3, spy_codes=30, traced=(1, 2))
+QUICK = Sizes(2, 4, 2, 1, 3, False, False, spy_seconds=3, spy_codes=30, traced=(1, 2))
 
 
 def p99_ms(latencies: list[float]) -> float:
@@ -157,18 +165,21 @@ async def http_comparison(
     deadline: float,
     *,
     by_id: bool = False,
+    with_writes: bool = False,
 ) -> Comparison:
     processes = f", {serve.processes} processes each" if serve.processes > 1 else ""
-    reported_only = serve.processes > 1 or sizes.against is not None
+    reported_only = serve.processes > 1 or sizes.against is not None or with_writes
+    bare_label = "bare Starlette endpoint, same service" + (" and after-commit writes" if with_writes else "")
     b_shape = w3_load.graphql_redeem if sizes.against else w3_load.bare_redeem
     a_shape = w3_load.graphql_redeem_by_id if by_id else w3_load.graphql_redeem
     ratio = BY_ID_TARGET if by_id else HTTP_TARGET
     comparison = Comparison(
-        workload=f"W3 redeem over HTTP, {CLIENTS} clients{processes}{', by id' if by_id else ''}",
+        workload=f"W3 redeem over HTTP, {CLIENTS} clients{processes}{', by id' if by_id else ''}"
+        + (", against the baseline with the writes after the commit" if with_writes else ""),
         a_label="voucherRedeem, vouchsafe serve"
         + (f" --workers {serve.processes}" if serve.processes > 1 else "")
         + (", the stored document's id (documentId)" if by_id else ""),
-        b_label=f"voucherRedeem, {sizes.against} serve" if sizes.against else "bare Starlette endpoint, same service",
+        b_label=f"voucherRedeem, {sizes.against} serve" if sizes.against else bare_label,
         unit="ops/s",
         higher_is_better=True,
         target="report only" if reported_only else f"ratio >= {ratio}",
@@ -254,11 +265,13 @@ def servers(env: dict[str, str], log_dir: Path, against: str | None) -> dict[str
     """`vouchsafe serve` and the bare app (or `against`'s serve), on one process and on two."""
     serve = [vouchsafe(), "serve"]
     bare = [against, "serve"] if against else uvicorn_app("bench.w3_baseline:create_app")
+    writes = uvicorn_app("bench.w3_baseline:create_app_with_writes")
     # Two processes share the 32 clients: 16 connections each (the default 20 for one).
     env2 = {**env, "VOUCHSAFE_DB_POOL_SIZE": "16"}
     return {
         "serve": ServerProcess("w3-serve", serve, env, log_dir),
         "bare": ServerProcess("w3-baseline", bare, env, log_dir),
+        "writes": ServerProcess("w3-baseline-writes", writes, env, log_dir),
         "serve2": ServerProcess("w3-serve-2p", serve, env2, log_dir, processes=2),
         "bare2": ServerProcess("w3-baseline-2p", bare, env2, log_dir, processes=2),
     }
@@ -276,7 +289,7 @@ async def service_phase(
             namespace=ctx.name("w3"),
             clients=CLIENTS,
             codes_per_client=sizes.codes_per_client(),
-            contention_codes=(3 if sizes.two_processes else 2) * sizes.contention,
+            contention_codes=sizes.http_comparisons() * sizes.contention,
         )
         await seed.trusted(w3_load.REDEEM_MUTATION)
         print(f"  W3: seeded {CLIENTS} orders of {sizes.codes_per_client():,} codes", flush=True)
@@ -300,7 +313,7 @@ async def run(ctx: BenchContext) -> list[Comparison]:
     """
     sizes = replace(QUICK if ctx.quick else FULL, profile=ctx.profile)
     if ctx.against:
-        sizes = replace(sizes, against=ctx.against, two_processes=False)
+        sizes = replace(sizes, against=ctx.against, two_processes=False, with_writes=False)
     namespace = ctx.name("w3")
     b64 = base64.urlsafe_b64encode
     async with throwaway_database(ctx.server_url, namespace, migrate=False) as db_url:
@@ -330,6 +343,13 @@ async def run(ctx: BenchContext) -> list[Comparison]:
                     if sizes.profile:
                         await profile_serve(fx, serve, sizes)
                 comparisons = [service, one, by_id]
+                if sizes.with_writes:
+                    with running(procs["serve"], procs["writes"]) as (serve, writes):
+                        await serve.wait_ready(ctx.deadline)
+                        await writes.wait_ready(ctx.deadline)
+                        comparisons.append(
+                            await http_comparison(fx, serve, writes, sizes, ctx.deadline, by_id=True, with_writes=True)
+                        )
                 if sizes.two_processes:
                     with running(procs["serve2"], procs["bare2"]) as (serve, bare):
                         await serve.wait_ready(ctx.deadline)
