@@ -95,6 +95,15 @@ routes = [Route("/redeem/{code:path}", redeem_page, methods=["GET"])]
 
 def mask_secrets(text: str) -> str:
     """The text with redemption paths, voucher codes, download tokens (`t=`), sessions, keys and secrets masked."""
+    # Every access log line comes here: one holding none of the patterns' fixed parts skips the four scans.
+    # casefold, not lower: the patterns ignore case as `re` does (`ſ` is an `s` to it).
+    folded = text.casefold()
+    if "vs" not in folded and "/redeem/" not in folded and "t=" not in text and "whsec_" not in text:
+        return text
+    return _masked(text)
+
+
+def _masked(text: str) -> str:
     text = _REDEEM_PATH.sub("/redeem/" + MASKED_CODE, text)
     text = _QUERY_TOKEN.sub(r"\1…", text)
     text = _TOKEN.sub(r"\1…", text)
