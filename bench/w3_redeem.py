@@ -5,7 +5,7 @@ creates accounts, ~40,000 vouchers and background jobs that would otherwise chan
 set the other workloads measure, and its statements are index lookups whose cost does not
 depend on the table sizes. Everything is seeded through the services.
 
-Three comparisons, rounds of A and B interleaved:
+The comparisons, rounds of A and B interleaved:
   service  A `services.redemption.redeem` from 32 tasks (Tortoise pool of 32)
            B raw asyncpg, 32 pooled connections: the same compare-and-set on the voucher
              row (by code digest) and the certificate request insert, in one transaction
@@ -14,6 +14,8 @@ Three comparisons, rounds of A and B interleaved:
            B a bare Starlette endpoint calling the same service (bench/w3_baseline.py)
            32 keep-alive clients; target A/B >= 0.3, p99 latency of A <= 50 ms, and
            exactly one winner per code when 8 clients redeem the same code at once
+  by id    the same, A sent as the stored document's id (issue 25): target A/B >= 0.8 and
+           A's p99 <= 1.3x B's
   HTTP x2  the same with `serve --workers 2` against the bare app on 2 processes: reported,
            full runs only
   writes   by id against the bare endpoint doing the API's after-commit writes too (the
