@@ -4,7 +4,8 @@ The delivery rows are the webhooks' outbox: written with the change (services.we
 read here by the workers, which need neither Redis nor the job queue to send them. A
 worker claims a due delivery by compare-and-set (a lease of LEASE, the attempt counted);
 a worker killed mid-attempt leaves the lease to lapse and another one sends it again,
-with the same webhook-id, so receivers deduplicate. Non-2xx answers, timeouts and
+with the same webhook-id, so receivers deduplicate (a worker that stops hands its cut-off
+attempts back at once). Non-2xx answers, timeouts and
 connection errors are retried on RETRY_SCHEDULE (about a day); an endpoint whose every
 attempt has failed for DISABLE_AFTER is disabled and its account's admins e-mailed.
 """
@@ -101,13 +102,26 @@ async def due(*, limit: int, per_endpoint: int, exclude: set[int]) -> list[Due]:
     return [Due(int(r["id"]), int(r["endpoint_id"]), bool(r["failing"])) for r in rows]
 
 
-async def claim(delivery_id: int, *, lease: timedelta = LEASE) -> bool:
-    """Take a due delivery for one attempt (compare-and-set); False when another worker has it."""
+async def claim(delivery_id: int, *, lease: timedelta = LEASE) -> datetime | None:
+    """Take a due delivery for one attempt (compare-and-set): the lease's end, None when another worker has it."""
     now = clock.now()
+    until = now + lease
+    taken = await WebhookDelivery.filter(
+        Q(locked_until=None) | Q(locked_until__lt=now), id=delivery_id, status=WebhookDeliveryStatus.PENDING
+    ).update(locked_until=until, attempts=F("attempts") + 1)
+    return until if taken else None
+
+
+async def release(delivery_id: int, lease_end: datetime) -> bool:
+    """Hand back a claim whose attempt was cut off (a stopping worker): due again now, not when its lease ends.
+
+    Compare-and-set on the claim's own lease end: a settled delivery, or one whose lease
+    lapsed and another worker took, is left as it is. The cut-off attempt stays counted.
+    """
     return bool(
         await WebhookDelivery.filter(
-            Q(locked_until=None) | Q(locked_until__lt=now), id=delivery_id, status=WebhookDeliveryStatus.PENDING
-        ).update(locked_until=now + lease, attempts=F("attempts") + 1)
+            id=delivery_id, status=WebhookDeliveryStatus.PENDING, locked_until=lease_end
+        ).update(locked_until=None)
     )
 
 

@@ -20,6 +20,8 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from services import webhook_delivery
 from services.webhook_delivery import DeliveryConfig, Outcome
@@ -33,6 +35,14 @@ FAILING_SHARE = 8
 POLL_SECONDS = 0.5
 
 OnOutcome = Callable[[Outcome], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    delivery_id: int
+    lease_end: datetime  # the claim's mark: what `release` compares
+    endpoint_id: int
+    failing: bool
 
 
 class Dispatcher:
@@ -50,7 +60,7 @@ class Dispatcher:
         self.max_in_flight = max_in_flight
         self.per_endpoint = per_endpoint
         self.failing_share = failing_share
-        self.running: dict[asyncio.Task[None], tuple[int, bool]] = {}  # task -> (endpoint, failing)
+        self.running: dict[asyncio.Task[None], _Claimed] = {}
         self.outcomes: Counter[str] = Counter()  # delivered / retry / failed, for logs and metrics
         self._wake = asyncio.Event()
         self._stopping = False
@@ -63,8 +73,8 @@ class Dispatcher:
         free = self.max_in_flight - len(self.running)
         if free <= 0:
             return 0
-        per_endpoint = Counter(endpoint for endpoint, _ in self.running.values())
-        failing = sum(1 for _, is_failing in self.running.values() if is_failing)
+        per_endpoint = Counter(claimed.endpoint_id for claimed in self.running.values())
+        failing = sum(1 for claimed in self.running.values() if claimed.failing)
         full = {endpoint for endpoint, n in per_endpoint.items() if n >= self.per_endpoint}
         started = 0
         for due in await webhook_delivery.due(limit=free * 2, per_endpoint=self.per_endpoint, exclude=full):
@@ -74,10 +84,11 @@ class Dispatcher:
                 continue
             if due.failing and failing >= self.failing_share:
                 continue
-            if not await webhook_delivery.claim(due.id):
+            lease_end = await webhook_delivery.claim(due.id)
+            if lease_end is None:
                 continue  # another worker took it
             task = asyncio.create_task(self._attempt(due.id))
-            self.running[task] = (due.endpoint_id, due.failing)
+            self.running[task] = _Claimed(due.id, lease_end, due.endpoint_id, due.failing)
             task.add_done_callback(self._finished)
             per_endpoint[due.endpoint_id] += 1
             failing += due.failing
@@ -130,7 +141,9 @@ class Dispatcher:
         """End `loop` (run_forever's task) between two looks, let attempts in flight end for a moment.
 
         Cancelled mid-look, the loop could have claimed a delivery and not yet started its
-        attempt: unsent until its lease lapsed. An attempt cut off here is sent again then too.
+        attempt: unsent until its lease lapsed. An attempt cut off here is handed back, due
+        again at once for any worker (with the same webhook-id: the endpoint may have had
+        it); when the database cannot take that, its lease lapses as before.
         """
         self._stopping = True
         self._wake.set()
@@ -139,9 +152,16 @@ class Dispatcher:
             for task in stuck:
                 task.cancel()
             await asyncio.gather(loop, return_exceptions=True)
-        running = list(self.running)
-        if running:
-            await asyncio.wait(running, timeout=grace)
-        for task in running:
+        claims = dict(self.running)
+        if claims:
+            await asyncio.wait(claims, timeout=grace)
+        for task in claims:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*claims, return_exceptions=True)
+        cut_off = [claimed for task, claimed in claims.items() if task.cancelled()]
+        try:
+            async with asyncio.timeout(grace):
+                for claimed in cut_off:
+                    await webhook_delivery.release(claimed.delivery_id, claimed.lease_end)
+        except Exception as exc:  # the database is away (or slow): those wait out their lease
+            log.warning("webhook deliveries %s not handed back (%s)", [c.delivery_id for c in cut_off], type(exc).__name__)

@@ -1,12 +1,14 @@
-"""The dispatcher's bounds: per endpoint, in all, and for endpoints that keep failing (a sandbox sender)."""
+"""The dispatcher's bounds (per endpoint, in all, for endpoints that keep failing) and its stop (a sandbox sender)."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import timedelta
 
 from infra import clock
 from models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
+from services import webhook_delivery
 from services.webhook_delivery import DeliveryConfig
 from services.webhook_http import Answer
 from services.webhook_secrets import SecretCipher, new_secret
@@ -22,10 +24,12 @@ class HeldSender:
         self.release = asyncio.Event()
         self.in_flight: dict[str, int] = {}
         self.sent: list[str] = []
+        self.arrived: asyncio.Queue[str] = asyncio.Queue()  # each request as it comes in
 
     async def post(self, url: Url, address: str, headers: dict[str, str], body: bytes) -> Answer:
         self.in_flight[url.target] = self.in_flight.get(url.target, 0) + 1
         self.sent.append(url.target)
+        self.arrived.put_nowait(url.target)
         try:
             await self.release.wait()
         finally:
@@ -98,3 +102,51 @@ async def test_failing_endpoints_never_take_the_slots_healthy_ones_need(db: None
         await WebhookDelivery.filter(account_id=actor.account_id, status=WebhookDeliveryStatus.SUCCEEDED).count() == 40
     )
     assert dispatcher.outcomes["delivered"] == 40
+
+
+def config_with(sender: HeldSender, cipher: SecretCipher) -> DeliveryConfig:
+    return DeliveryConfig(cipher, sender, LocalResolver(), allow_insecure=True, public_url="http://x")
+
+
+async def test_a_stopping_dispatcher_hands_back_the_attempts_it_cut_off(db: None) -> None:
+    # given: a dispatcher whose two attempts hang at their endpoint
+    actor = await tenant_admin()
+    assert actor.account_id is not None
+    cipher = SecretCipher(secrets.token_bytes(32))
+    await endpoint_with(actor.account_id, "/hanging", 2, failing=False, cipher=cipher)
+    hanging = HeldSender()
+    stopping = Dispatcher(config_with(hanging, cipher))
+    assert await stopping.fill() == 2
+    async with asyncio.timeout(10):
+        for _ in range(2):
+            await hanging.arrived.get()
+    # when: it stops, and its grace ends before they do
+    await stopping.stop(grace=0.1)
+    # then: both are due again at once (their lease of 30 s not waited out), the cut-off attempt counted,
+    # and another dispatcher sends them now
+    rows = await WebhookDelivery.filter(account_id=actor.account_id).values("status", "attempts", "locked_until")
+    assert rows == [{"status": WebhookDeliveryStatus.PENDING, "attempts": 1, "locked_until": None}] * 2
+    answering = HeldSender()
+    answering.release.set()
+    await Dispatcher(config_with(answering, cipher)).drain(within=30)
+    rows = await WebhookDelivery.filter(account_id=actor.account_id).values("status", "attempts")
+    assert rows == [{"status": WebhookDeliveryStatus.SUCCEEDED, "attempts": 2}] * 2
+
+
+async def test_a_claim_another_worker_took_over_is_not_handed_back_by_the_first(db: None) -> None:
+    # given: a delivery whose first claim lapsed and a second worker claimed it
+    actor = await tenant_admin()
+    assert actor.account_id is not None
+    await endpoint_with(actor.account_id, "/taken", 1, failing=False, cipher=SecretCipher(secrets.token_bytes(32)))
+    delivery = await WebhookDelivery.get(account_id=actor.account_id)
+    first = await webhook_delivery.claim(delivery.id, lease=timedelta(seconds=-1))  # lapsed already
+    second = await webhook_delivery.claim(delivery.id)
+    assert first is not None
+    assert second is not None
+    # when: the first holder, stopping, hands back what it thinks it holds
+    handed_back = await webhook_delivery.release(delivery.id, first)
+    # then: nothing changes: the second claim holds, and its own release works
+    assert not handed_back
+    await delivery.refresh_from_db()
+    assert delivery.locked_until == second
+    assert await webhook_delivery.release(delivery.id, second)
