@@ -164,4 +164,6 @@ class Dispatcher:
                 for claimed in cut_off:
                     await webhook_delivery.release(claimed.delivery_id, claimed.lease_end)
         except Exception as exc:  # the database is away (or slow): those wait out their lease
-            log.warning("webhook deliveries %s not handed back (%s)", [c.delivery_id for c in cut_off], type(exc).__name__)
+            log.warning(
+                "webhook deliveries %s not handed back (%s)", [c.delivery_id for c in cut_off], type(exc).__name__
+            )
