@@ -11,13 +11,16 @@ Two changes to `tortoise.backends.asyncpg`, both about a database that is slow o
   connection is never given back, and every later statement of the task (recording the
   failure, the next transaction, a job's next row) runs on that dead or, once the pool
   reclaims it, shared connection ("connection has been released back to the pool",
-  "cannot switch to state 12"). Drop `_SafeTransactionContext` when
-  tests/services/test_pg_backend.py's check of the library's own context starts to fail
+  "cannot switch to state 12"). The same at the end: a transaction whose connection
+  cannot go back to the pool (asyncpg re-raises its failed reset) leaves the task bound
+  to it, so `__aexit__` unbinds whatever happens. Drop `_SafeTransactionContext` when
+  tests/services/test_pg_backend.py's checks of the library's own context start to fail
   (the library then unbinds by itself); tests/test_library_patches.py checks the upstream code.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
@@ -36,7 +39,7 @@ class _BoundedAcquire(PoolConnectionWrapper[Any]):
 
 
 class _SafeTransactionContext(TransactionContextPooled):
-    """Tortoise's pooled transaction context; a failed BEGIN unbinds the task and returns the connection."""
+    """Tortoise's pooled transaction context; a failed BEGIN, or a failed return to the pool, unbinds the task."""
 
     async def __aenter__(self) -> TransactionalDBClient:
         await self.ensure_connection()
@@ -55,6 +58,15 @@ class _SafeTransactionContext(TransactionContextPooled):
             await pool.release(connection)
             raise
         return self.client
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        try:
+            await super().__aexit__(exc_type, exc_val, exc_tb)
+        finally:
+            # Tortoise unbinds the task only after the pool took the connection back, and asyncpg's
+            # release re-raises a failed reset (a terminated connection): the task stayed bound to it.
+            with contextlib.suppress(ValueError):  # already unbound by Tortoise: its token is used
+                get_connections().reset(self.token)
 
 
 class BoundedAsyncpgClient(AsyncpgDBClient):

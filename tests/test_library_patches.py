@@ -176,6 +176,14 @@ PATCHES = (
         "Tortoise unbinds the task when BEGIN fails (test_pg_backend.py's check of Tortoise's context fails)",
     ),
     Patch(
+        "infra/pg_backend.py: _SafeTransactionContext.__aexit__",
+        "tortoise.backends.base.client:TransactionContextPooled.__aexit__",
+        "887994b45c7c1fbf",
+        "tortoise-orm",
+        ">=1.1,<1.2",
+        "Tortoise unbinds the task when the connection cannot go back (test_pg_backend.py's check fails)",
+    ),
+    Patch(
         "infra/pg_backend.py: _BoundedAcquire.__aenter__",
         "tortoise.backends.base.client:PoolConnectionWrapper.__aenter__",
         "02a09a1b884e1478",

@@ -1,9 +1,11 @@
-"""A transaction whose BEGIN fails leaves its task free of that connection (infra.pg_backend; PostgreSQL).
+"""A transaction whose BEGIN or whose return to the pool fails leaves its task free of that connection.
 
-PostgreSQL terminates the connection a transaction has just taken from the pool, so
-its BEGIN fails for real. The task then runs its next statement (as a job records its
-failure): on Tortoise's own pooled context it still runs on the dead connection; on
-ours, on a good one from the pool.
+(infra.pg_backend; PostgreSQL.) PostgreSQL terminates the connection a transaction has
+just taken from the pool, so its BEGIN fails for real; or the connection of a transaction
+that ends still open, so the pool's reset (its ROLLBACK) fails for real and asyncpg's
+release raises. The task then runs its next statement (as a job records its failure, or
+a long-lived task goes on): on Tortoise's own pooled context it still runs on the dead
+connection; on ours, on a good one from the pool.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import pytest
 from tortoise import connections
 from tortoise.backends.asyncpg.client import TransactionWrapper
 from tortoise.backends.base.client import TransactionContext, TransactionContextPooled
+from tortoise.exceptions import TransactionManagementError
 from tortoise.transactions import in_transaction
 
-from infra.database import tortoise_config
+from infra.database import PooledConnection, tortoise_config
 from infra.faults import is_unavailable
 from infra.pg_backend import BoundedAsyncpgClient
 from settings import Settings
@@ -45,6 +48,49 @@ def begin_on_a_terminated_connection(settings: Settings, monkeypatch: pytest.Mon
         await original(self)
 
     monkeypatch.setattr(TransactionWrapper, "begin", begin)
+
+
+async def terminate(settings: Settings, connection: Any) -> None:
+    admin = await asyncpg.connect(settings.database_url.replace("postgres://", "postgresql://", 1))
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", connection.get_server_pid())
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.2)  # the termination reaches the client's socket
+
+
+@pytest.fixture
+def reset_on_a_terminated_connection(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's reset of a connection given back mid-transaction, once, after PostgreSQL terminated it."""
+    original = PooledConnection.reset
+    done: list[bool] = []
+
+    async def reset(self: PooledConnection, *, timeout: float | None = None) -> None:  # noqa: ASYNC109  # asyncpg's signature
+        if not done:
+            done.append(True)
+            await terminate(settings, self)
+        await original(self, timeout=timeout)
+
+    monkeypatch.setattr(PooledConnection, "reset", reset)
+
+
+async def next_statement_after_a_failed_return(context: Callable[[BoundedAsyncpgClient], TransactionContext]) -> Any:
+    """In a task of its own: a transaction left open at its end (Tortoise skips the ROLLBACK after a
+    TransactionManagementError), its connection dead before the pool's reset; then the task's next statement."""
+    client = connections.get("default")
+    assert isinstance(client, BoundedAsyncpgClient)
+
+    async def task() -> Any:
+        failure: BaseException | None = None
+        try:
+            async with context(client):
+                raise TransactionManagementError("ends with the transaction open")
+        except Exception as exc:
+            failure = exc
+        assert isinstance(failure, asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError), failure
+        return await connections.get("default").execute_query_dict("SELECT 1 AS one")
+
+    return await asyncio.wait_for(asyncio.create_task(task()), timeout=10)
 
 
 async def next_statement_after_failed_begin(context: Callable[[BoundedAsyncpgClient], TransactionContext]) -> Any:
@@ -87,6 +133,20 @@ async def test_tortoise_itself_still_leaves_the_task_on_the_dead_connection(
     """When this fails, Tortoise unbinds by itself: drop infra.pg_backend._SafeTransactionContext."""
     with pytest.raises(asyncpg.InterfaceError, match=r"connection is closed|released back to the pool"):
         await next_statement_after_failed_begin(tortoises)
+
+
+async def test_after_a_failed_return_to_the_pool_the_task_runs_on_a_good_connection(
+    db: None, reset_on_a_terminated_connection: None
+) -> None:
+    assert await next_statement_after_a_failed_return(ours) == [{"one": 1}]
+
+
+async def test_tortoise_itself_still_leaves_the_task_bound_after_a_failed_return(
+    db: None, reset_on_a_terminated_connection: None
+) -> None:
+    """When this fails, Tortoise unbinds by itself at the end too: drop _SafeTransactionContext.__aexit__."""
+    with pytest.raises(asyncpg.InterfaceError, match=r"connection is closed|released back to the pool"):
+        await next_statement_after_a_failed_return(tortoises)
 
 
 async def test_a_pool_wait_is_bounded(settings: Settings) -> None:
