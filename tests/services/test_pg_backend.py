@@ -30,33 +30,29 @@ from settings import Settings
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def begin_on_a_terminated_connection(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    """BEGIN, once, on a connection PostgreSQL has just terminated (as pg_terminate_backend under load)."""
-    original = TransactionWrapper.begin
-    done: list[bool] = []
-
-    async def begin(self: TransactionWrapper) -> None:
-        if not done:
-            done.append(True)
-            admin = await asyncpg.connect(settings.database_url.replace("postgres://", "postgresql://", 1))
-            try:
-                await admin.execute("SELECT pg_terminate_backend($1)", self._connection.get_server_pid())
-            finally:
-                await admin.close()
-            await asyncio.sleep(0.2)  # the termination reaches the client's socket
-        await original(self)
-
-    monkeypatch.setattr(TransactionWrapper, "begin", begin)
-
-
 async def terminate(settings: Settings, connection: Any) -> None:
+    """PostgreSQL ends the connection's session (as pg_terminate_backend under load)."""
     admin = await asyncpg.connect(settings.database_url.replace("postgres://", "postgresql://", 1))
     try:
         await admin.execute("SELECT pg_terminate_backend($1)", connection.get_server_pid())
     finally:
         await admin.close()
     await asyncio.sleep(0.2)  # the termination reaches the client's socket
+
+
+@pytest.fixture
+def begin_on_a_terminated_connection(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BEGIN, once, on a connection PostgreSQL has just terminated."""
+    original = TransactionWrapper.begin
+    done: list[bool] = []
+
+    async def begin(self: TransactionWrapper) -> None:
+        if not done:
+            done.append(True)
+            await terminate(settings, self._connection)
+        await original(self)
+
+    monkeypatch.setattr(TransactionWrapper, "begin", begin)
 
 
 @pytest.fixture
@@ -74,9 +70,12 @@ def reset_on_a_terminated_connection(settings: Settings, monkeypatch: pytest.Mon
     monkeypatch.setattr(PooledConnection, "reset", reset)
 
 
-async def next_statement_after_a_failed_return(context: Callable[[BoundedAsyncpgClient], TransactionContext]) -> Any:
-    """In a task of its own: a transaction left open at its end (Tortoise skips the ROLLBACK after a
-    TransactionManagementError), its connection dead before the pool's reset; then the task's next statement."""
+Context = Callable[[BoundedAsyncpgClient], TransactionContext]
+
+
+async def next_statement_after(context: Context, *, left_open: bool) -> Any:
+    """In a task of its own: a transaction that fails (its BEGIN, or, left open, its return to the pool),
+    then the task's next statement. Tortoise skips the ROLLBACK after a TransactionManagementError."""
     client = connections.get("default")
     assert isinstance(client, BoundedAsyncpgClient)
 
@@ -84,28 +83,11 @@ async def next_statement_after_a_failed_return(context: Callable[[BoundedAsyncpg
         failure: BaseException | None = None
         try:
             async with context(client):
-                raise TransactionManagementError("ends with the transaction open")
+                if left_open:
+                    raise TransactionManagementError("ends with the transaction open")
         except Exception as exc:
             failure = exc
-        assert isinstance(failure, asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError), failure
-        return await connections.get("default").execute_query_dict("SELECT 1 AS one")
-
-    return await asyncio.wait_for(asyncio.create_task(task()), timeout=10)
-
-
-async def next_statement_after_failed_begin(context: Callable[[BoundedAsyncpgClient], TransactionContext]) -> Any:
-    """In a task of its own: a transaction whose BEGIN fails, then the task's next statement."""
-    client = connections.get("default")
-    assert isinstance(client, BoundedAsyncpgClient)
-
-    async def task() -> Any:
-        failure: BaseException | None = None
-        try:
-            async with context(client):
-                pass
-        except Exception as exc:
-            failure = exc
-        assert failure is not None, "BEGIN did not fail"
+        assert not isinstance(failure, TransactionManagementError | None), failure
         assert is_unavailable(failure), failure
         return await connections.get("default").execute_query_dict("SELECT 1 AS one")
 
@@ -124,7 +106,7 @@ def tortoises(client: BoundedAsyncpgClient) -> TransactionContext:
 async def test_after_a_failed_begin_the_task_runs_on_a_good_connection(
     db: None, begin_on_a_terminated_connection: None
 ) -> None:
-    assert await next_statement_after_failed_begin(ours) == [{"one": 1}]
+    assert await next_statement_after(ours, left_open=False) == [{"one": 1}]
 
 
 async def test_tortoise_itself_still_leaves_the_task_on_the_dead_connection(
@@ -132,13 +114,13 @@ async def test_tortoise_itself_still_leaves_the_task_on_the_dead_connection(
 ) -> None:
     """When this fails, Tortoise unbinds by itself: drop infra.pg_backend._SafeTransactionContext."""
     with pytest.raises(asyncpg.InterfaceError, match=r"connection is closed|released back to the pool"):
-        await next_statement_after_failed_begin(tortoises)
+        await next_statement_after(tortoises, left_open=False)
 
 
 async def test_after_a_failed_return_to_the_pool_the_task_runs_on_a_good_connection(
     db: None, reset_on_a_terminated_connection: None
 ) -> None:
-    assert await next_statement_after_a_failed_return(ours) == [{"one": 1}]
+    assert await next_statement_after(ours, left_open=True) == [{"one": 1}]
 
 
 async def test_tortoise_itself_still_leaves_the_task_bound_after_a_failed_return(
@@ -146,7 +128,7 @@ async def test_tortoise_itself_still_leaves_the_task_bound_after_a_failed_return
 ) -> None:
     """When this fails, Tortoise unbinds by itself at the end too: drop _SafeTransactionContext.__aexit__."""
     with pytest.raises(asyncpg.InterfaceError, match=r"connection is closed|released back to the pool"):
-        await next_statement_after_a_failed_return(tortoises)
+        await next_statement_after(tortoises, left_open=True)
 
 
 async def test_a_pool_wait_is_bounded(settings: Settings) -> None:
