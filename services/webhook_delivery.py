@@ -5,9 +5,9 @@ read here by the workers, which need neither Redis nor the job queue to send the
 worker claims a due delivery by compare-and-set (a lease of LEASE, the attempt counted);
 a worker killed mid-attempt leaves the lease to lapse and another one sends it again,
 with the same webhook-id, so receivers deduplicate (a worker that stops hands its cut-off
-attempts back at once). Non-2xx answers, timeouts and
-connection errors are retried on RETRY_SCHEDULE (about a day); an endpoint whose every
-attempt has failed for DISABLE_AFTER is disabled and its account's admins e-mailed.
+attempts back at once). Non-2xx answers, timeouts and connection errors are retried on
+RETRY_SCHEDULE (about a day); an endpoint whose every attempt has failed for DISABLE_AFTER
+is disabled and its account's admins e-mailed.
 """
 
 from __future__ import annotations

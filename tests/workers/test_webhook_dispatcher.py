@@ -45,6 +45,10 @@ class LocalResolver:
         return ["127.0.0.1"]
 
 
+def config_with(sender: HeldSender, cipher: SecretCipher) -> DeliveryConfig:
+    return DeliveryConfig(cipher, sender, LocalResolver(), allow_insecure=True, public_url="http://x")
+
+
 async def endpoint_with(account_id: int, path: str, deliveries: int, *, failing: bool, cipher: SecretCipher) -> int:
     now = clock.now()
     endpoint = await WebhookEndpoint.create(
@@ -85,8 +89,7 @@ async def test_failing_endpoints_never_take_the_slots_healthy_ones_need(db: None
         await endpoint_with(actor.account_id, f"/dead{n}", 10, failing=True, cipher=cipher)
     await endpoint_with(actor.account_id, "/healthy", 10, failing=False, cipher=cipher)
     sender = HeldSender()
-    config = DeliveryConfig(cipher, sender, LocalResolver(), allow_insecure=True, public_url="http://x")
-    dispatcher = Dispatcher(config, max_in_flight=6, per_endpoint=2, failing_share=3)
+    dispatcher = Dispatcher(config_with(sender, cipher), max_in_flight=6, per_endpoint=2, failing_share=3)
     # when: it fills its slots, twice (the second finds them full)
     await dispatcher.fill()
     await dispatcher.fill()
@@ -102,10 +105,6 @@ async def test_failing_endpoints_never_take_the_slots_healthy_ones_need(db: None
         await WebhookDelivery.filter(account_id=actor.account_id, status=WebhookDeliveryStatus.SUCCEEDED).count() == 40
     )
     assert dispatcher.outcomes["delivered"] == 40
-
-
-def config_with(sender: HeldSender, cipher: SecretCipher) -> DeliveryConfig:
-    return DeliveryConfig(cipher, sender, LocalResolver(), allow_insecure=True, public_url="http://x")
 
 
 async def test_a_stopping_dispatcher_hands_back_the_attempts_it_cut_off(db: None) -> None:
