@@ -121,6 +121,7 @@ def cmd_collect(settings: Settings | None, args: argparse.Namespace) -> int:
 
 
 def cmd_load(with_db: WithDb, settings: Settings, args: argparse.Namespace) -> int:
+    from schema.prepared import printed_form
     from services import trusted_documents
 
     path = Path(args.manifest)
@@ -136,8 +137,14 @@ def cmd_load(with_db: WithDb, settings: Settings, args: argparse.Namespace) -> i
     if problems:
         print("vouchsafe: nothing loaded: the schema refuses the documents above", file=sys.stderr)
         return 1
-    result = with_db(settings, lambda: trusted_documents.load_manifest(entries, source=f"manifest:{path.name}"))
+    # Trusted as clients that parse and print their documents again send them (gql): not the manifest's text.
+    printed = trusted_documents.reprinted(entries, printed_form)
+    result = with_db(
+        settings, lambda: trusted_documents.load_manifest(entries, source=f"manifest:{path.name}", printed=printed)
+    )
     print(f"{result.added} documents added, {result.known} already known ({len(entries)} in {path.name})")
+    if result.printed:
+        print(f"{result.printed} added in graphql-core's printed form, for clients that reprint them (gql)")
     return 0
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse, print_ast
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.schema import _coerce_error, validate_document
@@ -77,6 +77,19 @@ def parsed(schema: Schema, text: str) -> tuple[DocumentNode | None, list[GraphQL
         return None, [error]
     errors = validate_document(schema._schema, document, schema.preparation.rules)
     return (None, errors) if errors else (document, [])
+
+
+def printed_form(text: str) -> str | None:
+    """The document as graphql-core prints it, when that is another text; None when it is the same or unparsable.
+
+    Clients that parse their documents and print them again before sending (Python's gql
+    sends `print_ast` of its document) send this text, not the one their manifest holds.
+    """
+    try:
+        printed = print_ast(parse(text))
+    except GraphQLError:
+        return None
+    return None if printed == text else printed
 
 
 def prepare(schema: Schema, digest: str, text: str) -> PreparedDocument | None:

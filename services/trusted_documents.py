@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -50,6 +52,7 @@ class ManifestEntry:
 class LoadResult:
     added: int
     known: int
+    printed: int = 0  # besides `added`: the same documents stored as a reprinting client sends them
 
 
 def parse_manifest(data: Any) -> list[ManifestEntry]:
@@ -85,9 +88,26 @@ def parse_manifest(data: Any) -> list[ManifestEntry]:
     return list(entries.values())
 
 
-async def load_manifest(entries: list[ManifestEntry], *, source: str) -> LoadResult:
-    """Store a manifest's documents in one transaction; known ones stay as they are; ids stay unique."""
-    added = known = 0
+def reprinted(entries: list[ManifestEntry], printed_form: Callable[[str], str | None]) -> list[ManifestEntry]:
+    """Each entry's other text as `printed_form` gives it, when it has one and is not an entry already."""
+    seen = {entry.hash for entry in entries}
+    extra: dict[str, ManifestEntry] = {}
+    for entry in entries:
+        text = printed_form(entry.text)
+        if text is not None and document_hash(text) not in seen:
+            extra[document_hash(text)] = ManifestEntry(document_hash(text), text, None)
+    return list(extra.values())
+
+
+async def load_manifest(
+    entries: list[ManifestEntry], *, source: str, printed: list[ManifestEntry] | None = None
+) -> LoadResult:
+    """Store a manifest's documents in one transaction; known ones stay as they are; ids stay unique.
+
+    `printed`: the same documents as a client that reprints them sends them (`reprinted`),
+    trusted as well, under `<source> (printed)`; the new ones are counted in `printed`.
+    """
+    added = known = printed_added = 0
     async with in_transaction() as conn:
         for entry in entries:
             row = await TrustedDocument.filter(hash=entry.hash).using_db(conn).first()
@@ -98,20 +118,28 @@ async def load_manifest(entries: list[ManifestEntry], *, source: str) -> LoadRes
                         ErrorCode.INVALID, f"The id {entry.client_id!r} already names another document.", "manifest"
                     )
             if row is None:
-                await TrustedDocument.create(
-                    hash=entry.hash,
-                    text=entry.text,
-                    client_id=entry.client_id,
-                    source=source[:200],
-                    created_at=clock.now(),
-                    using_db=conn,
-                )
+                await _store(entry, source, conn)
                 added += 1
                 continue
             known += 1
             if entry.client_id is not None and row.client_id is None:
                 await TrustedDocument.filter(hash=entry.hash).using_db(conn).update(client_id=entry.client_id)
-    return LoadResult(added=added, known=known)
+        for entry in printed or []:
+            if not await TrustedDocument.filter(hash=entry.hash).using_db(conn).exists():
+                await _store(entry, f"{source[:189]} (printed)", conn)
+                printed_added += 1
+    return LoadResult(added=added, known=known, printed=printed_added)
+
+
+async def _store(entry: ManifestEntry, source: str, conn: BaseDBAsyncClient) -> None:
+    await TrustedDocument.create(
+        hash=entry.hash,
+        text=entry.text,
+        client_id=entry.client_id,
+        source=source[:200],
+        created_at=clock.now(),
+        using_db=conn,
+    )
 
 
 async def register(*, text: str, source: str = "apq") -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from schema import Schema
-from schema.prepared import PreparedDocument, prepare
+from schema.prepared import PreparedDocument, prepare, printed_form
 from services import trusted_documents
 from services.trusted_documents import SHA256_HEX, document_hash
 from settings import Settings
@@ -58,6 +58,8 @@ def own_documents(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}  # a deployment without the project's faces' manifest: the database alone decides
     entries = trusted_documents.parse_manifest(json.loads(path.read_text(encoding="utf-8")))
+    # Each also as graphql-core prints it: what a client that reprints its documents sends (gql).
+    entries += trusted_documents.reprinted(entries, printed_form)
     return {entry.hash: entry.text for entry in entries}
 
 

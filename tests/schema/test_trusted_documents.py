@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from graphql import parse, print_ast
 
 from models import TrustedDocument
 from services.trusted_documents import document_hash
@@ -186,8 +187,11 @@ class TestAllowList:
         from web.redeem import PAGE
 
         shipped = json.loads(MANIFEST.read_text(encoding="utf-8"))
-        # every instance knows documents/manifest.json from its start: no `documents load`, no row
-        assert own_documents(OWN_MANIFEST) == shipped
+        # every instance knows documents/manifest.json from its start: no `documents load`, no row;
+        # each document also as graphql-core prints it (what gql sends), and nothing else
+        own = own_documents(OWN_MANIFEST)
+        printed = {text: print_ast(parse(text)) for text in shipped.values()}
+        assert own == shipped | {document_hash(p): p for p in printed.values()}
         products = next(text for text in shipped.values() if text.startswith("query Products"))
         by_id = await post(only_api, {"documentId": f"sha256:{document_hash(products)}"})
         assert by_id.status_code == 200, by_id.text
@@ -200,6 +204,7 @@ class TestAllowList:
         assert (await post(only_api, {"documentId": ids[viewer]})).status_code == 200
         # its text, exactly, is a trusted document's; anything else is refused before it runs
         assert (await post(only_api, {"query": viewer})).status_code == 200
+        assert (await post(only_api, {"query": printed[viewer]})).status_code == 200
         for other in (viewer + " ", "query { products { code } }"):
             refused = await post(only_api, {"query": other})
             assert refused.status_code == 403

@@ -93,3 +93,20 @@ class TestLoadManifest:
         row = await TrustedDocument.get(hash=docs.document_hash(text))
         assert row.source == "apq"
         assert row.client_id is None
+
+    async def test_printed_forms_are_stored_beside_the_documents_and_counted_apart(self) -> None:
+        tag = secrets.token_hex(4)
+        written, printed = f"query Tag{tag} {{\n  viewer {{ user {{ email }} }}\n}}\n", _query(tag)
+        # A printed form that is another entry of the manifest is not stored twice.
+        entries = docs.parse_manifest(
+            {f"mine-{tag}": written, docs.document_hash(_query("P" + tag)): _query("P" + tag)}
+        )
+        extra = docs.reprinted(entries, {written: printed}.get)
+        assert [(e.hash, e.client_id) for e in extra] == [(docs.document_hash(printed), None)]
+        assert docs.reprinted([*entries, *extra], {written: printed}.get) == []
+        loaded = await docs.load_manifest(entries, source="manifest:a.json", printed=extra)
+        assert loaded == docs.LoadResult(added=2, known=0, printed=1)
+        row = await TrustedDocument.get(hash=docs.document_hash(printed))
+        assert (row.text, row.client_id, row.source) == (printed, None, "manifest:a.json (printed)")
+        again = await docs.load_manifest(entries, source="manifest:a.json", printed=extra)
+        assert again == docs.LoadResult(added=0, known=2, printed=0)

@@ -55,7 +55,9 @@ def test_load_then_list(own_env: dict[str, str], tmp_path: Path) -> None:
     listed = run_cli("documents", "list", env=own_env)
     assert f"sha256:{document_hash(text)}" in listed.stdout
     assert "my-relay-id" in listed.stdout
-    assert "2 documents" in listed.stdout
+    # Each also in graphql-core's printed form (for gql), as its own document of the same source.
+    assert "manifest:persisted-documents.json (printed)" in listed.stdout
+    assert "4 documents" in listed.stdout
 
 
 def test_a_document_the_schema_refuses_loads_nothing(own_env: dict[str, str], tmp_path: Path) -> None:
