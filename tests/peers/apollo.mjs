@@ -3,19 +3,31 @@
 // and checked, not only the answers. Exits 1 when a check fails.
 //   node apollo.mjs apq URL EMAIL                 a development server: hashes registered on first use
 //   node apollo.mjs safelist URL EMAIL MANIFEST   an allow-list server that loaded MANIFEST
+// Subscriptions go over GraphQLWsLink (graphql-ws), as the text Apollo prints: trusted by its hash.
 import { readFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
-import { ApolloClient, HttpLink, InMemoryCache, gql } from "@apollo/client";
+import { ApolloClient, ApolloLink, HttpLink, InMemoryCache, gql } from "@apollo/client";
 import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
+import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
+import { isSubscriptionOperation } from "@apollo/client/utilities";
 import { generatePersistedQueryIdsFromManifest } from "@apollo/persisted-query-lists";
-import { PRODUCTS, SIGN_IN, SIGN_UP, VIEWER, VOUCHER_REDEEM } from "./spa/operations.js";
+import { createClient } from "graphql-ws";
+import WebSocket from "ws";
+import { ACCOUNT_UPDATED, PRODUCTS, SIGN_IN, SIGN_UP, VIEWER, VOUCHER_REDEEM } from "./spa/operations.js";
 
+// A browser's global, which Apollo's GraphQLWsLink reads when a subscription fails (Node 20 has none).
+globalThis.WebSocket ??= WebSocket;
 const [mode, url, email, manifest] = process.argv.slice(2);
 const PASSWORD = "correct horse battery staple";
 // Not in the SPA's manifest: what an attacker, or a developer's console, would send.
 const UNLISTED = gql`
   query Unlisted {
     products { code }
+  }
+`;
+const UNLISTED_SUBSCRIPTION = gql`
+  subscription UnlistedAccount {
+    accountUpdated { currency }
   }
 `;
 
@@ -73,6 +85,42 @@ async function redeemRefused(apollo, token) {
   );
 }
 
+// Live updates as an SPA follows them: Apollo's GraphQLWsLink on graphql-ws, the token in connection_init.
+async function firstUpdate(token, query) {
+  const ws = createClient({
+    url: url.replace(/^http/, "ws"),
+    connectionParams: { authorization: `Bearer ${token}` },
+    retryAttempts: 0,
+  });
+  const http = new HttpLink({ uri: url });
+  const link = ApolloLink.split(({ query: doc }) => isSubscriptionOperation(doc), new GraphQLWsLink(ws), http);
+  const apollo = new ApolloClient({ cache: new InMemoryCache(), link });
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no update within 10 s")), 10_000);
+      const subscription = apollo.subscribe({ query }).subscribe({
+        next: (result) => {
+          clearTimeout(timer);
+          subscription.unsubscribe();
+          resolve(result.error ? (result.error.errors?.[0]?.extensions?.code ?? String(result.error)) : result.data);
+        },
+        error: (error) => {
+          clearTimeout(timer);
+          resolve(error.errors?.[0]?.extensions?.code ?? String(error));
+        },
+      });
+    });
+  } finally {
+    await ws.dispose();
+  }
+}
+
+async function liveUpdates(token) {
+  const first = await firstUpdate(token, ACCOUNT_UPDATED);
+  check(first?.accountUpdated?.name === "Apollo Reseller", "AccountUpdated's first update over graphql-ws", first);
+  return first;
+}
+
 async function apq() {
   // The first client to use a document registers it: its hash, refused, then hash and text.
   const first = client(sha256);
@@ -93,6 +141,7 @@ async function apq() {
   const viewer = await second.apollo.query({ query: VIEWER, fetchPolicy: "no-cache", context: auth(token) });
   check(viewer.data.viewer.user.email === email, "Viewer answered for the token", viewer.data);
   await redeemRefused(first.apollo, token);
+  await liveUpdates(token);
   const third = client(sha256);
   await redeemRefused(third.apollo, token);
   check(shape(third.sent).join() === "POST hash 200", "a registered mutation runs by POST with its hash alone", shape(third.sent));
@@ -121,6 +170,9 @@ async function safelist() {
   const code = await refusal(() => apqClient.apollo.query({ query: UNLISTED, fetchPolicy: "no-cache" }));
   check(code === "PERSISTED_QUERY_REQUIRED", "an unlisted document is refused after APQ offers its text", code);
   check(shape(apqClient.sent).join() === "POST hash 404,POST text 403", "hash 404, then text 403", shape(apqClient.sent));
+  await liveUpdates(token);
+  const unlisted = await firstUpdate(token, UNLISTED_SUBSCRIPTION);
+  check(unlisted === "PERSISTED_QUERY_REQUIRED", "an unlisted subscription is refused over graphql-ws", unlisted);
   const plain = client(null);
   const plainCode = await refusal(() => plain.apollo.query({ query: UNLISTED, fetchPolicy: "no-cache" }));
   check(plainCode === "PERSISTED_QUERY_REQUIRED", "an unlisted document's text alone is refused", plainCode);

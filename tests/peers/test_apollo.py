@@ -8,7 +8,8 @@
   `generate-persisted-query-manifest` writes the manifest from the SPA's sources
   (spa/operations.js), `vouchsafe documents load` stores it as a release would, and the
   client sends ids from it (`generatePersistedQueryIdsFromManifest`): every operation runs by
-  its id alone; anything else is refused (PERSISTED_QUERY_REQUIRED), text or not.
+  its id alone, its subscription over graphql-ws (GraphQLWsLink); anything else is refused
+  (PERSISTED_QUERY_REQUIRED), text or not, over HTTP and the WebSocket.
 
 Every request the client sends is checked (method, text or hash, status), not only the
 answers. Marked `peers` with the other public tools: their own step of .ci/run, which runs
@@ -43,7 +44,7 @@ def test_apollo_apq_registers_a_document_once_then_sends_its_hash(tmp_path: Path
     with serving(data, log) as http:
         apollo(node, "apq", f"{http.base_url}/graphql", unique_email("apq"))
     listed = vouchsafe("documents", "list", data=data)
-    # Stored in the database, so every instance knows them: the two queries and the three mutations.
+    # Stored in the database, so every instance knows them: the HTTP ones (the subscription went by WebSocket).
     assert listed.count("\tapq\t") == 5, listed
     assert not unexpected_errors(log), unexpected_errors(log)[:20]
 
@@ -57,9 +58,9 @@ def test_apollo_safelisting_runs_the_manifest_and_refuses_the_rest(tmp_path: Pat
     assert generated.returncode == 0, generated.stdout + generated.stderr
     written = json.loads(manifest.read_text())
     assert written["format"] == "apollo-persisted-query-manifest"
-    assert len(written["operations"]) == 5
+    assert len(written["operations"]) == 6
 
     data, log = tmp_path / "data", tmp_path / "serve.log"
-    with allow_list_server(manifest, 5, data, log) as http:
+    with allow_list_server(manifest, 6, data, log) as http:
         apollo(node, "safelist", f"{http.base_url}/graphql", unique_email("safelist"), str(manifest))
     assert not unexpected_errors(log), unexpected_errors(log)[:20]

@@ -87,11 +87,11 @@ def test_graphql_codegen_persisted_documents_run_by_id(tmp_path: Path) -> None:
     assert generated.returncode == 0, generated.stdout + generated.stderr
     manifest_path = out / "persisted-documents.json"
     manifest = json.loads(manifest_path.read_text())
-    assert len(manifest) == 5, manifest
+    assert len(manifest) == 6, manifest
     assert all(key.startswith("sha256:") for key in manifest), manifest
 
     data, log = tmp_path / "data", tmp_path / "serve.log"
-    with allow_list_server(manifest_path, 5, data, log) as http:
+    with allow_list_server(manifest_path, 6, data, log) as http:
         names = {"signUp": "SignUp", "signIn": "SignIn", "products": "Products", "viewer": "Viewer"}
         runs_by_id(http, manifest, names)
     assert not unexpected_errors(log), unexpected_errors(log)[:20]

@@ -41,3 +41,9 @@ export const VOUCHER_REDEEM = gql`
     }
   }
 `;
+
+export const ACCOUNT_UPDATED = gql`
+  subscription AccountUpdated {
+    accountUpdated { name }
+  }
+`;
