@@ -49,7 +49,7 @@ from models import (
     PdfStatus,
     VoucherOrder,
 )
-from services import codes, outbox, pdf
+from services import codes, outbox, pdf, pdf_render
 from settings import load_settings
 from workers.options import worker_options
 from workers.worker import VouchsafeWorker
@@ -160,8 +160,8 @@ def baseline_run(url: str, order_id: int, key: bytes) -> dict[str, float]:
         try:
             started = time.perf_counter()
             cipher = codes.CodeCipher(key)
-            order: pdf.PdfOrder | None = None
-            vouchers: list[pdf.PdfVoucher] = []
+            order: pdf_render.PdfOrder | None = None
+            vouchers: list[pdf_render.PdfVoucher] = []
             for chunk in range(10_000 // pdf.CHUNK):  # the service's own reads, all of them
                 read = await pdf._chunk_input(order_id, chunk, cipher)  # noqa: SLF001  # timed apart from the render
                 assert read is not None
@@ -171,13 +171,13 @@ def baseline_run(url: str, order_id: int, key: bytes) -> dict[str, float]:
                 vouchers.extend(read[1])
             assert order is not None
             unbounded = ResourceAccessPolicy.server(
-                pdf.TEMPLATE_DIR,
-                extra_roots=tuple({p.parent for p in pdf.FONTS.values()}),
+                pdf_render.TEMPLATE_DIR,
+                extra_roots=tuple({p.parent for p in pdf_render.FONTS.values()}),
                 allow_remote=False,
                 max_document_bytes=None,
                 max_render_seconds=None,
             )
-            render = pdf.render_vouchers
+            render = pdf_render.render_vouchers
             data = await asyncio.to_thread(render, order, vouchers, public_url=seed.PUBLIC_URL, policy=unbounded)
             return time.perf_counter() - started, data
         finally:
