@@ -148,6 +148,18 @@ def cmd_load(with_db: WithDb, settings: Settings, args: argparse.Namespace) -> i
     return 0
 
 
+def cmd_remove(with_db: WithDb, settings: Settings, args: argparse.Namespace) -> int:
+    from schema.prepared import printed_form
+    from services import trusted_documents
+
+    removed = with_db(settings, lambda: trusted_documents.remove(args.id, printed_form))
+    if not removed:
+        print(f"vouchsafe: no stored document has the id {args.id!r}", file=sys.stderr)
+        return 1
+    print(f"removed {', '.join(f'sha256:{digest}' for digest in removed)} (running instances: at their restart)")
+    return 0
+
+
 def cmd_list(with_db: WithDb, settings: Settings, args: argparse.Namespace) -> int:
     from services import trusted_documents
 
@@ -160,13 +172,16 @@ def cmd_list(with_db: WithDb, settings: Settings, args: argparse.Namespace) -> i
 
 
 def add_parser(sub: Any, with_db: WithDb) -> None:
-    """`documents load`, `documents list` and `documents collect`."""
+    """`documents load`, `documents remove`, `documents list` and `documents collect`."""
     documents = sub.add_parser(
         "documents", help="trusted (persisted) GraphQL documents: docs/trusted-documents.md"
     ).add_subparsers(dest="action", required=True)
     load = documents.add_parser("load", help="store a manifest's documents (Relay, GraphQL Code Generator, Apollo)")
     load.add_argument("manifest", help="a JSON file: {id: document text}, ids sha256:<hex>, hex or the client's own")
     load.set_defaults(func=functools.partial(cmd_load, with_db))
+    remove = documents.add_parser("remove", help="remove a stored document, and the printed form stored with it")
+    remove.add_argument("id", help="sha256:<hex>, hex, or the manifest's own id")
+    remove.set_defaults(func=functools.partial(cmd_remove, with_db))
     documents.add_parser("list", help="list the stored documents").set_defaults(
         func=functools.partial(cmd_list, with_db)
     )

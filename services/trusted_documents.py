@@ -29,6 +29,7 @@ SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # The draft's custom document identifier (unreserved characters), or its `x-` prefixed form.
 CUSTOM_ID = re.compile(r"(?:x-[A-Za-z0-9._~-]+:)?[A-Za-z0-9._~-]{1,200}")
 MAX_DOCUMENT_CHARS = 100_000  # far above the token limit's reach; a manifest is not a dump of anything
+PRINTED = " (printed)"  # the source's suffix on a document stored as a reprinting client sends another
 
 
 def document_hash(text: str) -> str:
@@ -126,7 +127,7 @@ async def load_manifest(
                 await TrustedDocument.filter(hash=entry.hash).using_db(conn).update(client_id=entry.client_id)
         for entry in printed or []:
             if not await TrustedDocument.filter(hash=entry.hash).using_db(conn).exists():
-                await _store(entry, f"{source[:189]} (printed)", conn)
+                await _store(entry, f"{source[:189]}{PRINTED}", conn)
                 printed_added += 1
     return LoadResult(added=added, known=known, printed=printed_added)
 
@@ -159,6 +160,30 @@ async def find(document_id: str) -> TrustedDocument | None:
     if not CUSTOM_ID.fullmatch(document_id):
         return None
     return await TrustedDocument.filter(client_id=document_id).first()
+
+
+async def remove(document_id: str, printed_form: Callable[[str], str | None]) -> list[str]:
+    """Remove the document an id names and the printed form `load_manifest` stored for it; the hashes removed.
+
+    The printed form stays while another stored document prints to it too; one transaction.
+    """
+    async with in_transaction() as conn:
+        digest = hash_of_id(document_id)
+        found = TrustedDocument.filter(hash=digest) if digest else TrustedDocument.filter(client_id=document_id)
+        row = await found.using_db(conn).select_for_update().first()
+        if row is None:
+            return []
+        doomed = [row.hash]
+        printed = printed_form(row.text)
+        if printed is not None:
+            twin = await TrustedDocument.filter(hash=document_hash(printed)).using_db(conn).first()
+            if twin is not None and twin.source.endswith(PRINTED):
+                others = TrustedDocument.exclude(hash__in=[row.hash, twin.hash]).using_db(conn)
+                texts = await others.values_list("text", flat=True)
+                if not any(printed_form(str(text)) == printed for text in texts):
+                    doomed.append(twin.hash)
+        await TrustedDocument.filter(hash__in=doomed).using_db(conn).delete()
+    return doomed
 
 
 async def all_documents() -> list[TrustedDocument]:

@@ -110,3 +110,29 @@ class TestLoadManifest:
         assert (row.text, row.client_id, row.source) == (printed, None, "manifest:a.json (printed)")
         again = await docs.load_manifest(entries, source="manifest:a.json", printed=extra)
         assert again == docs.LoadResult(added=0, known=2, printed=0)
+
+    async def test_remove_takes_the_printed_form_along_unless_another_document_prints_to_it(self) -> None:
+        tag = secrets.token_hex(4)
+        printed = _query(tag)
+        one, two = printed.replace("{ ", "{\n"), printed.replace(" }", "\n}")
+        forms = {one: printed, two: printed}.get
+        entries = docs.parse_manifest({f"one-{tag}": one, f"two-{tag}": two})
+        await docs.load_manifest(entries, source="manifest:a.json", printed=docs.reprinted(entries, forms))
+        assert await docs.remove(f"one-{tag}", forms) == [docs.document_hash(one)]
+        # `two` still prints to it: a gql client of `two` keeps working
+        assert await TrustedDocument.exists(hash=docs.document_hash(printed))
+        removed = await docs.remove(f"sha256:{docs.document_hash(two)}", forms)
+        assert removed == [docs.document_hash(two), docs.document_hash(printed)]
+        assert not await TrustedDocument.filter(hash__in=[e.hash for e in entries] + removed).exists()
+        assert await docs.remove(f"two-{tag}", forms) == []
+
+    async def test_remove_leaves_a_document_loaded_in_its_own_right(self) -> None:
+        tag = secrets.token_hex(4)
+        written, printed = _query(tag).replace("{ ", "{\n"), _query(tag)
+        # A manifest that holds both forms: the printed one is a document of its own, not a printed form.
+        entries = docs.parse_manifest({f"w-{tag}": written, f"p-{tag}": printed})
+        await docs.load_manifest(
+            entries, source="manifest:a.json", printed=docs.reprinted(entries, {written: printed}.get)
+        )
+        assert await docs.remove(f"w-{tag}", {written: printed}.get) == [docs.document_hash(written)]
+        assert await docs.find(f"p-{tag}") is not None

@@ -58,6 +58,14 @@ def test_load_then_list(own_env: dict[str, str], tmp_path: Path) -> None:
     # Each also in graphql-core's printed form (for gql), as its own document of the same source.
     assert "manifest:persisted-documents.json (printed)" in listed.stdout
     assert "4 documents" in listed.stdout
+    # An operator takes one back: its printed form goes with it; an unknown id is an error.
+    removed = run_cli("documents", "remove", "my-relay-id", env=own_env)
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.count("sha256:") == 2
+    assert "2 documents" in run_cli("documents", "list", env=own_env).stdout
+    unknown = run_cli("documents", "remove", "my-relay-id", env=own_env)
+    assert unknown.returncode == 1
+    assert "no stored document has the id 'my-relay-id'" in unknown.stderr
 
 
 def test_a_document_the_schema_refuses_loads_nothing(own_env: dict[str, str], tmp_path: Path) -> None:
