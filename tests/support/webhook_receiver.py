@@ -150,6 +150,12 @@ class Receiver:
         self.port = int(line.split()[1])  # kept: a restart binds the same port again
         return self
 
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()

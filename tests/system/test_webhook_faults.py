@@ -41,11 +41,8 @@ WAIT = 90.0
 
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    running = Receiver(tmp_path).start()
-    try:
+    with Receiver(tmp_path) as running:
         yield running
-    finally:
-        running.stop()
 
 
 class Workers:

@@ -17,11 +17,8 @@ from workers.webhooks import Dispatcher
 
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    running = Receiver(tmp_path).start()
-    try:
+    with Receiver(tmp_path) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture
