@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers.node import allow_list_server, node_or_skip, run, tool, vouchsafe
-from tests.peers.test_peers import PEERS, unexpected_errors
 from tests.support.factories import unique_email
+from tests.support.peers import PEERS, allow_list_server, node_or_skip, run, tool, unexpected_errors, vouchsafe
 from tests.support.processes import serving
 
 pytestmark = pytest.mark.peers

@@ -22,9 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.peers.node import allow_list_server, node_or_skip, run, tool
-from tests.peers.test_peers import PEERS, unexpected_errors
 from tests.support.factories import PASSWORD, unique_email
+from tests.support.peers import PEERS, allow_list_server, node_or_skip, run, tool, unexpected_errors
 
 pytestmark = pytest.mark.peers
 

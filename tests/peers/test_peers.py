@@ -27,11 +27,11 @@ import httpx
 import pytest
 
 from tests.support.factories import PASSWORD, SIGN_IN, SIGN_UP, line, unique_email
+from tests.support.peers import PEERS, missing, unexpected_errors
 from tests.support.processes import command, process_env, serving
 
 pytestmark = pytest.mark.peers
 
-PEERS = Path(__file__).resolve().parent
 SEED = 19
 SCHEMATHESIS_SECONDS = 75
 AUDIT_TIMEOUT = 120
@@ -43,12 +43,6 @@ BUILT_IN_CHECKS = ",".join(
         *("ensure_resource_availability", "ignored_auth", "object_level_authorization"),
     ]
 )
-
-
-def missing(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing: .ci/run installs it before the peer suites")
-    pytest.skip(f"{what} is missing; CI runs this test")
 
 
 def graphql(http: httpx.Client, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
@@ -104,10 +98,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
     with serving(root / "data", log) as http:
         key = seed_partner(http, root / "data")
         yield http, log, key
-
-
-def unexpected_errors(log: Path) -> list[str]:
-    return [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line or "Traceback" in line]
 
 
 def test_schemathesis_finds_no_server_error(server: tuple[httpx.Client, Path, str], tmp_path: Path) -> None:

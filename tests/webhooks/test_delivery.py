@@ -20,8 +20,8 @@ from services import expiry
 from tests.support.api import Api
 from tests.support.factories import deposit, line, order, partner, tenant
 from tests.support.running import run_jobs
+from tests.support.webhook_flows import CANCEL, NODE, REDEEM, RELEASE, REVEAL, THRESHOLD, send_test, subscribe
 from tests.support.webhook_receiver import Receiver
-from tests.webhooks.flows import CANCEL, NODE, REDEEM, RELEASE, REVEAL, THRESHOLD, send_test, subscribe
 from workers.webhooks import Dispatcher
 
 

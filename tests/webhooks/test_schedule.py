@@ -20,8 +20,8 @@ from settings import Settings
 from tests.support.api import Api
 from tests.support.factories import tenant
 from tests.support.running import run_jobs, shifted
+from tests.support.webhook_flows import CREATE, ROTATE, delivery_of, later, send_test, settled, subscribe
 from tests.support.webhook_receiver import Receiver
-from tests.webhooks.flows import CREATE, ROTATE, delivery_of, later, send_test, settled, subscribe
 from workers.webhooks import Dispatcher
 
 

@@ -1,20 +1,33 @@
-"""What the Node-driven peer tests share: Node with a package (or a skip; in CI a failure), commands, a server."""
+"""What the peer suites share: their folder, Node with a package (or a skip; in CI a failure), commands, servers."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.peers.test_peers import PEERS, missing
 from tests.support.processes import command, process_env, serving
 
+PEERS = Path(__file__).resolve().parents[1] / "peers"
 NODE_TIMEOUT = 120
 ONLY = {"VOUCHSAFE_TRUSTED_DOCUMENTS": "only"}
+
+
+def missing(what: str) -> None:
+    """A tool the test needs is not installed: skipped here, a failure in CI (.ci/run installs it)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing: .ci/run installs it before the peer suites")
+    pytest.skip(f"{what} is missing; CI runs this test")
+
+
+def unexpected_errors(log: Path) -> list[str]:
+    return [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line or "Traceback" in line]
 
 
 def node_or_skip(package: str) -> str:
