@@ -12,8 +12,8 @@ The comparisons, rounds of A and B interleaved:
            target A/B >= 0.5 (redeems/s)
   HTTP     A the `voucherRedeem` mutation against `vouchsafe serve` (PostgreSQL + Redis)
            B a bare Starlette endpoint calling the same service (bench/w3_baseline.py)
-           32 keep-alive clients; target A/B >= 0.3, p99 latency of A <= 50 ms, and
-           exactly one winner per code when 8 clients redeem the same code at once
+           32 keep-alive clients; target A/B >= 0.3, A's p99 <= 1.3x B's (issue 25; it
+           was <= 50 ms), and exactly one winner per code when 8 clients redeem one code
   by id    the same, A sent as the stored document's id (issue 25): target A/B >= 0.8 and
            A's p99 <= 1.3x B's
   HTTP x2  the same with `serve --workers 2` against the bare app on 2 processes: reported,
@@ -61,9 +61,8 @@ TAKES_AGAINST = True
 CLIENTS = 32
 SERVICE_TARGET = 0.5
 HTTP_TARGET = 0.3
-P99_TARGET_MS = 50.0
 BY_ID_TARGET = 0.8  # issue 25: voucherRedeem sent by id (a trusted document) against the bare endpoint
-BY_ID_P99_TARGET = 1.3  # and its p99 at most this times the bare endpoint's, in the same rounds
+P99_TARGET = 1.3  # issue 25: A's p99 at most this times the bare endpoint's, in the same rounds (was <= 50 ms)
 SPY_BATCH = 10  # redeems per client between checks that py-spy is still recording
 
 
@@ -215,16 +214,11 @@ async def http_comparison(
         deadline=deadline,
     )
     a_p99, b_p99 = p99_ms(a_tally.latencies), p99_ms(b_tally.latencies)
-    if by_id:
-        comparison.extra["p99 latency"] = (
-            f"A {a_p99:.1f} ms, B {b_p99:.1f} ms (A/B {a_p99 / b_p99:.2f}, target <= {BY_ID_P99_TARGET})",
-            None if reported_only else a_p99 <= BY_ID_P99_TARGET * b_p99,
-        )
-    else:
-        comparison.extra["p99 latency"] = (
-            f"A {a_p99:.1f} ms (target <= {P99_TARGET_MS:.0f} ms), B {b_p99:.1f} ms",
-            None if reported_only else a_p99 <= P99_TARGET_MS,
-        )
+    # Relative, by text and by id (issue 25): an absolute bound judged the machine, B missed it too.
+    comparison.extra["p99 latency"] = (
+        f"A {a_p99:.1f} ms, B {b_p99:.1f} ms (A/B {a_p99 / b_p99:.2f}, target <= {P99_TARGET})",
+        None if reported_only else a_p99 <= P99_TARGET * b_p99,
+    )
     comparison.extra["latency"] = (f"A {spread(a_tally.latencies)}; B {spread(b_tally.latencies)}", None)
     a_cpu, b_cpu = a_tally.cpu_ms_per_request(), b_tally.cpu_ms_per_request()
     comparison.extra["server CPU a redeem"] = (f"A {a_cpu:.2f} ms, B {b_cpu:.2f} ms (A/B {a_cpu / b_cpu:.2f})", None)
