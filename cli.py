@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cli_documents
+import cli_payments
 import cli_products
 from infra import database, logs, metrics
 from models import ORM_APPS
@@ -350,6 +351,7 @@ def parser() -> argparse.ArgumentParser:
 
     cli_products.add_parser(sub, _with_db)
     cli_documents.add_parser(sub, _with_db)
+    cli_payments.add_parser(sub, _with_db)
 
     sub.add_parser(
         "demo", help="create a demo partner (new e-mail each run) with a balance and three orders"

@@ -7,7 +7,8 @@ the gateway words it; a commit that fails after the charge gives the money back 
 so, and nothing of the request is left. When the database went away under the commit, the
 money goes back only once the request's record shows the commit did not happen (the answer is
 then SERVICE_UNAVAILABLE); otherwise the error is the outage's, and the retry with the same key
-replays or resumes the request.
+replays or resumes the request. One that no retry resumes is listed for an operator
+(`idempotency.unresolved`, `vouchsafe payments unresolved`).
 """
 
 from __future__ import annotations
@@ -49,13 +50,16 @@ async def charge_then_commit(
     recorded: Callable[[T], dict[str, Any]],
 ) -> T:
     """Charge the card, then run `commit` in one transaction with the idempotency record's completion."""
-    gateway_key = begun.gateway_key_suffix if begun.record_id else f"{payment.what}-{secrets.token_hex(12)}"
+    if begun.record_id is not None:
+        gateway_key = idempotency.gateway_key(payment.account_id, begun.record_id)
+    else:
+        gateway_key = f"{payment.account_id}:{payment.what}-{secrets.token_hex(12)}"
     try:
         charge = await payment.gateway.charge(
             amount=payment.amount,
             currency=payment.currency,
             token=payment.token,
-            idempotency_key=f"{payment.account_id}:{gateway_key}",
+            idempotency_key=gateway_key,
             description=f"vouchsafe {payment.what}, account {payment.account_id}",
         )
     except DomainError:

@@ -9,7 +9,7 @@ from typing import Any
 from tortoise import connections
 
 from infra import database, metrics
-from services import outbox
+from services import idempotency, outbox
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ async def sample_pool_forever(interval: float) -> None:
 
 
 async def measure(redis: Any, queue_name: str) -> metrics.Snapshot:
-    """The deployment's backlog as gauges: outbox rows by status, the oldest pending row's age, the queue's depth.
+    """The deployment's backlog as gauges: outbox rows by status, the oldest pending row's age, unresolved card
+    payments, the queue's depth.
 
     A measurement that fails or times out is left out of this scrape (the gap is what alerts see).
     """
@@ -85,6 +86,15 @@ async def measure(redis: Any, queue_name: str) -> metrics.Snapshot:
         )
     except Exception as exc:
         log.warning("metrics: outbox not measured: %s: %s", type(exc).__name__, exc)
+    try:
+        limbo = await _timed(idempotency.count_unresolved())
+        snapshot.add(
+            "vouchsafe_card_payments_unresolved",
+            "Card payments left between charge and commit, no retry since (vouchsafe payments unresolved).",
+            limbo,
+        )
+    except Exception as exc:
+        log.warning("metrics: unresolved card payments not measured: %s: %s", type(exc).__name__, exc)
     try:
         depth = await _timed(redis.zcard(queue_name))
         snapshot.add("vouchsafe_queue_jobs", "Jobs in the queue (due or deferred), not yet taken.", int(depth))

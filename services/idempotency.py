@@ -4,7 +4,9 @@ A repeat with the same key and the same input returns the first result and
 moves nothing; the same key with other input is IDEMPOTENCY_KEY_REUSED; a
 concurrent repeat gets the first result or IDEMPOTENCY_KEY_IN_PROGRESS, which
 is safe to retry. A request that failed moved nothing and records nothing, so
-its key may be used again. Keys are kept for KEEP and then purged.
+its key may be used again. Finished keys are kept for KEEP and then purged; a card
+request cut off between its charge and its commit is kept until a retry resumes it or an
+operator resolves it (`unresolved`).
 
 Two shapes, because an outside call must never run inside a transaction:
 - `once`: the record is written in the effect's own transaction (balance-only
@@ -20,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -33,6 +35,9 @@ from services.errors import DomainError, ErrorCode, invalid
 
 KEEP = timedelta(hours=25)
 LEASE = timedelta(minutes=2)
+# A card request's record still IN_PROGRESS this long after its lease lapsed: neither committed
+# nor given up, and no retry came. Its card may have been charged for nothing (`unresolved`).
+UNRESOLVED_AFTER = timedelta(minutes=15)
 MAX_KEY_LENGTH = 255
 
 Response = dict[str, Any]
@@ -87,7 +92,9 @@ async def _existing(account_id: int, key: str, operation: str, digest: str) -> I
     record = await IdempotencyRecord.filter(account_id=account_id, key=key).first()
     if record is None:
         return None
-    if record.expires_at <= clock.now():
+    if record.expires_at <= clock.now() and record.status == IdempotencyStatus.DONE:
+        # Past its keeping time a finished key is free again. One IN_PROGRESS stays: unresolved
+        # (`unresolved`), a retry resumes it under the same gateway key instead of charging anew.
         await IdempotencyRecord.filter(id=record.id, expires_at=record.expires_at).delete()
         return None
     if record.operation != operation or record.request_hash != digest:
@@ -145,9 +152,10 @@ class Begun:
     record_id: int | None
     replay: Response | None = None
 
-    @property
-    def gateway_key_suffix(self) -> str:
-        return f"idem-{self.record_id}"
+
+def gateway_key(account_id: int, record_id: int) -> str:
+    """The idempotency key the gateway saw for a keyed request's card charge: a retry charges under it again."""
+    return f"{account_id}:idem-{record_id}"
 
 
 async def begin(*, account_id: int, key: str | None, operation: str, request: dict[str, Any]) -> Begun:
@@ -208,6 +216,39 @@ async def abandon(begun: Begun) -> None:
         await IdempotencyRecord.filter(id=begun.record_id, status=IdempotencyStatus.IN_PROGRESS).delete()
 
 
+@dataclass(frozen=True)
+class Unresolved:
+    record_id: int
+    account_id: int
+    operation: str
+    created_at: datetime
+    gateway_key: str  # what to look the charge up by at the payment provider
+
+
+def _unresolved(now: datetime) -> Any:
+    # `begin`'s records only: `once` writes its record in the effect's transaction, never IN_PROGRESS alone.
+    cutoff = now - UNRESOLVED_AFTER
+    return IdempotencyRecord.filter(status=IdempotencyStatus.IN_PROGRESS, locked_until__lt=cutoff)
+
+
+async def unresolved() -> list[Unresolved]:
+    """Card requests left between their charge and their commit: the client never came back (docs/operations.md)."""
+    rows = await _unresolved(clock.now()).order_by("created_at", "id")
+    return [Unresolved(r.id, r.account_id, r.operation, r.created_at, gateway_key(r.account_id, r.id)) for r in rows]
+
+
+async def count_unresolved() -> int:
+    return int(await _unresolved(clock.now()).count())
+
+
+async def resolve(record_id: int) -> bool:
+    """An operator settled an unresolved request with the provider (refunded, or found no charge): forget it.
+
+    Compare-and-set: a retry that took the request over meanwhile (its lease is live) is left to finish.
+    """
+    return bool(await _unresolved(clock.now()).filter(id=record_id).delete())
+
+
 async def purge_expired() -> int:
-    """Delete records past their keeping time (a periodic task)."""
-    return await IdempotencyRecord.filter(expires_at__lt=clock.now()).delete()
+    """Delete finished records past their keeping time (a periodic task); unresolved ones wait for an operator."""
+    return await IdempotencyRecord.filter(expires_at__lt=clock.now(), status=IdempotencyStatus.DONE).delete()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from models import Account
-from services import accounts
+from infra import clock
+from models import Account, IdempotencyRecord
+from services import accounts, idempotency
 from tests.support.factories import PASSWORD, unique_email
 from tests.support.processes import run_cli
 
@@ -128,3 +130,27 @@ def test_the_listening_url_is_what_a_browser_here_reaches() -> None:
     assert listening_url("0.0.0.0", 9000) == "http://127.0.0.1:9000"
     assert listening_url("::", 9000) == "http://[::1]:9000"
     assert listening_url("vouchers.local", 80) == "http://vouchers.local:80"
+
+
+async def test_payments_unresolved_lists_a_card_payment_cut_off_then_resolve_forgets_it_once(
+    db: None, cli_env: dict[str, str]
+) -> None:
+    # given: a card request's record, its lease lapsed long ago (its process died after the charge)
+    account = await Account.create(name="Limbo CLI")
+    begun = await idempotency.begin(account_id=account.id, key="k", operation="fundsDeposit", request={"amount": 1})
+    assert begun.record_id is not None
+    lapsed = clock.now() - idempotency.UNRESOLVED_AFTER - timedelta(minutes=1)
+    await IdempotencyRecord.filter(id=begun.record_id).update(locked_until=lapsed)
+    # when
+    listed = await asyncio.to_thread(run_cli, "payments", "unresolved", env=cli_env)
+    # then: with the key the charge went under, to look it up at the provider
+    assert listed.returncode == 0, listed.stderr
+    row = f"{begun.record_id}\taccount {account.id}\tfundsDeposit\t"
+    assert row in listed.stdout
+    assert f"\t{account.id}:idem-{begun.record_id}\n" in listed.stdout
+    resolved = await asyncio.to_thread(run_cli, "payments", "resolve", str(begun.record_id), env=cli_env)
+    assert resolved.returncode == 0, resolved.stderr
+    assert not await IdempotencyRecord.exists(id=begun.record_id)
+    again = await asyncio.to_thread(run_cli, "payments", "resolve", str(begun.record_id), env=cli_env)
+    assert again.returncode == 1
+    assert "is not an unresolved card payment" in again.stderr
