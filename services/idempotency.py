@@ -27,6 +27,7 @@ from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from infra import clock
@@ -225,7 +226,7 @@ class Unresolved:
     gateway_key: str  # what to look the charge up by at the payment provider
 
 
-def _unresolved(now: datetime) -> Any:
+def _unresolved(now: datetime) -> QuerySet[IdempotencyRecord]:
     # `begin`'s records only: `once` writes its record in the effect's transaction, never IN_PROGRESS alone.
     cutoff = now - UNRESOLVED_AFTER
     return IdempotencyRecord.filter(status=IdempotencyStatus.IN_PROGRESS, locked_until__lt=cutoff)
