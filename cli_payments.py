@@ -13,13 +13,10 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cli_products import WithDb
 from settings import Settings
-
-# cli's `_with_db`: runs one piece of async work with the database open.
-WithDb = Callable[[Settings, Callable[[], Awaitable[Any]]], Any]
 
 
 def cmd_unresolved(with_db: WithDb, settings: Settings, args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from infra import clock
@@ -95,8 +96,11 @@ def reprinted(entries: list[ManifestEntry], printed_form: Callable[[str], str | 
     extra: dict[str, ManifestEntry] = {}
     for entry in entries:
         text = printed_form(entry.text)
-        if text is not None and document_hash(text) not in seen:
-            extra[document_hash(text)] = ManifestEntry(document_hash(text), text, None)
+        if text is None:
+            continue
+        digest = document_hash(text)
+        if digest not in seen:
+            extra[digest] = ManifestEntry(digest, text, None)
     return list(extra.values())
 
 
@@ -152,14 +156,18 @@ async def register(*, text: str, source: str = "apq") -> None:
         await TrustedDocument.create(hash=document_hash(text), text=text, source=source, created_at=clock.now())
 
 
-async def find(document_id: str) -> TrustedDocument | None:
-    """The stored document a `documentId` names: by its sha256 (bare or prefixed), else by the client's id."""
+def _named(document_id: str) -> QuerySet[TrustedDocument] | None:
+    """The rows a `documentId` can name: by its sha256 (bare or prefixed), else by the client's id; None: no id."""
     digest = hash_of_id(document_id)
     if digest is not None:
-        return await TrustedDocument.filter(hash=digest).first()
-    if not CUSTOM_ID.fullmatch(document_id):
-        return None
-    return await TrustedDocument.filter(client_id=document_id).first()
+        return TrustedDocument.filter(hash=digest)
+    return TrustedDocument.filter(client_id=document_id) if CUSTOM_ID.fullmatch(document_id) else None
+
+
+async def find(document_id: str) -> TrustedDocument | None:
+    """The stored document a `documentId` names."""
+    named = _named(document_id)
+    return None if named is None else await named.first()
 
 
 async def remove(document_id: str, printed_form: Callable[[str], str | None]) -> list[str]:
@@ -167,10 +175,11 @@ async def remove(document_id: str, printed_form: Callable[[str], str | None]) ->
 
     The printed form stays while another stored document prints to it too; one transaction.
     """
+    named = _named(document_id)
+    if named is None:
+        return []
     async with in_transaction() as conn:
-        digest = hash_of_id(document_id)
-        found = TrustedDocument.filter(hash=digest) if digest else TrustedDocument.filter(client_id=document_id)
-        row = await found.using_db(conn).select_for_update().first()
+        row = await named.using_db(conn).select_for_update().first()
         if row is None:
             return []
         doomed = [row.hash]
