@@ -20,6 +20,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from schema import arguments
 from schema.accounts import AccountMutation, AccountQuery
 from schema.after_commit import AfterCommitWrites
 from schema.cache import ResponseCache
@@ -118,6 +119,7 @@ def build_schema(*, production: bool = False) -> Schema:
     built.preparation = Preparation(MAX_TOKENS, (*specified_rules, *rules), tuple(executing))
     built.prepared = PreparedCache()
     answer_outages_in_payloads(built._schema)  # noqa: SLF001  # as above: mutations' resolvers are wrapped there
+    arguments.install()  # resolvers' arguments converted by converters made once (tests/test_library_patches.py)
     return built
 
 
