@@ -39,6 +39,7 @@ from schema.prepared import Preparation, PreparedCache
 from schema.redemption import RedemptionMutation, RedemptionQuery
 from schema.requests import HideSuggestions, OneOperationOrItsName
 from schema.resilience import answer_outages_in_payloads
+from schema.runner import ExtensionsRunner
 from schema.staff import JobMutation, StaffMutation, StaffQuery
 from schema.webhooks import WebhookMutation
 from services import codes
@@ -67,6 +68,11 @@ class Schema(strawberry.Schema):
     # Set by build_schema: how trusted documents are prepared (schema.prepared), and the prepared ones.
     preparation: Preparation
     prepared: PreparedCache
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> ExtensionsRunner:
+        return ExtensionsRunner(execution_context=execution_context, extensions=extensions)  # hooks inspected once
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Unexpected errors are logged with their trace by MaskInternalErrors; the rest
