@@ -35,8 +35,10 @@ from strawberry.types.unset import UNSET
 Converter = Callable[[Any, Any, tuple[str | int, ...]], Any]
 Registry = Mapping[object, Any]
 _MAX_PLANS = 10_000  # fields made at run time (tests build schemas) cannot grow it without bound
-# id(arguments list) -> (the list, config, registry, its plan): the references keep the ids from being reused.
-_plans: dict[int, tuple[list[StrawberryArgument], StrawberryConfig, Registry, list[tuple[str, str, Converter]]]] = {}
+# ids of (arguments list, config, registry) -> (them, the plan): the references keep the ids from being reused.
+# Schemas built from the same types (development and production) share the lists, not the config.
+_Key = tuple[int, int, int]
+_plans: dict[_Key, tuple[list[StrawberryArgument], StrawberryConfig, Registry, list[tuple[str, str, Converter]]]] = {}
 
 
 def convert_arguments(
@@ -49,11 +51,12 @@ def convert_arguments(
     """Strawberry's `convert_arguments`, by the arguments' converters made when first used."""
     if not arguments:
         return {}
-    entry = _plans.get(id(arguments))
-    if entry is None or entry[0] is not arguments or entry[1] is not config or entry[2] is not scalar_registry:
+    key = (id(arguments), id(config), id(scalar_registry))
+    entry = _plans.get(key)
+    if entry is None:
         entry = (arguments, config, scalar_registry, _plan(arguments, scalar_registry, config))
         if len(_plans) < _MAX_PLANS:
-            _plans[id(arguments)] = entry
+            _plans[key] = entry
     kwargs = {}
     for name, python_name, convert in entry[3]:
         if name in value:
