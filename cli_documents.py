@@ -14,13 +14,12 @@ import functools
 import json
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from cli_products import WithDb
 from settings import Settings
-
-WithDb = Callable[[Settings, Callable[[], Awaitable[Any]]], Any]
 
 ROOT = Path(__file__).resolve().parent
 DOCUMENTS_DIR = ROOT / "documents"
