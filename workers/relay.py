@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
+from infra.waits import woken
 from services import outbox
 
 log = logging.getLogger(__name__)
@@ -22,7 +21,6 @@ async def relay_forever(queue: outbox.JobQueue, *, interval: float) -> None:
                     log.debug("relayed %d outbox messages", relayed)
             except Exception as exc:  # broker or database down: the rows wait for the next sweep
                 log.warning("outbox relay failed, retrying in %.1fs: %s", interval, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=interval)
+            await woken(event, interval)
     finally:
         outbox.unlisten(event)

@@ -16,13 +16,13 @@ so a Redis outage does not stop them either. Its bounds, per process:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from infra.waits import woken
 from services import webhook_delivery
 from services.webhook_delivery import DeliveryConfig, Outcome
 from workers.metrics import WEBHOOK_DELIVERIES
@@ -123,8 +123,7 @@ class Dispatcher:
                 await self.fill()
             except Exception as exc:  # the database is away: deliveries wait in their table
                 log.warning("webhook dispatch failed, retrying in %.1fs: %s", interval, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            await woken(self._wake, interval)
 
     async def drain(self, *, within: float = 30.0) -> None:
         """Send everything due now and wait for it (tests; a burst-mode worker)."""

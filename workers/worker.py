@@ -14,6 +14,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from infra.redis import open_redis
+from infra.waits import woken
 from services import outbox
 from settings import Settings
 from workers.options import worker_options
@@ -68,8 +69,7 @@ class VouchsafeWorker(Worker):
                 log.warning("worker lost Redis, retrying in %.0fs: %s", REDIS_RETRY_SECONDS, exc)
                 delay = REDIS_RETRY_SECONDS
             # Woken early when a CPU-bound job ends (take the next chunk now) or a stop is asked.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await woken(self._wake, delay)
             self._wake.clear()
 
     async def open_pool(self) -> ArqRedis:
