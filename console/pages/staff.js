@@ -78,6 +78,7 @@ async function accountsPage(main) {
   }
   let timer;
   search.addEventListener("input", () => {
+    generation++; // a load already under way answers an older search: it must not end the busy state
     list.setAttribute("aria-busy", "true");
     clearTimeout(timer);
     timer = setTimeout(() => load(true), 250);
