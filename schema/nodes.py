@@ -2,7 +2,9 @@
 
 Strawberry's relay.node() answers a malformed id (bad base64, an unknown type name) with a
 GraphQL error, and hands a number beyond the keys' range to the database. Here every id
-that names nothing of this tenant, for whatever reason, is null, as a missing row is.
+that names nothing of this tenant, for whatever reason, is null, as a missing row is. A token
+that stands for nobody (signed out, expired) is told so, as every other field tells it: its
+client must not read null as "this order is gone".
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from schema.errors import ClientError
 from schema.finance.types import LedgerEntry
 from schema.orders.types import Voucher, VoucherOrder
 from schema.pagination import MAX_PAGE_SIZE
+from schema.permissions import unauthenticated
 from schema.redemption import CertificateRequest
 from schema.webhooks import WebhookDelivery, WebhookEndpoint
 
@@ -41,6 +44,8 @@ NODE_TYPES: dict[str, type] = {
 
 async def resolve(info: Info, ids: list[str]) -> list[relay.Node | None]:
     """The objects in the order of the ids; one query per type asked for."""
+    if info.context.actor is None and info.context.token:
+        raise unauthenticated(info)
     wanted: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for position, global_id in enumerate(ids):
         parsed = parse_global_id(global_id)

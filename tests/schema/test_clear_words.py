@@ -83,6 +83,20 @@ class TestTokens:
         result = await api("{ viewer { account { id } } }", token=admin["token"])
         assert "unknown, expired or revoked" in result["errors"][0]["message"]
 
+    async def test_a_revoked_token_reading_a_node_says_so_rather_than_null(self, api: Api) -> None:
+        admin = await tenant(api)
+        account = (await api("{ viewer { account { id } } }", token=admin["token"]))["data"]["viewer"]["account"]
+        read = "query N($id: ID!) { node(id: $id) { id } nodes(ids: [$id]) { id } }"
+        assert (await api(read, {"id": account["id"]}, token=admin["token"]))["data"]["node"] == account
+        await api("mutation { signOut { signedOut } }", token=admin["token"])
+        result = await api(read, {"id": account["id"]}, token=admin["token"])
+        assert result["data"] is None
+        assert {e["extensions"]["code"] for e in result["errors"]} == {"UNAUTHENTICATED"}
+        assert "unknown, expired or revoked" in result["errors"][0]["message"]
+        # with no token at all, an id still reads as null: nothing says whether it exists
+        anonymous = await api(read, {"id": account["id"]})
+        assert anonymous == {"data": {"node": None, "nodes": [None]}}
+
     async def test_no_token_asks_to_sign_in(self, api: Api) -> None:
         result = await api("{ viewer { account { id } } }")
         assert result["errors"][0]["message"].startswith("Sign in first")
