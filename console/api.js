@@ -50,7 +50,8 @@ function unknownId(sent, errors) {
 
 export async function gql(document, variables = {}) {
   const sent = request(document, variables);
-  const body = await post(sent);
+  const token = session.token;
+  const body = await post(sent, token);
   if (unknownId(sent, body.errors)) {
     byText.add(document);
     return gql(document, variables);
@@ -58,18 +59,18 @@ export async function gql(document, variables = {}) {
   const first = (body.errors || [])[0];
   if (first) {
     const code = (first.extensions || {}).code || "ERROR";
-    if (code === "UNAUTHENTICATED") onUnauthenticated();
+    // Only about the session still held: an answer to a token already dropped (signed out) moves nothing.
+    if (code === "UNAUTHENTICATED" && token === session.token) onUnauthenticated();
     throw new ApiError(first.message, code);
   }
   return body.data;
 }
 
-async function post(payload) {
+async function post(payload, token) {
   const headers = {
     "Content-Type": "application/json",
     Accept: "application/graphql-response+json, application/json;q=0.9",
   };
-  const token = session.token;
   if (token) headers.Authorization = `Bearer ${token}`;
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);

@@ -28,6 +28,11 @@ function rawDetails(value) {
 
 export async function render(main, { params }) {
   const [number] = params;
+  // An answer that comes after the page was left (another page, a sign-out) draws nothing.
+  let left = false;
+  onLeave(() => {
+    left = true;
+  });
   const found = (await gql(D.OrderByNumber, { number })).voucherOrders.edges[0];
   if (!found) return replace(main, h("h1", {}, t("orderNotFound")), h("p", {}, h("a", { href: "/orders" }, t("backToOrders"))));
   let order = found.node;
@@ -203,6 +208,7 @@ export async function render(main, { params }) {
 
   async function loadVouchers() {
     const data = await gql(D.OrderVouchers, { id: order.id, first: VOUCHER_PAGE, after: cursors[pageIndex] });
+    if (left || !data.node) return;
     const connection = data.node.vouchers;
     replace(
       voucherBody,
@@ -223,9 +229,16 @@ export async function render(main, { params }) {
     cursors[pageIndex + 1] = connection.pageInfo.endCursor;
     replace(
       voucherPager,
-      h("button", { type: "button", class: "secondary", disabled: pageIndex === 0, onclick: () => { pageIndex -= 1; loadVouchers(); } }, t("previous")),
-      h("button", { type: "button", class: "secondary", disabled: !connection.pageInfo.hasNextPage, onclick: () => { pageIndex += 1; loadVouchers(); } }, t("next")),
+      h("button", { type: "button", class: "secondary", disabled: pageIndex === 0, onclick: () => { pageIndex -= 1; inBackground(loadVouchers()); } }, t("previous")),
+      h("button", { type: "button", class: "secondary", disabled: !connection.pageInfo.hasNextPage, onclick: () => { pageIndex += 1; inBackground(loadVouchers()); } }, t("next")),
     );
+  }
+
+  // Loads no one awaits (a live update, the pager): a failure is a toast while the page is shown.
+  function inBackground(promise) {
+    promise.catch((error) => {
+      if (!left) toast(error.message);
+    });
   }
 
   async function refresh() {
@@ -239,7 +252,7 @@ export async function render(main, { params }) {
     drawSummary();
     drawPdf();
     if (!confirm.contains(document.activeElement)) drawActions();
-    loadVouchers();
+    inBackground(loadVouchers());
   }
 
   drawSummary();

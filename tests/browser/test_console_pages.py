@@ -280,3 +280,26 @@ def test_render_again_refused_says_why_in_words(console: Console, browser: Brows
     expect(page.locator("#pdf-status")).to_have_attribute("data-status", "READY")
     expect(page.get_by_role("button", name="Render again")).to_be_enabled()
     assert tab.problems == []
+
+
+SIGN_OUT = "mutation { signOut { signedOut } }"
+
+
+def test_a_session_ended_elsewhere_sends_the_order_page_to_sign_in(
+    console: Console, browser: Browser, tmp_path: Path
+) -> None:
+    email = partner(console)
+    tab = open_tab(browser, tmp_path)
+    page = tab.page
+    sign_in(tab, console.base, email, "/orders")
+    number = page.locator("tbody tr[data-order]").first.get_attribute("data-order")
+    page.goto(f"{console.base}/orders/{number}")
+    expect(page.locator("#vouchers tbody tr")).to_have_count(10)
+    # The tab's own token, revoked by another client: the next page of codes meets a dead session.
+    token = page.evaluate("() => sessionStorage.getItem('vouchsafe.session')")
+    assert graphql(console.http, SIGN_OUT, token=token)["signOut"]["signedOut"] is True
+    page.get_by_role("button", name="Next").click()
+    page.wait_for_url(re.compile(r"/signin\?next="))
+    expect(page.locator("main h1")).to_have_text("Sign in to vouchsafe")
+    assert page.evaluate("() => sessionStorage.getItem('vouchsafe.session')") is None
+    assert tab.problems == []
