@@ -212,6 +212,22 @@ function drawNav(pathname) {
 
 let renderCount = 0;
 
+// For a page's render: whether that page is still the one shown. An answer can come after the
+// page was left (another page, a sign-out), and then it must draw nothing.
+export function shownNow() {
+  const mine = renderCount;
+  return () => mine === renderCount;
+}
+
+// A load no one awaits (a live update, a click): its failure is a toast while its page is shown,
+// never an unhandled rejection.
+export function inBackground(promise) {
+  const shown = shownNow();
+  promise.catch((error) => {
+    if (shown()) toast(error.message);
+  });
+}
+
 export async function render() {
   const mine = ++renderCount;
   for (const stop of state.stops.splice(0)) stop();

@@ -1,7 +1,7 @@
 // /finance/settings, /finance/deposit, /finance/ledger.
 
 import { gql, idempotencyKey } from "../api.js";
-import { can, onAccount, state } from "../app.js";
+import { can, inBackground, onAccount, shownNow, state } from "../app.js";
 import * as D from "../documents.js";
 import { field, h, nextId, replace, showErrors, toast } from "../dom.js";
 import { count, dateTime, money } from "../format.js";
@@ -137,6 +137,7 @@ async function ledgerPage(main) {
   const summary = h("p", { class: "muted", "aria-live": "polite" });
   const more = h("button", { type: "button", class: "secondary", hidden: true }, t("loadMore"));
   let after = null;
+  const shown = shownNow();
 
   function filter() {
     const value = {};
@@ -149,6 +150,7 @@ async function ledgerPage(main) {
   async function load(reset) {
     if (reset) after = null;
     const data = await gql(D.Ledger, { first: LEDGER_PAGE, after, filter: filter() });
+    if (!shown()) return;
     const connection = data.viewer.account.ledger;
     const rows = connection.edges.map(({ node }) =>
       h(
@@ -168,9 +170,9 @@ async function ledgerPage(main) {
     after = connection.pageInfo.endCursor;
     more.hidden = !connection.pageInfo.hasNextPage;
   }
-  more.addEventListener("click", () => load(false));
-  for (const control of [kind, from, to]) control.addEventListener("change", () => load(true));
-  onAccount(() => load(true));
+  more.addEventListener("click", () => inBackground(load(false)));
+  for (const control of [kind, from, to]) control.addEventListener("change", () => inBackground(load(true)));
+  onAccount(() => inBackground(load(true)));
   replace(
     main,
     h("h1", {}, t("ledger")),

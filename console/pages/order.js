@@ -1,7 +1,7 @@
 // /orders/<number>: lines, status counts, vouchers (masked, paged), reveal, CSV, PDF (render again), cancel, history; live.
 
 import { gql, idempotencyKey, subscribe } from "../api.js";
-import { can, onLeave, state } from "../app.js";
+import { can, inBackground, onLeave, shownNow, state } from "../app.js";
 import * as D from "../documents.js";
 import { h, replace, toast } from "../dom.js";
 import { count, dateTime, day, money } from "../format.js";
@@ -28,11 +28,7 @@ function rawDetails(value) {
 
 export async function render(main, { params }) {
   const [number] = params;
-  // An answer that comes after the page was left (another page, a sign-out) draws nothing.
-  let left = false;
-  onLeave(() => {
-    left = true;
-  });
+  const shown = shownNow();
   const found = (await gql(D.OrderByNumber, { number })).voucherOrders.edges[0];
   if (!found) return replace(main, h("h1", {}, t("orderNotFound")), h("p", {}, h("a", { href: "/orders" }, t("backToOrders"))));
   let order = found.node;
@@ -208,7 +204,7 @@ export async function render(main, { params }) {
 
   async function loadVouchers() {
     const data = await gql(D.OrderVouchers, { id: order.id, first: VOUCHER_PAGE, after: cursors[pageIndex] });
-    if (left || !data.node) return;
+    if (!shown() || !data.node) return;
     const connection = data.node.vouchers;
     replace(
       voucherBody,
@@ -232,13 +228,6 @@ export async function render(main, { params }) {
       h("button", { type: "button", class: "secondary", disabled: pageIndex === 0, onclick: () => { pageIndex -= 1; inBackground(loadVouchers()); } }, t("previous")),
       h("button", { type: "button", class: "secondary", disabled: !connection.pageInfo.hasNextPage, onclick: () => { pageIndex += 1; inBackground(loadVouchers()); } }, t("next")),
     );
-  }
-
-  // Loads no one awaits (a live update, the pager): a failure is a toast while the page is shown.
-  function inBackground(promise) {
-    promise.catch((error) => {
-      if (!left) toast(error.message);
-    });
   }
 
   async function refresh() {

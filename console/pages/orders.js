@@ -1,7 +1,7 @@
 // /orders (and /): the voucher orders, filtered by status and customer, each row live.
 
 import { gql, subscribe } from "../api.js";
-import { can, onAccount, onLeave, state } from "../app.js";
+import { can, inBackground, onAccount, onLeave, shownNow, state } from "../app.js";
 import * as D from "../documents.js";
 import { field, h, replace } from "../dom.js";
 import { count, dateTime, money } from "../format.js";
@@ -56,12 +56,14 @@ export async function render(main, { query }) {
   const summary = h("p", { class: "muted", "aria-live": "polite" });
   const pager = h("div", { class: "pager" });
   let stops = [];
+  const shown = shownNow();
   onLeave(() => stops.forEach((stop) => stop()));
   let cursor = { first: PAGE_SIZE };
 
   async function load() {
     const filter = { status: status.value || null, customerName: customer.value.trim() || null };
     const data = await gql(D.Orders, { ...cursor, filter });
+    if (!shown()) return; // left meanwhile: no rows, and no live rows that nobody would stop
     const connection = data.voucherOrders;
     stops.forEach((stop) => stop());
     stops = [];
@@ -85,7 +87,7 @@ export async function render(main, { query }) {
   }
   function page(next) {
     cursor = next;
-    load();
+    inBackground(load());
   }
   let timer;
   const refilter = () => {
@@ -96,14 +98,14 @@ export async function render(main, { query }) {
       if (status.value) params.set("status", status.value);
       if (customer.value.trim()) params.set("customer", customer.value.trim());
       history.replaceState({}, "", `${location.pathname}${params.size ? `?${params}` : ""}`);
-      load();
+      inBackground(load());
     }, 250);
   };
   status.addEventListener("change", refilter);
   customer.addEventListener("input", refilter);
   // A new order (paid from the balance or by card) changes the account: the first page shows it.
   onAccount(() => {
-    if (!cursor.after && !cursor.before) load();
+    if (!cursor.after && !cursor.before) inBackground(load());
   });
 
   replace(

@@ -1,6 +1,7 @@
 // /staff/accounts and /staff/jobs: the operator's people.
 
 import { gql, idempotencyKey } from "../api.js";
+import { inBackground } from "../app.js";
 import * as D from "../documents.js";
 import { field, h, nextId, replace, showErrors, toast } from "../dom.js";
 import { count, dateTime, money } from "../format.js";
@@ -81,9 +82,9 @@ async function accountsPage(main) {
     generation++; // a load already under way answers an older search: it must not end the busy state
     list.setAttribute("aria-busy", "true");
     clearTimeout(timer);
-    timer = setTimeout(() => load(true), 250);
+    timer = setTimeout(() => inBackground(load(true)), 250);
   });
-  more.addEventListener("click", () => load(false));
+  more.addEventListener("click", () => inBackground(load(false)));
   replace(main, h("h1", {}, t("accounts")), h("form", { class: "filters", role: "search", onsubmit: (e) => e.preventDefault() }, field(t("searchAccounts"), search)), summary, list, more);
   await load(true);
 }
