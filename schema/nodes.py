@@ -22,7 +22,7 @@ from schema.errors import ClientError
 from schema.finance.types import LedgerEntry
 from schema.orders.types import Voucher, VoucherOrder
 from schema.pagination import MAX_PAGE_SIZE
-from schema.permissions import unauthenticated
+from schema.permissions import refuse_a_dead_token
 from schema.redemption import CertificateRequest
 from schema.webhooks import WebhookDelivery, WebhookEndpoint
 
@@ -44,8 +44,7 @@ NODE_TYPES: dict[str, type] = {
 
 async def resolve(info: Info, ids: list[str]) -> list[relay.Node | None]:
     """The objects in the order of the ids; one query per type asked for."""
-    if info.context.actor is None and info.context.token:
-        raise unauthenticated(info)
+    refuse_a_dead_token(info)
     wanted: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for position, global_id in enumerate(ids):
         parsed = parse_global_id(global_id)

@@ -19,13 +19,18 @@ def unauthenticated(info: Info) -> ClientError:
     return ClientError(message, code="UNAUTHENTICATED")
 
 
+def refuse_a_dead_token(info: Info) -> None:
+    """A token that stands for nobody (signed out, expired) is told so rather than read as anonymous."""
+    if info.context.actor is None and info.context.token:
+        raise unauthenticated(info)
+
+
 class IsAuthenticated(BasePermission):
     message = "Sign in first: send Authorization: Bearer <token>."
     error_extensions = {"code": "UNAUTHENTICATED"}
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        if info.context.actor is None and info.context.token:
-            raise unauthenticated(info)
+        refuse_a_dead_token(info)
         return info.context.actor is not None
 
     def on_unauthorized(self) -> None:

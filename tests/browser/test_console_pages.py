@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, expect
 from settings import Settings
 from tests.support.browser import WAIT_MS
 from tests.support.console import Console, console_server, open_tab, sign_in
-from tests.support.factories import PASSWORD, SIGN_UP, unique_email
+from tests.support.factories import PASSWORD, SIGN_OUT, SIGN_UP, unique_email
 from tests.support.processes import graphql
 from tests.support.processes import sign_in as api_sign_in
 from tests.support.running import free_port
@@ -280,9 +280,6 @@ def test_render_again_refused_says_why_in_words(console: Console, browser: Brows
     expect(page.locator("#pdf-status")).to_have_attribute("data-status", "READY")
     expect(page.get_by_role("button", name="Render again")).to_be_enabled()
     assert tab.problems == []
-
-
-SIGN_OUT = "mutation { signOut { signedOut } }"
 
 
 def test_a_session_ended_elsewhere_sends_the_order_page_to_sign_in(

@@ -12,7 +12,7 @@ import pytest
 from services.accounts import SIGN_IN_PER_EMAIL
 from settings import Settings
 from tests.support.api import Api, loopback_client
-from tests.support.factories import PASSWORD, SIGN_IN, SIGN_UP, line, partner, sign_in, tenant, unique_email
+from tests.support.factories import PASSWORD, SIGN_IN, SIGN_OUT, SIGN_UP, line, partner, sign_in, tenant, unique_email
 
 # Each misspelling graphql-core would answer with "Did you mean ...?".
 MISSPELLINGS = {
@@ -79,7 +79,7 @@ class TestTokens:
 
     async def test_a_revoked_token_says_so(self, api: Api) -> None:
         admin = await tenant(api)
-        await api("mutation { signOut { signedOut } }", token=admin["token"])
+        await api(SIGN_OUT, token=admin["token"])
         result = await api("{ viewer { account { id } } }", token=admin["token"])
         assert "unknown, expired or revoked" in result["errors"][0]["message"]
 
@@ -88,7 +88,7 @@ class TestTokens:
         account = (await api("{ viewer { account { id } } }", token=admin["token"]))["data"]["viewer"]["account"]
         read = "query N($id: ID!) { node(id: $id) { id } nodes(ids: [$id]) { id } }"
         assert (await api(read, {"id": account["id"]}, token=admin["token"]))["data"]["node"] == account
-        await api("mutation { signOut { signedOut } }", token=admin["token"])
+        await api(SIGN_OUT, token=admin["token"])
         result = await api(read, {"id": account["id"]}, token=admin["token"])
         assert result["data"] is None
         assert {e["extensions"]["code"] for e in result["errors"]} == {"UNAUTHENTICATED"}

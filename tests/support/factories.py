@@ -24,6 +24,8 @@ mutation SignIn($input: SignInInput!) {
   signIn(input: $input) { token expiresAt user { id email } errors { code field message } }
 }"""
 
+SIGN_OUT = "mutation { signOut { signedOut } }"
+
 
 def unique_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
